@@ -1,0 +1,1 @@
+"""Segue's bridge: transports between the engine and the hosts (HTTP, OSC, MIDI)."""

@@ -1,0 +1,86 @@
+"""The `segue` command: one entry point, one module per subcommand.
+
+Each module in this package gives `SUMMARY` (one line for `segue --help`), a docstring (the
+subcommand's own help), `add_arguments(parser)` and `run(args) -> int`. Modules import their
+heavy dependencies (torch, music21) inside `run`, so `segue --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from engine import __version__
+from engine.errors import SegueError
+
+# Subcommands in the order `segue --help` lists them: name -> module in this package.
+COMMANDS = {
+    "continue": "continue_",
+    "convert": "convert",
+    "corpus": "corpus",
+}
+
+EPILOG = """\
+examples:
+  segue continue tune.abc --bars 8            write 8 more bars of tune.abc to the terminal
+  segue continue song.musicxml --measures 1-4 --bars 4 -o next.musicxml
+  segue convert tune.abc tune.musicxml        convert between ABC, MusicXML and MIDI
+  segue <command> --help                      everything a command can do
+
+Set SEGUE_DEBUG=1 to see the full traceback of an unexpected error."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: `segue` and every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="segue",
+        description="Segue continues music: give it a few bars, it writes the next ones.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"segue {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        sub_parser = sub.add_parser(
+            name,
+            help=module.SUMMARY,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(sub_parser)
+        sub_parser.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `segue`; return the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except SegueError as error:
+        print(f"segue {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"segue {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a fault of ours: one line, the traceback on request
+        if os.environ.get("SEGUE_DEBUG"):
+            raise
+        print(
+            f"segue {args.command}: internal error: {type(error).__name__}: {error}\n"
+            "  (set SEGUE_DEBUG=1 for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

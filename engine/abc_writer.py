@@ -1,0 +1,434 @@
+"""music21 stream -> ABC text. music21 reads ABC but cannot write it; this module does.
+
+What it writes is standard ABC 2.1 and is also the language Segue's models speak:
+
+* the header is `X:`, `T:` (if the score has a title), `M:`, `L:`, `Q:` (if known), `K:`;
+  the unit note length `L:` follows the ABC rule (1/16 below a meter of 3/4, else 1/8);
+* every accidental that differs from what a reader would assume is written out, whichever of
+  ABC's accidental rules (none, same letter, same letter and octave) the reader follows, so
+  music21, abc2midi and abcm2ps all read the same pitches;
+* durations are written explicitly (`A3/2`, never broken rhythm `A>B`); tuplets as `(3` or
+  `(p:q:r`; chords as `[CEG]2`; ties as `-`; grace notes as `{g}`; gaps as invisible rests `x`;
+* beats are separated by spaces, bars by `|` (with `|:`, `:|`, `[1`, `[2`, `||`, `|]` where
+  the score has repeats, endings and double bars), four bars to a line;
+* several parts, or several voices in one part, become ABC voices `V:1`, `V:2`, ... whose lines
+  alternate, four bars each (music21 cannot read that layout: `engine.music.parse_abc` can);
+* meter, key and tempo changes inside the tune become inline fields `[M:3/4]`, `[K:D]`, `[Q:..]`.
+
+Lyrics, chord symbols, dynamics, articulations, slurs and layout are not written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from music21 import bar, chord, duration, key, meter, note, spanner, stream, tempo
+
+from engine.errors import SegueError
+
+MODE_SUFFIX = {
+    "major": "", "ionian": "", "minor": "m", "aeolian": "m", "dorian": "Dor",
+    "phrygian": "Phr", "lydian": "Lyd", "mixolydian": "Mix", "locrian": "Loc",
+}
+ACCIDENTAL_TEXT = {-2: "__", -1: "_", 0: "=", 1: "^", 2: "^^"}
+
+
+def frac(value: float | Fraction) -> Fraction:
+    """A music21 duration or offset (float or Fraction) as an exact Fraction."""
+    return Fraction(value).limit_denominator(1 << 16)
+
+
+def unit_length(time_signature: meter.TimeSignature | None) -> Fraction:
+    """ABC's default unit note length (fraction of a whole note) for a meter."""
+    if time_signature is None:
+        return Fraction(1, 8)
+    ratio = Fraction(time_signature.numerator, time_signature.denominator)
+    return Fraction(1, 16) if ratio < Fraction(3, 4) else Fraction(1, 8)
+
+
+def meter_text(time_signature: meter.TimeSignature | None) -> str:
+    """The value of an `M:` field."""
+    if time_signature is None:
+        return "none"
+    return time_signature.ratioString
+
+
+def key_text(key_signature: key.KeySignature | None) -> str:
+    """The value of a `K:` field: tonic and mode, e.g. `F#m`, `Bb`, `ADor`."""
+    if key_signature is None:
+        return "C"
+    if isinstance(key_signature, key.Key):
+        tonic, mode = key_signature.tonic.name, key_signature.mode
+    else:
+        tonic, mode = key_signature.asKey("major").tonic.name, "major"
+    return tonic.replace("-", "b") + MODE_SUFFIX.get(mode, "")
+
+
+def tempo_text(mark: tempo.MetronomeMark) -> str | None:
+    """The value of a `Q:` field, such as `1/4=120`, or None when the mark has no number."""
+    number = mark.getQuarterBPM()
+    if number is None:
+        return None
+    beat = frac(mark.referent.quarterLength) / 4 if mark.referent else Fraction(1, 4)
+    bpm = number * float(beat * 4)
+    return f"{beat.numerator}/{beat.denominator}={round(bpm):d}"
+
+
+def length_text(ratio: Fraction) -> str:
+    """A length in unit notes as ABC writes it after a note: '', '2', '/', '/4', '3/2'."""
+    if ratio == 1:
+        return ""
+    if ratio.denominator == 1:
+        return str(ratio.numerator)
+    if ratio.numerator == 1:
+        return "/" if ratio.denominator == 2 else f"/{ratio.denominator}"
+    return f"{ratio.numerator}/{ratio.denominator}"
+
+
+def tuplet_ratio(element: note.GeneralNote) -> Fraction:
+    """How much the element's tuplets shorten it: 2/3 for a triplet, 1 for none."""
+    ratio = Fraction(1)
+    for tup in element.duration.tuplets:
+        ratio *= Fraction(tup.numberNotesNormal, tup.numberNotesActual)
+    return ratio
+
+
+def default_tuplet_q(p: int, compound: bool) -> int:
+    """The q that ABC assumes for `(p` (p notes in the time of q)."""
+    if p in (3, 6):
+        return 2
+    if p in (2, 4, 8):
+        return 3
+    return 3 if compound else 2
+
+
+@dataclass
+class Bar:
+    """One bar of one ABC voice: its events and the bar lines around it."""
+
+    events: list = field(default_factory=list)  # notes, rests, chords, key/meter/tempo marks
+    start_repeat: bool = False
+    end_repeat: bool = False
+    right_style: str = "regular"  # regular, light-light (||), final (|])
+    ending: str | None = None  # "1", "2", "1,2" when a first/second ending starts here
+    offset_shift: Fraction = Fraction(0)  # where the bar's first event sits (pickups: > 0)
+
+
+class AccidentalState:
+    """What a reader assumes for each note in a bar, under every ABC accidental rule."""
+
+    def __init__(self, key_signature: key.KeySignature | None) -> None:
+        self.set_key(key_signature)
+
+    def set_key(self, key_signature: key.KeySignature | None) -> None:
+        self.key_alter: dict[str, int] = {}
+        if key_signature is not None:
+            for step in "CDEFGAB":
+                accidental = key_signature.accidentalByStep(step)
+                self.key_alter[step] = int(accidental.alter) if accidental else 0
+        self.new_bar()
+
+    def new_bar(self) -> None:
+        self.by_step: dict[str, int] = {}
+        self.by_step_octave: dict[tuple[str, int], int] = {}
+
+    def marking(self, step: str, octave: int, alter: int) -> str:
+        """The accidental to write before this note ('' when every reader assumes it)."""
+        in_key = self.key_alter.get(step, 0)
+        assumed = {
+            in_key,
+            self.by_step.get(step, in_key),
+            self.by_step_octave.get((step, octave), in_key),
+        }
+        if assumed == {alter}:
+            return ""
+        self.by_step[step] = alter
+        self.by_step_octave[(step, octave)] = alter
+        return ACCIDENTAL_TEXT[alter]
+
+
+def pitch_text(p, accidentals: AccidentalState) -> str:
+    """One pitch in ABC: accidental, letter, octave marks (C4 = `C`, C5 = `c`, C3 = `C,`)."""
+    octave = p.octave if p.octave is not None else p.implicitOctave
+    alter = max(-2, min(2, round(p.alter)))
+    text = accidentals.marking(p.step, octave, alter)
+    if octave >= 5:
+        return text + p.step.lower() + "'" * (octave - 5)
+    return text + p.step + "," * (4 - octave)
+
+
+def tied_on(n: note.NotRest) -> bool:
+    return n.tie is not None and n.tie.type in ("start", "continue")
+
+
+class VoiceWriter:
+    """Writes the bars of one voice, keeping the accidental state across the bar."""
+
+    def __init__(self, unit: Fraction, time_signature, key_signature) -> None:
+        self.unit_ql = unit * 4  # unit length in quarter notes
+        self.time_signature = time_signature
+        self.key_signature = key_signature
+        self.accidentals = AccidentalState(key_signature)
+
+    def length(self, quarter_length: Fraction) -> str:
+        return length_text(quarter_length / self.unit_ql)
+
+    def bar_text(self, bar_: Bar, first: bool) -> str:
+        self.accidentals.new_bar()
+        pieces: list[str] = []
+        position = bar_.offset_shift
+        beat = frac(self.time_signature.beatDuration.quarterLength) if self.time_signature \
+            else Fraction(1)
+        sounding = [e for e in bar_.events if isinstance(e, note.GeneralNote)]
+        tuplet_heads = self.tuplet_groups(sounding)
+        graces: list[note.NotRest] = []
+        for element in bar_.events:
+            if isinstance(element, (meter.TimeSignature, key.KeySignature, tempo.MetronomeMark)):
+                field_text = self.inline_field(element, first and frac(element.offset) == 0)
+                if field_text:
+                    pieces.append(field_text + " ")
+                continue
+            if element.duration.isGrace:
+                graces.append(element)
+                continue
+            offset = frac(element.offset) + bar_.offset_shift
+            if offset > position:  # a gap in the voice: an invisible rest fills it
+                pieces.append("x" + self.length(offset - position) + " ")
+                position = offset
+            elif offset < position:
+                continue  # overlaps the previous event: cannot be written in one voice
+            text = tuplet_heads.get(id(element), "")
+            if text and pieces and not pieces[-1].endswith(" "):
+                text = " " + text
+            if graces:
+                text += "{" + "".join(self.grace_text(g) for g in graces) + "}"
+                graces = []
+            text += self.event_text(element)
+            position += frac(element.duration.quarterLength)
+            if position % beat == 0 or frac(element.duration.quarterLength) >= beat:
+                text += " "
+            pieces.append(text)
+        if graces:  # grace notes at the end of a bar ornament nothing: written before the bar
+            pieces.append("{" + "".join(self.grace_text(g) for g in graces) + "}")
+        return "".join(pieces).strip()
+
+    def inline_field(self, element, at_tune_start: bool) -> str:
+        """`[M:3/4]`, `[K:D]`, `[Q:1/4=90]` for a change, or '' for what is already in force."""
+        if isinstance(element, meter.TimeSignature):
+            if self.time_signature is not None and element.ratioString == \
+                    self.time_signature.ratioString:
+                return ""
+            self.time_signature = element
+            return "" if at_tune_start else f"[M:{meter_text(element)}]"
+        if isinstance(element, key.KeySignature):
+            if self.key_signature is not None and key_text(element) == \
+                    key_text(self.key_signature):
+                return ""
+            self.key_signature = element
+            self.accidentals.set_key(element)
+            return "" if at_tune_start else f"[K:{key_text(element)}]"
+        if at_tune_start:
+            return ""
+        text = tempo_text(element)
+        return f"[Q:{text}]" if text else ""
+
+    def event_text(self, element: note.GeneralNote) -> str:
+        notated = frac(element.duration.quarterLength) / tuplet_ratio(element)
+        length = self.length(notated)
+        if isinstance(element, chord.Chord):
+            all_tied = tied_on(element) or all(tied_on(n) for n in element.notes)
+            inner = "".join(
+                pitch_text(n.pitch, self.accidentals)
+                + ("-" if tied_on(n) and not all_tied else "")
+                for n in element.notes
+            )
+            return f"[{inner}]{length}" + ("-" if all_tied else "")
+        if isinstance(element, note.Note):
+            return pitch_text(element.pitch, self.accidentals) + length + \
+                ("-" if tied_on(element) else "")
+        return "z" + length  # rests, and unpitched notes, which ABC cannot write
+
+    def grace_text(self, grace: note.NotRest) -> str:
+        notated = frac(duration.Duration(grace.duration.type, dots=grace.duration.dots)
+                       .quarterLength) if grace.duration.type != "zero" else self.unit_ql
+        pitches = grace.pitches
+        if not pitches:
+            return ""
+        return pitch_text(pitches[0], self.accidentals) + self.length(notated)
+
+    def tuplet_groups(self, sounding: list) -> dict[int, str]:
+        """`(p`, `(p:q` or `(p:q:r` heads, by element id, for the tuplets among `sounding`.
+
+        A run of notes sharing a ratio is cut into groups of p notes (ABC's default); a
+        remainder gets an explicit note count. The timing is exact however the run is cut.
+        """
+        heads: dict[int, str] = {}
+        compound = bool(self.time_signature) and self.time_signature.numerator % 3 == 0 \
+            and self.time_signature.numerator > 3
+        run: list = []
+        run_ratio = Fraction(1)
+
+        def flush() -> None:
+            if not run:
+                return
+            p, q = run_ratio.denominator, run_ratio.numerator
+            for start in range(0, len(run), p):
+                group = run[start:start + p]
+                r = len(group)
+                if r == p and q == default_tuplet_q(p, compound):
+                    head = f"({p}"
+                elif r == p:
+                    head = f"({p}:{q}"
+                else:
+                    head = f"({p}:{q}:{r}"
+                heads[id(group[0])] = head
+            run.clear()
+
+        for element in sounding:
+            if element.duration.isGrace:
+                continue
+            ratio = tuplet_ratio(element)
+            if ratio != run_ratio or (element.duration.tuplets
+                                      and element.duration.tuplets[0].type == "start"
+                                      and len(run) % run_ratio.denominator == 0):
+                flush()
+                run_ratio = ratio
+            if ratio != 1:
+                run.append(element)
+        flush()
+        return heads
+
+
+def voice_bars(part: stream.Stream) -> list[list[Bar]]:
+    """The bars of a part, as one list per voice (a part with two voices gives two lists)."""
+    measures = list(part.getElementsByClass(stream.Measure))
+    if not measures:
+        raise SegueError("the part has no bars to write")
+    brackets = {}
+    for bracket in part.spanners.getElementsByClass(spanner.RepeatBracket):
+        spanned = bracket.getSpannedElements()
+        if spanned:
+            brackets[id(spanned[0])] = str(bracket.number)
+    voice_count = max(1, *(len(m.voices) for m in measures))
+    voices: list[list[Bar]] = [[] for _ in range(voice_count)]
+    for measure in measures:
+        marks = [e for e in measure.getElementsByClass(
+            (meter.TimeSignature, key.KeySignature, tempo.MetronomeMark))]
+        left, right = measure.leftBarline, measure.rightBarline
+        shift = frac(measure.paddingLeft) if measure.paddingLeft else Fraction(0)
+        contents = list(measure.voices) if measure.voices else [measure]
+        for index, voice in enumerate(voices):
+            bar_ = Bar(
+                start_repeat=isinstance(left, bar.Repeat) and left.direction == "start",
+                end_repeat=isinstance(right, bar.Repeat) and right.direction == "end",
+                right_style=right.type if isinstance(right, bar.Barline) else "regular",
+                ending=brackets.get(id(measure)),
+                offset_shift=shift,
+            )
+            events = list(contents[index].notesAndRests) if index < len(contents) else []
+            if index >= len(contents):  # this voice is silent in this bar
+                events = [note.Rest(quarterLength=measure.barDuration.quarterLength)]
+                events[0].offset = 0
+            bar_.events = sorted(
+                marks + [e for e in events if not _is_chord_symbol(e)],
+                key=lambda e: (frac(e.offset), isinstance(e, note.GeneralNote)),
+            )
+            voice.append(bar_)
+    return voices
+
+
+def _is_chord_symbol(element) -> bool:
+    return type(element).__name__ in ("ChordSymbol", "NoChord", "RomanNumeral")
+
+
+def bar_line(previous: Bar | None, following: Bar | None) -> tuple[str, str]:
+    """The bar line between two bars, as (what ends the previous bar, what opens the next).
+
+    Inside a line the two are written together (`:|[2`); at a line break the first ends one
+    line (`:|`, `|:`) and the second, an ending mark (`[2`), opens the next.
+    """
+    if previous is None:
+        closing = ""
+    elif previous.end_repeat:
+        closing = ":|"
+    elif following is None and previous.right_style in ("light-heavy", "final"):
+        closing = "|]"
+    elif previous.right_style in ("light-light", "double", "final", "light-heavy"):
+        closing = "||"
+    else:
+        closing = "|"
+    if following is not None and following.start_repeat:
+        closing = ":|:" if closing == ":|" else "|:"
+    opening = f"[{following.ending}" if following is not None and following.ending else ""
+    return closing, opening
+
+
+def score_parts(score: stream.Stream) -> list[stream.Stream]:
+    """The parts of a score, each with bars (a stream without bars is barred first)."""
+    parts = list(score.parts) if isinstance(score, stream.Score) else [score]
+    if not parts:
+        raise SegueError("the score has no parts")
+    barred = []
+    for part in parts:
+        if not part.getElementsByClass(stream.Measure):
+            part = part.makeNotation()
+        barred.append(part)
+    return barred
+
+
+def first_of(part: stream.Stream, classes):
+    found = part.recurse().getElementsByClass(classes)
+    return found.first() if found else None
+
+
+def voice_text_lines(bars: list[Bar], writer: VoiceWriter, bars_per_line: int) -> list[str]:
+    """The lines of one voice, `bars_per_line` bars each, bar lines included."""
+    lines: list[str] = []
+    current = ""
+    for index, bar_ in enumerate(bars):
+        text = writer.bar_text(bar_, first=(index == 0))
+        closing, opening = bar_line(bars[index - 1] if index else None, bar_)
+        if index and index % bars_per_line == 0:
+            lines.append(f"{current} {closing}".strip())
+            current = opening
+        else:
+            current += f" {closing}{opening}" if current or closing or opening else ""
+        current += " " + text
+    closing, _ = bar_line(bars[-1], None)
+    lines.append(f"{current} {closing}".strip())
+    return lines
+
+
+def write_abc(score: stream.Stream, *, reference: int = 1, title: str | None = None,
+              unit: Fraction | None = None, bars_per_line: int = 4) -> str:
+    """Write a music21 score (or part) as one ABC tune; see the module docstring."""
+    parts = score_parts(score)
+    time_signature = first_of(parts[0], meter.TimeSignature)
+    key_signature = first_of(parts[0], key.KeySignature)
+    mark = first_of(parts[0], tempo.MetronomeMark)
+    unit = unit or unit_length(time_signature)
+    if title is None and score.metadata is not None and score.metadata.title:
+        title = score.metadata.title
+    header = [f"X:{reference}"]
+    if title:
+        header.append(f"T:{' '.join(title.split())}")
+    header += [f"M:{meter_text(time_signature)}",
+               f"L:{unit.numerator}/{unit.denominator}"]
+    if mark is not None and tempo_text(mark):
+        header.append(f"Q:{tempo_text(mark)}")
+    header.append(f"K:{key_text(key_signature)}")
+
+    voice_lines = [
+        voice_text_lines(bars, VoiceWriter(unit, time_signature, key_signature), bars_per_line)
+        for part in parts for bars in voice_bars(part)
+    ]
+    body: list[str] = []
+    if len(voice_lines) == 1:
+        body = voice_lines[0]
+    else:
+        for row in range(max(len(lines) for lines in voice_lines)):
+            for n, lines in enumerate(voice_lines):
+                if row < len(lines):
+                    body += [f"V:{n + 1}", lines[row]]
+    return "\n".join(header + body) + "\n"

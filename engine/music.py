@@ -1,0 +1,285 @@
+"""Scores in and out: ABC, MusicXML and MIDI through music21, and selections of bars.
+
+music21 is the hub: every reader returns a `music21.stream.Score` with parts and bars, every
+writer takes one. Errors a user can cause (a missing file, junk, a selection outside the
+score) raise `SegueError` with a one-line explanation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import os
+import re
+import warnings
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+from engine.abc_text import group_voices, read_header, split_tunes
+from engine.abc_writer import frac, write_abc
+from engine.errors import SegueError
+from engine.files import atomic_path, write_text_atomic
+
+FORMATS = {
+    ".abc": "abc",
+    ".musicxml": "musicxml", ".xml": "musicxml", ".mxl": "musicxml",
+    ".mid": "midi", ".midi": "midi",
+}
+# The grid MIDI is quantized to: sixteenth notes and eighth-note triplets.
+MIDI_GRID = (4, 3)
+# Meters a MIDI file without a time signature is tested against, in quarter notes a bar.
+CANDIDATE_METERS = {"4/4": 4.0, "3/4": 3.0, "6/8": 3.0, "2/4": 2.0}
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence music21's warnings and prints while it reads or writes."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def format_of(path: str | os.PathLike[str]) -> str:
+    """'abc', 'musicxml' or 'midi', from a file's extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        known = ", ".join(sorted(FORMATS))
+        raise SegueError(f"{path}: unknown file type {suffix or '(none)'!r}; use one of {known}")
+    return FORMATS[suffix]
+
+
+def has_notes(score) -> bool:
+    return any(True for _ in score.recurse().notes)
+
+
+def parse_abc(text: str):
+    """One ABC tune (the first if the text has several) as a music21 Score."""
+    from music21 import converter, stream
+
+    tunes = split_tunes(text)
+    if not tunes:
+        raise SegueError("no ABC tune found (a tune starts with an X: line and has a K: line)")
+    tune = tunes[0]
+    if not read_header(tune).key:
+        raise SegueError("the ABC tune has no K: (key) line")
+    try:
+        with quiet():
+            score = converter.parse(group_voices(tune), format="abc")
+    except Exception as error:
+        raise SegueError(f"music21 could not read the ABC tune: {error}") from error
+    if isinstance(score, stream.Opus):
+        score = score.scores[0]
+    if not has_notes(score):
+        raise SegueError("the ABC tune has no notes")
+    return score
+
+
+def choose_tune(text: str, tune: str | None, source: str) -> str:
+    """The tune of an ABC file whose `X:` is `tune`, or the first one."""
+    tunes = split_tunes(text)
+    if not tunes:
+        raise SegueError(f"{source}: no ABC tune found (a tune starts with an X: line)")
+    if tune is None:
+        return tunes[0]
+    for candidate in tunes:
+        if read_header(candidate).reference == str(tune):
+            return candidate
+    numbers = ", ".join(read_header(t).reference for t in tunes[:20])
+    more = ", ..." if len(tunes) > 20 else ""
+    raise SegueError(f"{source}: no tune X:{tune}; the file has X: {numbers}{more}")
+
+
+def read_score(path: str | os.PathLike[str], *, tune: str | None = None):
+    """Read an ABC, MusicXML or MIDI file as a music21 Score (ABC: tune `tune` or the first)."""
+    kind = format_of(path)
+    file = Path(path)
+    if not file.is_file():
+        raise SegueError(f"{path}: no such file")
+    if file.stat().st_size == 0:
+        raise SegueError(f"{path}: the file is empty")
+    if kind == "abc":
+        text = file.read_bytes().decode("utf-8", errors="replace")
+        if "\x00" in text:
+            raise SegueError(f"{path}: not an ABC text file")
+        try:
+            return parse_abc(choose_tune(text, tune, str(path)))
+        except SegueError as error:
+            raise SegueError(f"{path}: {error}") from None
+    if kind == "midi":
+        return read_midi(file)
+    return read_musicxml(file)
+
+
+def read_musicxml(path: Path):
+    """A MusicXML file (.musicxml, .xml or compressed .mxl) as a music21 Score."""
+    from music21 import converter, stream
+
+    try:
+        with quiet():
+            score = converter.parse(str(path), format="musicxml", forceSource=True)
+    except Exception as error:
+        raise SegueError(f"{path}: not a readable MusicXML file ({error})") from None
+    if isinstance(score, stream.Opus):
+        score = score.scores[0]
+    if not isinstance(score, stream.Score) or not has_notes(score):
+        raise SegueError(f"{path}: the MusicXML file has no notes")
+    return score
+
+
+def midi_declares(path: Path, meta_type: str) -> bool:
+    """Whether a MIDI file carries a meta message of this type (e.g. 'time_signature')."""
+    import mido
+
+    try:
+        midi = mido.MidiFile(str(path))
+    except Exception as error:
+        raise SegueError(f"{path}: not a readable MIDI file ({error})") from None
+    return any(message.type == meta_type for track in midi.tracks for message in track)
+
+
+def read_midi(path: Path):
+    """A MIDI file as a Score quantized to sixteenths and triplet eighths.
+
+    A file that declares no time signature gets the meter whose bar lines best match its
+    strong onsets; one that declares no key gets the key music21's Krumhansl analysis finds.
+    """
+    from music21 import converter, key, meter, stream
+
+    declares_meter = midi_declares(path, "time_signature")
+    declares_key = midi_declares(path, "key_signature")
+    try:
+        with quiet():
+            score = converter.parse(str(path), format="midi", quantizePost=True,
+                                    quarterLengthDivisors=MIDI_GRID)
+    except Exception as error:
+        raise SegueError(f"{path}: not a readable MIDI file ({error})") from None
+    if not has_notes(score):
+        raise SegueError(f"{path}: the MIDI file has no notes")
+    if not declares_meter:
+        score = rebar(score, meter.TimeSignature(estimate_meter(score)))
+    if not declares_key:
+        with quiet():
+            estimated = score.analyze("key")
+        for part in score.parts:
+            first = part.getElementsByClass(stream.Measure).first()
+            for old in first.getElementsByClass(key.KeySignature):
+                first.remove(old)
+            first.insert(0, key.Key(estimated.tonic, estimated.mode))
+    return score
+
+
+def estimate_meter(score) -> str:
+    """The candidate meter under which most of the music's weight falls on downbeats."""
+    onsets: dict[Fraction, float] = {}
+    for element in score.flatten().notes:
+        onset = frac(element.offset)
+        onsets[onset] = onsets.get(onset, 0.0) + float(element.duration.quarterLength) + 1.0
+    best, best_score = "4/4", -1.0
+    for name, bar_length in CANDIDATE_METERS.items():
+        beat = 1.5 if name == "6/8" else 1.0
+        bar = frac(bar_length)
+        downbeat = sum(w for t, w in onsets.items() if t % bar == 0)
+        on_beat = sum(w for t, w in onsets.items() if t % frac(beat) == 0)
+        # favour meters whose beats carry the onsets, then whose downbeats carry the weight;
+        # a short bar is penalized slightly so that 4/4 wins over 2/4 when both fit
+        score_ = on_beat + 2 * downbeat - 0.05 * sum(onsets.values()) * (4 / bar_length)
+        if score_ > best_score:
+            best, best_score = name, score_
+    return best
+
+
+def rebar(score, time_signature):
+    """The score's notes barred again under another time signature."""
+    from music21 import stream
+
+    result = stream.Score()
+    for part in score.parts:
+        new_part = stream.Part()
+        new_part.insert(0, copy.deepcopy(time_signature))
+        for element in part.flatten().notesAndRests:
+            new_part.insert(element.offset, element)
+        result.insert(0, new_part.makeNotation())
+    return result
+
+
+def parse_measures(text: str) -> tuple[int, int]:
+    """'3-6' -> (3, 6); '5' -> (5, 5)."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+))?\s*", text)
+    if not match:
+        raise SegueError(f"--measures {text!r}: write a bar number or a range such as 1-8")
+    first = int(match.group(1))
+    last = int(match.group(2) or first)
+    if last < first:
+        raise SegueError(f"--measures {text!r}: the range runs backwards")
+    return first, last
+
+
+def select(score, *, part: str | None = None, measures: tuple[int, int] | None = None):
+    """Bars `measures` (numbered as in the score, both included) of part `part`.
+
+    `part` is a number counted from 1 or a part's name; None keeps every part.
+    """
+    from music21 import stream
+
+    parts = list(score.parts)
+    if part is not None:
+        chosen = None
+        if str(part).isdigit() and 1 <= int(part) <= len(parts):
+            chosen = parts[int(part) - 1]
+        else:
+            chosen = next((p for p in parts if (p.partName or "").lower() == str(part).lower()),
+                          None)
+        if chosen is None:
+            names = ", ".join(f"{i + 1} ({p.partName or 'unnamed'})" for i, p in enumerate(parts))
+            raise SegueError(f"--part {part}: the score has parts {names}")
+        selected = stream.Score([chosen])
+        selected.metadata = score.metadata
+        score = selected
+    if measures is None:
+        return score
+    numbers = [m.number for m in score.parts[0].getElementsByClass(stream.Measure)]
+    if not numbers:
+        raise SegueError("the score has no numbered bars to select from")
+    first, last = measures
+    if first < min(numbers) or last > max(numbers):
+        raise SegueError(f"--measures {first}-{last} is outside the score, whose bars are "
+                         f"numbered {min(numbers)}-{max(numbers)}")
+    with quiet():
+        excerpt = score.measures(first, last)
+    if not has_notes(excerpt) and not any(True for _ in excerpt.recurse().notesAndRests):
+        raise SegueError(f"--measures {first}-{last}: the selection is empty")
+    return excerpt
+
+
+def write_score(score, path: str | os.PathLike[str]) -> None:
+    """Write a Score to `path` in the format its extension names, whole or not at all."""
+    kind = format_of(path)
+    if kind == "abc":
+        write_text_atomic(path, write_abc(score))
+        return
+    with atomic_path(path) as tmp, quiet():
+        if kind == "midi":
+            score.write("midi", fp=str(tmp))
+        elif Path(path).suffix.lower() == ".mxl":
+            score.write("mxl", fp=str(tmp))
+        else:
+            score.write("musicxml", fp=str(tmp))
+
+
+def note_events(score) -> list[list[tuple[Fraction, Fraction, int]]]:
+    """For each part, its sorted (onset, duration, MIDI pitch) triples, in quarter notes.
+
+    The measure of a faithful conversion: two scores that agree here sound the same.
+    """
+    events = []
+    for part in score.parts:
+        triples = []
+        for element in part.flatten().notes:
+            if type(element).__name__ in ("ChordSymbol", "NoChord"):
+                continue
+            onset, length = frac(element.offset), frac(element.duration.quarterLength)
+            triples += [(onset, length, p.midi) for p in element.pitches]
+        events.append(sorted(triples))
+    return events

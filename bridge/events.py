@@ -1,0 +1,197 @@
+"""Note events, as hosts see them, to music21 scores and back.
+
+An *events* document is what the MuseScore plug-in reads with its cursor and what the MIDI
+bridge captures: a meter, a key, and per staff a list of events
+
+    {"onset": "3/8", "duration": "1/8", "pitches": [60, 64], "tie": false, "voice": 0}
+
+with onsets and durations as exact fractions of a whole note (MuseScore's own count), onsets
+from the start of the first bar, rests as empty `pitches`, `tie` true when the event is tied
+to the next one of the same voice. Answers add `"tpcs"`, MuseScore's tonal pitch classes
+(C = 14, one step per fifth: G = 15, F = 13), so the host spells each note as the engine did.
+
+Each (staff, voice) becomes one part of the score, and so one ABC voice for the model.
+"""
+
+from __future__ import annotations
+
+import copy
+from fractions import Fraction
+from typing import Any
+
+from engine.abc_writer import frac
+from engine.errors import SegueError
+
+STEP_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}
+MAX_EVENTS = 20_000
+MAX_STAVES = 16
+
+
+def parse_fraction(value: Any, what: str) -> Fraction:
+    """'3/8' (or an int, or '1') as a Fraction; SegueError for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise SegueError(f"{what} must be a fraction written as \"n/d\", not {value!r}")
+    try:
+        result = Fraction(value)
+    except (ValueError, ZeroDivisionError):
+        raise SegueError(f"{what} must be a fraction written as \"n/d\", not {value!r}") from None
+    if result.denominator > 1024 or abs(result) > 10_000:
+        raise SegueError(f"{what} {value!r} is out of range")
+    return result
+
+
+def fraction_text(value: Fraction) -> str:
+    return f"{value.numerator}/{value.denominator}"
+
+
+def tpc(pitch) -> int:
+    """MuseScore's tonal pitch class of a music21 pitch: C = 14, G = 15, F# = 20, Bb = 12."""
+    return 14 + STEP_FIFTHS[pitch.step] + 7 * round(pitch.alter)
+
+
+def time_signature_of(events: dict) -> str:
+    text = events.get("time_signature", "4/4")
+    if not isinstance(text, str) or "/" not in text:
+        raise SegueError(f"time_signature must be written like \"3/4\", not {text!r}")
+    numerator, _, denominator = text.partition("/")
+    if not (numerator.strip().isdigit() and denominator.strip() in
+            {"1", "2", "4", "8", "16", "32"} and 0 < int(numerator) <= 32):
+        raise SegueError(f"time_signature {text!r} is not a meter Segue can write")
+    return f"{int(numerator)}/{int(denominator)}"
+
+
+def key_of(events: dict):
+    from music21 import key
+
+    fifths = events.get("key", 0)
+    if isinstance(fifths, bool) or not isinstance(fifths, int) or not -7 <= fifths <= 7:
+        raise SegueError(f"key must be a number of fifths from -7 to 7, not {fifths!r}")
+    mode = events.get("mode", "major")
+    if mode not in ("major", "minor"):
+        raise SegueError(f"mode must be \"major\" or \"minor\", not {mode!r}")
+    return key.KeySignature(fifths).asKey(mode)
+
+
+def events_to_score(events: dict):
+    """A music21 Score from an events document, one part per (staff, voice)."""
+    from music21 import chord, meter, note, stream, tie
+
+    if not isinstance(events, dict):
+        raise SegueError("events must be an object with time_signature, key and staves")
+    time_signature = time_signature_of(events)
+    key_signature = key_of(events)
+    staves = events.get("staves")
+    if not isinstance(staves, list) or not staves:
+        raise SegueError("events.staves must be a non-empty list of staves")
+    if len(staves) > MAX_STAVES:
+        raise SegueError(f"at most {MAX_STAVES} staves can be continued at once")
+    if sum(len(s) for s in staves if isinstance(s, list)) > MAX_EVENTS:
+        raise SegueError(f"at most {MAX_EVENTS} events can be sent at once")
+    voices: dict[tuple[int, int], list] = {}
+    for staff_index, staff in enumerate(staves):
+        if not isinstance(staff, list):
+            raise SegueError(f"staff {staff_index} must be a list of events")
+        for event_index, event in enumerate(staff):
+            where = f"staff {staff_index}, event {event_index}"
+            if not isinstance(event, dict):
+                raise SegueError(f"{where}: an event must be an object")
+            onset = parse_fraction(event.get("onset"), f"{where}: onset")
+            length = parse_fraction(event.get("duration"), f"{where}: duration")
+            if onset < 0 or length <= 0:
+                raise SegueError(f"{where}: onset must be >= 0 and duration > 0")
+            pitches = event.get("pitches", [])
+            if not isinstance(pitches, list) or not all(
+                    isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 127
+                    for p in pitches):
+                raise SegueError(f"{where}: pitches must be a list of MIDI numbers 0-127")
+            voice = event.get("voice", 0)
+            if isinstance(voice, bool) or not isinstance(voice, int) or not 0 <= voice <= 3:
+                raise SegueError(f"{where}: voice must be 0, 1, 2 or 3")
+            voices.setdefault((staff_index, voice), []).append(
+                (onset, length, sorted(set(pitches)), bool(event.get("tie", False))))
+
+    score = stream.Score()
+    for (staff_index, voice), items in sorted(voices.items()):
+        part = stream.Part(id=f"staff{staff_index}-voice{voice}")
+        part.insert(0, meter.TimeSignature(time_signature))
+        part.insert(0, copy.deepcopy(key_signature))
+        items.sort(key=lambda item: item[0])
+        position = Fraction(0)
+        tied_pitches: set[int] = set()
+        for onset, length, pitches, tied in items:
+            if onset < position:
+                continue  # overlaps the previous event of this voice: the host sent a chord late
+            if pitches:
+                element = note.Note(pitches[0]) if len(pitches) == 1 else chord.Chord(pitches)
+                ending = tied_pitches & set(pitches)
+                if tied:
+                    element.tie = tie.Tie("continue" if ending else "start")
+                elif ending:
+                    element.tie = tie.Tie("stop")
+                tied_pitches = set(pitches) if tied else set()
+            else:
+                element = note.Rest()
+                tied_pitches = set()
+            element.duration.quarterLength = length * 4
+            part.insert(onset * 4, element)
+            position = onset + length
+        part.makeRests(fillGaps=True, inPlace=True, timeRangeFromBarDuration=False)
+        score.insert(0, part.makeNotation())
+    return score
+
+
+def part_layout(score) -> list[tuple[int, int]]:
+    """(staff, voice) of each part of a score made by `events_to_score` ((i, 0) otherwise)."""
+    from music21 import stream
+
+    layout = []
+    for index, part in enumerate(score.getElementsByClass(stream.Part)):
+        name = str(part.id)
+        if name.startswith("staff") and "-voice" in name:
+            staff_text, voice_text = name[5:].split("-voice")
+            layout.append((int(staff_text), int(voice_text)))
+        else:
+            layout.append((index, 0))
+    return layout
+
+
+def score_to_events(score, layout: list[tuple[int, int]] | None = None) -> dict:
+    """An events document (with tpcs) from a score.
+
+    `layout` gives the (staff, voice) of each part in order — pass the prompt's
+    `part_layout` to map a continuation (whose parts come back in the prompt's order)
+    onto the staves it continues; by default it is read from the parts themselves.
+    """
+    from music21 import key, meter, stream
+
+    flat_first = score.parts[0].flatten()
+    time_signature = flat_first.getElementsByClass(meter.TimeSignature).first()
+    key_signature = flat_first.getElementsByClass(key.KeySignature).first()
+    staves: dict[int, list[dict]] = {}
+    parts = list(score.getElementsByClass(stream.Part))
+    layout = layout or part_layout(score)
+    if len(layout) != len(parts):
+        raise SegueError(f"the score has {len(parts)} parts but the layout names {len(layout)}")
+    for part, (staff, voice) in zip(parts, layout, strict=True):
+        events = staves.setdefault(staff, [])
+        for element in part.flatten().notesAndRests:
+            if element.duration.isGrace or type(element).__name__ in ("ChordSymbol", "NoChord"):
+                continue
+            pitches = list(element.pitches) if not element.isRest else []
+            tie_ = getattr(element, "tie", None)
+            events.append({
+                "onset": fraction_text(frac(element.offset) / 4),
+                "duration": fraction_text(frac(element.duration.quarterLength) / 4),
+                "pitches": [p.midi for p in pitches],
+                "tpcs": [tpc(p) for p in pitches],
+                "tie": bool(tie_ is not None and tie_.type in ("start", "continue")),
+                "voice": voice,
+            })
+    result = {
+        "time_signature": time_signature.ratioString if time_signature else "4/4",
+        "key": key_signature.sharps if key_signature else 0,
+        "staves": [staves.get(i, []) for i in range(max(staves) + 1)] if staves else [],
+    }
+    if isinstance(key_signature, key.Key):
+        result["mode"] = "minor" if key_signature.mode == "minor" else "major"
+    return result

@@ -1,0 +1,57 @@
+"""Character-level tokenizer for ABC: one token per character of printable ASCII or newline.
+
+ABC is ASCII; our writer emits nothing else. One token per character keeps the bar-exact
+decoder simple and exact (every token is one character of the grammar it checks); the
+measurements behind this choice are in the README ("Choosing the tokenizer").
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine.errors import SegueError
+
+ALPHABET = "\n" + "".join(chr(c) for c in range(32, 127))
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class CharTokenizer:
+    """Maps each character of `alphabet` to its index."""
+
+    kind = "char"
+
+    def __init__(self, alphabet: str = ALPHABET) -> None:
+        self.alphabet = alphabet
+        self.index = {ch: i for i, ch in enumerate(alphabet)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.alphabet)
+
+    @property
+    def token_text(self) -> list[str]:
+        """The text of each token id, for decoders that check tokens against a grammar."""
+        return list(self.alphabet)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`; SegueError names the first character outside the alphabet."""
+        try:
+            return [self.index[ch] for ch in text]
+        except KeyError as error:
+            raise SegueError(f"character {error.args[0]!r} cannot be given to the model "
+                             "(ABC for the model is plain ASCII)") from None
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.alphabet[i] for i in ids)
+
+    def save(self, folder: str | Path) -> None:
+        path = Path(folder) / TOKENIZER_FILE
+        path.write_text(json.dumps({"kind": self.kind, "alphabet": self.alphabet}), "utf-8")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> CharTokenizer:
+        data = json.loads((Path(folder) / TOKENIZER_FILE).read_text("utf-8"))
+        if data.get("kind") != cls.kind:
+            raise SegueError(f"{folder}: tokenizer kind {data.get('kind')!r} is not supported")
+        return cls(data["alphabet"])

@@ -20,6 +20,7 @@ Lyrics, chord symbols, dynamics, articulations, slurs and layout are not written
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -51,6 +52,8 @@ def meter_text(time_signature: meter.TimeSignature | None) -> str:
     """The value of an `M:` field."""
     if time_signature is None:
         return "none"
+    if time_signature.symbol in ("common", "cut"):
+        return "C" if time_signature.symbol == "common" else "C|"
     return time_signature.ratioString
 
 
@@ -71,7 +74,7 @@ def tempo_text(mark: tempo.MetronomeMark) -> str | None:
     if number is None:
         return None
     beat = frac(mark.referent.quarterLength) / 4 if mark.referent else Fraction(1, 4)
-    bpm = number * float(beat * 4)
+    bpm = number / float(beat * 4)
     return f"{beat.numerator}/{beat.denominator}={round(bpm):d}"
 
 
@@ -165,18 +168,27 @@ def tied_on(n: note.NotRest) -> bool:
 class VoiceWriter:
     """Writes the bars of one voice, keeping the accidental state across the bar."""
 
-    def __init__(self, unit: Fraction, time_signature, key_signature) -> None:
+    def __init__(self, unit: Fraction, time_signature, key_signature,
+                 mark: tempo.MetronomeMark | None) -> None:
         self.unit_ql = unit * 4  # unit length in quarter notes
         self.time_signature = time_signature
         self.key_signature = key_signature
+        self.tempo = tempo_text(mark) if mark is not None else None
         self.accidentals = AccidentalState(key_signature)
 
     def length(self, quarter_length: Fraction) -> str:
         return length_text(quarter_length / self.unit_ql)
 
-    def bar_text(self, bar_: Bar, first: bool) -> str:
+    def bar_text(self, bar_: Bar, first: bool) -> tuple[list[str], str]:
+        """(field lines to write before the bar, the bar's music).
+
+        A meter, key or tempo change at the start of a bar becomes field lines (`M:3/4`,
+        `K:D`) on lines of their own, always closed by `K:`: music21 ignores inline `[K:]`
+        fields and misreads a lone `M:` line. A change inside a bar stays inline.
+        """
         self.accidentals.new_bar()
         pieces: list[str] = []
+        changes: list[str] = []
         position = bar_.offset_shift
         beat = frac(self.time_signature.beatDuration.quarterLength) if self.time_signature \
             else Fraction(1)
@@ -185,9 +197,11 @@ class VoiceWriter:
         graces: list[note.NotRest] = []
         for element in bar_.events:
             if isinstance(element, (meter.TimeSignature, key.KeySignature, tempo.MetronomeMark)):
-                field_text = self.inline_field(element, first and frac(element.offset) == 0)
-                if field_text:
-                    pieces.append(field_text + " ")
+                change = self.field_change(element)
+                if change and not first and frac(element.offset) == 0:
+                    changes.append(change)
+                elif change and not first:
+                    pieces.append(f"[{change}] ")
                 continue
             if element.duration.isGrace:
                 graces.append(element)
@@ -198,12 +212,13 @@ class VoiceWriter:
                 position = offset
             elif offset < position:
                 continue  # overlaps the previous event: cannot be written in one voice
-            text = tuplet_heads.get(id(element), "")
+            text = ""
+            if graces:  # before a tuplet head: music21 would count them in the tuplet
+                text = "{" + "".join(self.grace_text(g) for g in graces) + "}"
+                graces = []
+            text += tuplet_heads.get(id(element), "")
             if text and pieces and not pieces[-1].endswith(" "):
                 text = " " + text
-            if graces:
-                text += "{" + "".join(self.grace_text(g) for g in graces) + "}"
-                graces = []
             text += self.event_text(element)
             position += frac(element.duration.quarterLength)
             if position % beat == 0 or frac(element.duration.quarterLength) >= beat:
@@ -211,27 +226,30 @@ class VoiceWriter:
             pieces.append(text)
         if graces:  # grace notes at the end of a bar ornament nothing: written before the bar
             pieces.append("{" + "".join(self.grace_text(g) for g in graces) + "}")
-        return "".join(pieces).strip()
+        if changes:
+            changes = [c for c in changes if not c.startswith("K:")]
+            changes.append(f"K:{key_text(self.key_signature)}")
+        return changes, "".join(pieces).strip()
 
-    def inline_field(self, element, at_tune_start: bool) -> str:
-        """`[M:3/4]`, `[K:D]`, `[Q:1/4=90]` for a change, or '' for what is already in force."""
+    def field_change(self, element) -> str | None:
+        """`M:3/4`, `K:D` or `Q:1/4=90` if `element` changes what is in force, else None."""
         if isinstance(element, meter.TimeSignature):
             if self.time_signature is not None and element.ratioString == \
                     self.time_signature.ratioString:
-                return ""
+                return None
             self.time_signature = element
-            return "" if at_tune_start else f"[M:{meter_text(element)}]"
+            return f"M:{meter_text(element)}"
         if isinstance(element, key.KeySignature):
             if self.key_signature is not None and key_text(element) == \
                     key_text(self.key_signature):
-                return ""
+                return None
             self.key_signature = element
             self.accidentals.set_key(element)
-            return "" if at_tune_start else f"[K:{key_text(element)}]"
-        if at_tune_start:
-            return ""
-        text = tempo_text(element)
-        return f"[Q:{text}]" if text else ""
+            return f"K:{key_text(element)}"
+        if self.tempo is not None and tempo_text(element) == self.tempo:
+            return None
+        self.tempo = tempo_text(element)
+        return f"Q:{self.tempo}" if self.tempo else None
 
     def event_text(self, element: note.GeneralNote) -> str:
         notated = frac(element.duration.quarterLength) / tuplet_ratio(element)
@@ -371,10 +389,37 @@ def score_parts(score: stream.Stream) -> list[stream.Stream]:
         raise SegueError("the score has no parts")
     barred = []
     for part in parts:
-        if not part.getElementsByClass(stream.Measure):
+        if not part.recurse().getElementsByClass(meter.TimeSignature) or bars_overlap(part):
+            part = rebarred(part)
+        elif not part.getElementsByClass(stream.Measure):
             part = part.makeNotation()
         barred.append(part)
     return barred
+
+
+def bars_overlap(part: stream.Stream) -> bool:
+    """Whether a bar's notes run into the next bar (music21 does this with ABC `M:none`)."""
+    measures = list(part.getElementsByClass(stream.Measure))
+    return any(frac(a.offset) + frac(a.highestTime) > frac(b.offset)
+               for a, b in itertools.pairwise(measures))
+
+
+def rebarred(part: stream.Stream) -> stream.Part:
+    """A part barred afresh from its notes' onsets, in its first meter or else 4/4.
+
+    music21 bars an unmetered tune (ABC `M:none`) at its bar lines with no length to check
+    them against, and its bars can overlap; the notes' onsets in the whole part are right.
+    """
+    result = stream.Part()
+    first_meter = first_of(part, meter.TimeSignature)
+    result.insert(0, meter.TimeSignature(first_meter.ratioString if first_meter else "4/4"))
+    for kind in (key.KeySignature, tempo.MetronomeMark):
+        mark = first_of(part, kind)
+        if mark is not None:
+            result.insert(0, mark)
+    for element in part.flatten().notesAndRests:
+        result.insert(element.offset, element)
+    return result.makeNotation()
 
 
 def first_of(part: stream.Stream, classes):
@@ -383,18 +428,24 @@ def first_of(part: stream.Stream, classes):
 
 
 def voice_text_lines(bars: list[Bar], writer: VoiceWriter, bars_per_line: int) -> list[str]:
-    """The lines of one voice, `bars_per_line` bars each, bar lines included."""
+    """The lines of one voice, `bars_per_line` bars each, bar lines included.
+
+    A bar that changes meter, key or tempo starts a new line, after its field lines.
+    """
     lines: list[str] = []
     current = ""
+    in_line = 0
     for index, bar_ in enumerate(bars):
-        text = writer.bar_text(bar_, first=(index == 0))
+        changes, text = writer.bar_text(bar_, first=(index == 0))
         closing, opening = bar_line(bars[index - 1] if index else None, bar_)
-        if index and index % bars_per_line == 0:
+        if index and (in_line == bars_per_line or changes):
             lines.append(f"{current} {closing}".strip())
-            current = opening
+            lines += changes
+            current, in_line = opening, 0
         else:
             current += f" {closing}{opening}" if current or closing or opening else ""
         current += " " + text
+        in_line += 1
     closing, _ = bar_line(bars[-1], None)
     lines.append(f"{current} {closing}".strip())
     return lines
@@ -420,7 +471,8 @@ def write_abc(score: stream.Stream, *, reference: int = 1, title: str | None = N
     header.append(f"K:{key_text(key_signature)}")
 
     voice_lines = [
-        voice_text_lines(bars, VoiceWriter(unit, time_signature, key_signature), bars_per_line)
+        voice_text_lines(bars, VoiceWriter(unit, time_signature, key_signature, mark),
+                         bars_per_line)
         for part in parts for bars in voice_bars(part)
     ]
     body: list[str] = []

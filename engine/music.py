@@ -73,14 +73,17 @@ def parse_abc(text: str):
         score = score.scores[0]
     if not has_notes(score):
         raise SegueError("the ABC tune has no notes")
+    for part in score.parts:  # music21 leaves a tune of one bar unbarred
+        if not part.getElementsByClass(stream.Measure):
+            part.makeMeasures(inPlace=True)
     return score
 
 
-def choose_tune(text: str, tune: str | None, source: str) -> str:
+def choose_tune(text: str, tune: str | None) -> str:
     """The tune of an ABC file whose `X:` is `tune`, or the first one."""
     tunes = split_tunes(text)
     if not tunes:
-        raise SegueError(f"{source}: no ABC tune found (a tune starts with an X: line)")
+        raise SegueError("no ABC tune found (a tune starts with an X: line)")
     if tune is None:
         return tunes[0]
     for candidate in tunes:
@@ -88,7 +91,7 @@ def choose_tune(text: str, tune: str | None, source: str) -> str:
             return candidate
     numbers = ", ".join(read_header(t).reference for t in tunes[:20])
     more = ", ..." if len(tunes) > 20 else ""
-    raise SegueError(f"{source}: no tune X:{tune}; the file has X: {numbers}{more}")
+    raise SegueError(f"no tune X:{tune}; the file has X: {numbers}{more}")
 
 
 def read_score(path: str | os.PathLike[str], *, tune: str | None = None):
@@ -104,7 +107,7 @@ def read_score(path: str | os.PathLike[str], *, tune: str | None = None):
         if "\x00" in text:
             raise SegueError(f"{path}: not an ABC text file")
         try:
-            return parse_abc(choose_tune(text, tune, str(path)))
+            return parse_abc(choose_tune(text, tune))
         except SegueError as error:
             raise SegueError(f"{path}: {error}") from None
     if kind == "midi":
@@ -271,12 +274,15 @@ def write_score(score, path: str | os.PathLike[str]) -> None:
 def note_events(score) -> list[list[tuple[Fraction, Fraction, int]]]:
     """For each part, its sorted (onset, duration, MIDI pitch) triples, in quarter notes.
 
-    The measure of a faithful conversion: two scores that agree here sound the same.
+    Tied notes count as one. The measure of a faithful conversion: two scores that agree
+    here sound the same.
     """
     events = []
     for part in score.parts:
         triples = []
-        for element in part.flatten().notes:
+        with quiet():
+            merged = part.stripTies(matchByPitch=True)
+        for element in merged.flatten().notes:
             if type(element).__name__ in ("ChordSymbol", "NoChord"):
                 continue
             onset, length = frac(element.offset), frac(element.duration.quarterLength)

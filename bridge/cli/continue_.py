@@ -1,0 +1,87 @@
+"""Continue a tune: read it, let the model write the next bars, print or save them.
+
+The input is ABC, MusicXML or MIDI (use - to read ABC from standard input). The answer has
+exactly --bars bars, each as long as the meter says, in the prompt's meter, unit length and
+key. Without -o the ABC goes to standard output; with -o the format follows the extension,
+and the file holds the new bars alone as a complete piece (or the prompt too, --with-prompt).
+With --variations K, ABC output holds K tunes (X:1 .. X:K) and other formats K numbered files.
+
+examples:
+  segue continue tune.abc --bars 8
+  segue continue tune.abc --bars 16 --seed 7 --temperature 0.8 -o next.musicxml
+  segue continue song.musicxml --part 1 --measures 1-4 --bars 4 --with-prompt -o song2.mxl
+  segue continue phrase.mid --bars 2 --variations 3 -o answer.mid
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bridge.cli.convert import add_selection_arguments, read_selection
+
+SUMMARY = "continue a tune (ABC, MusicXML, MIDI) by N bars with the model"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="the tune to continue (.abc, .musicxml, .mxl, .mid, or -)")
+    parser.add_argument("--bars", type=int, default=8, help="how many bars to add (default 8)")
+    parser.add_argument("-o", "--output", metavar="OUT",
+                        help="write here (format from the extension) instead of printing ABC")
+    parser.add_argument("--with-prompt", action="store_true",
+                        help="write the prompt and its continuation as one piece")
+    add_selection_arguments(parser)
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("--temperature", type=float, default=1.0,
+                          help="randomness: lower is safer, higher is wilder; 0 = greedy "
+                               "(default 1.0)")
+    sampling.add_argument("--top-p", type=float, default=0.95,
+                          help="sample from the smallest set of characters holding this much "
+                               "probability (default 0.95)")
+    sampling.add_argument("--top-k", type=int, default=0,
+                          help="sample from the K likeliest characters only (default 0 = off)")
+    sampling.add_argument("--seed", type=int,
+                          help="the same seed gives the same music (default: random)")
+    sampling.add_argument("--variations", type=int, default=1, metavar="K",
+                          help="write K different continuations (default 1)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", metavar="NAME|PATH",
+                       help="a checkpoint name or folder (default: the bundled model)")
+    model.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+                       help="where the model runs (default: auto = cuda, then mps, then cpu)")
+
+
+def numbered(path: Path, index: int, count: int) -> Path:
+    """`out.mid` -> `out-2.mid` when several variations are written."""
+    return path if count == 1 else path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.continuation import MAX_BARS, Engine, Sampling
+    from engine.errors import SegueError
+    from engine.files import write_text_atomic
+    from engine.music import format_of, parse_abc, write_score
+
+    if args.output:
+        format_of(args.output)
+    if not 1 <= args.bars <= MAX_BARS:  # before the model loads: fail fast
+        raise SegueError(f"--bars must be between 1 and {MAX_BARS}, not {args.bars}")
+    score = parse_abc(sys.stdin.read()) if args.input == "-" else read_selection(args)
+    engine = Engine.load(args.model, device=args.device)
+    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                        seed=args.seed)
+    results = engine.continue_score(score, args.bars, sampling, args.variations)
+    texts = [r.with_prompt if args.with_prompt else r.abc for r in results]
+    texts = [text.replace("X:1\n", f"X:{i + 1}\n", 1) for i, text in enumerate(texts)]
+    if not args.output:
+        sys.stdout.write("\n".join(texts))
+    elif format_of(args.output) == "abc":
+        write_text_atomic(args.output, "\n".join(texts))
+    else:
+        for index, text in enumerate(texts):
+            write_score(parse_abc(text), numbered(Path(args.output), index, len(texts)))
+    elapsed = sum(r.elapsed_ms for r in results) / 1000
+    print(f"segue: {len(results)} x {args.bars} bars in {elapsed:.2f} s "
+          f"({engine.name} on {engine.device})", file=sys.stderr)
+    return 0

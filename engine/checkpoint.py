@@ -1,0 +1,266 @@
+"""Checkpoints: a folder with the weights, the config and the tokenizer, written atomically.
+
+    <checkpoint>/model.safetensors   weights (float32, or float16 to ship small)
+    <checkpoint>/config.json         {"format", "architecture", "preset", "model" (see
+                                      engine.model), "tokenizer", "block_size", "dtype",
+                                      "parameters", "training": {...summary}}
+    <checkpoint>/tokenizer.json
+    <checkpoint>/training_state.pt   optional: optimizer, step, RNG, elapsed time (resume only)
+
+A checkpoint is written into a hidden temporary folder beside its place and renamed into it,
+so a kill at any moment leaves the previous checkpoint or the new one, never half of one (a
+kill between moving the old one aside and the new one in leaves `.<name>.old`, which
+`recover` puts back). Only model.safetensors, config.json and tokenizer.json are needed to use
+a model; ship those three.
+
+Models are found by name in the shipped folder engine/checkpoints/<name>/ and in
+$SEGUE_HOME/models/<name>/ (default ~/.segue/models); a name may also be a path. A training run
+folder (with best/ and checkpoint/ inside, as `segue train` writes) stands for its best
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.dataset import segue_home
+from engine.errors import SegueError
+from engine.tokenizer import TOKENIZER_FILE, CharTokenizer
+
+FORMAT = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+STATE_FILE = "training_state.pt"
+SHIPPED = Path(__file__).parent / "checkpoints"
+DEFAULT_MODEL = "segue-gpt2-6m"
+TOKENIZERS = {"char": CharTokenizer}
+RUN_CHECKPOINTS = ("best", "checkpoint")  # inside a training run folder, in order of preference
+
+
+def load_tokenizer(folder: str | os.PathLike[str]):
+    """The tokenizer saved in `folder`, of whatever kind its tokenizer.json names."""
+    path = Path(folder) / TOKENIZER_FILE
+    try:
+        kind = json.loads(path.read_text("utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError) as error:
+        raise SegueError(f"{path}: cannot read the tokenizer ({error})") from None
+    if kind not in TOKENIZERS:
+        raise SegueError(f"{path}: unknown tokenizer kind {kind!r}")
+    return TOKENIZERS[kind].load(folder)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Flush every file of `folder`, and the folder itself, to disk."""
+    for path in folder.iterdir():
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    if os.name == "posix":
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def recover(path: Path) -> None:
+    """Put back a checkpoint left aside by a kill in the middle of replacing it."""
+    old = path.parent / f".{path.name}.old"
+    if not path.exists() and old.is_dir():
+        os.replace(old, path)
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module, tokenizer,
+                    config: dict[str, Any], *, dtype: torch.dtype = torch.float32,
+                    training_state: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint folder at `path` atomically; return its path.
+
+    `config` holds at least "architecture", "model" and "block_size"; the format, tokenizer
+    kind, dtype and parameter count are added here.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recover(path)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    old = path.parent / f".{path.name}.old"
+    for stale in (tmp, old):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        seen: set[int] = set()
+        weights = {}
+        for name, tensor in model.state_dict().items():
+            if tensor.data_ptr() in seen:  # tied weights (output = input embedding): once
+                continue
+            seen.add(tensor.data_ptr())
+            weights[name] = tensor.detach().to("cpu", dtype if tensor.is_floating_point()
+                                               else tensor.dtype).contiguous()
+        save_file(weights, tmp / WEIGHTS_FILE, metadata={"format": "pt"})
+        full = {"format": FORMAT, **config, "tokenizer": tokenizer.kind,
+                "dtype": str(dtype).removeprefix("torch."),
+                "parameters": sum(p.numel() for p in model.parameters())}
+        (tmp / CONFIG_FILE).write_text(json.dumps(full, indent=2) + "\n", "utf-8")
+        tokenizer.save(tmp)
+        if training_state is not None:
+            torch.save(training_state, tmp / STATE_FILE)
+        fsync_folder(tmp)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def checkpoint_folder(path: Path) -> Path | None:
+    """The checkpoint a folder stands for: itself, or a training run's best or last one."""
+    for candidate in (path, *(path / name for name in RUN_CHECKPOINTS)):
+        recover(candidate)
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    return None
+
+
+def model_roots() -> list[Path]:
+    """Where models are looked up by name: shipped ones first, then the user's."""
+    return [SHIPPED, segue_home() / "models"]
+
+
+def resolve_model(name_or_path: str | os.PathLike[str] | None = None) -> Path:
+    """The checkpoint folder for a model name or path (None: the default model)."""
+    name = str(name_or_path or DEFAULT_MODEL)
+    path = Path(name).expanduser()
+    if path.exists() or "/" in name or os.sep in name:
+        if not path.is_dir():
+            raise SegueError(f"{path}: no such checkpoint folder")
+        found = checkpoint_folder(path)
+        if found is None:
+            raise SegueError(f"{path}: not a checkpoint (it has no {CONFIG_FILE})")
+        return found
+    for root in model_roots():
+        if (root / name).is_dir() and (found := checkpoint_folder(root / name)) is not None:
+            return found
+    known = ", ".join(info["name"] for info in list_models()) or "none"
+    raise SegueError(f"no model named {name!r} (models found: {known}); "
+                     "give a checkpoint folder, or train one with `segue train`")
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text("utf-8"))
+    except (OSError, ValueError) as error:
+        raise SegueError(f"{folder}: corrupt checkpoint, cannot read {CONFIG_FILE} "
+                         f"({error})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise SegueError(f"{folder}: corrupt checkpoint, {CONFIG_FILE} has no model section")
+    if config.get("format", FORMAT) > FORMAT:
+        raise SegueError(f"{folder}: checkpoint format {config['format']} is newer than this "
+                         "Segue understands; upgrade Segue")
+    return config
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Every model found by name: name, path, architecture, parameters, shipped."""
+    models = []
+    for root in model_roots():
+        if not root.is_dir():
+            continue
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()
+                             and not p.name.startswith(".")):
+            found = checkpoint_folder(folder)
+            if found is None:
+                continue
+            try:
+                config = read_config(found)
+            except SegueError:
+                continue
+            models.append({"name": folder.name, "path": str(found),
+                           "architecture": config["model"].get("architecture"),
+                           "parameters": config.get("parameters"),
+                           "shipped": root == SHIPPED})
+    return models
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """"auto": CUDA, else Apple's MPS, else the CPU; or the device named."""
+    if device != "auto":
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise SegueError("--device cuda: no CUDA GPU is available here")
+        if device == "mps" and not torch.backends.mps.is_available():
+            raise SegueError("--device mps: Apple's MPS is not available here")
+        if device.split(":")[0] not in ("cpu", "cuda", "mps"):
+            raise SegueError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model, ready for inference."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    config: dict[str, Any]
+    name: str
+    path: Path
+    device: torch.device
+
+    @property
+    def block_size(self) -> int:
+        """The context length the model was trained on (tokens)."""
+        return int(self.config["block_size"])
+
+
+def load_weights(model: torch.nn.Module, folder: Path) -> None:
+    """Load model.safetensors into `model`; SegueError if it is damaged or does not fit."""
+    from safetensors import SafetensorsError
+    from safetensors.torch import load_file
+
+    try:
+        weights = load_file(folder / WEIGHTS_FILE)
+    except (OSError, SafetensorsError) as error:
+        raise SegueError(f"{folder}: corrupt checkpoint, cannot read {WEIGHTS_FILE} "
+                         f"({error})") from None
+    expected = model.state_dict()
+    stored = {expected[n].data_ptr() for n in weights if n in expected}
+    missing = {n for n, t in expected.items() if n not in weights and t.data_ptr() not in stored}
+    unexpected = set(weights) - set(expected)
+    wrong = [n for n in set(weights) & set(expected) if weights[n].shape != expected[n].shape]
+    if missing or unexpected or wrong:
+        detail = sorted(missing)[:1] or sorted(unexpected)[:1] or sorted(wrong)[:1]
+        raise SegueError(f"{folder}: the weights do not fit the model in {CONFIG_FILE} "
+                         f"({len(missing)} missing, {len(unexpected)} unexpected, "
+                         f"{len(wrong)} of the wrong shape, e.g. {detail[0]})")
+    model.load_state_dict(weights, strict=False)
+
+
+def load_checkpoint(name_or_path: str | os.PathLike[str] | None = None,
+                    device: str = "auto") -> Checkpoint:
+    """Load a model by name or path (None: the default), in eval mode and float32."""
+    from engine.model import build_model
+
+    folder = resolve_model(name_or_path)
+    config = read_config(folder)
+    tokenizer = load_tokenizer(folder)
+    try:
+        model = build_model(config["model"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise SegueError(f"{folder}: corrupt checkpoint, bad model config ({error})") from None
+    load_weights(model, folder)
+    target = pick_device(device)
+    model.to(target, torch.float32).eval()
+    name = folder.parent.name if folder.name in RUN_CHECKPOINTS else folder.name
+    return Checkpoint(model, tokenizer, config, name, folder, target)

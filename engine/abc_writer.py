@@ -32,6 +32,7 @@ MODE_SUFFIX = {
     "major": "", "ionian": "", "minor": "m", "aeolian": "m", "dorian": "Dor",
     "phrygian": "Phr", "lydian": "Lyd", "mixolydian": "Mix", "locrian": "Loc",
 }
+MISREAD_KEYS = {"FbLyd"}  # music21 reads these with the wrong signature
 ACCIDENTAL_TEXT = {-2: "__", -1: "_", 0: "=", 1: "^", 2: "^^"}
 
 
@@ -61,11 +62,15 @@ def key_text(key_signature: key.KeySignature | None) -> str:
     """The value of a `K:` field: tonic and mode, e.g. `F#m`, `Bb`, `ADor`."""
     if key_signature is None:
         return "C"
-    if isinstance(key_signature, key.Key):
+    if isinstance(key_signature, key.Key) and key_signature.mode in MODE_SUFFIX:
         tonic, mode = key_signature.tonic.name, key_signature.mode
-    else:
-        tonic, mode = key_signature.asKey("major").tonic.name, "major"
-    return tonic.replace("-", "b") + MODE_SUFFIX.get(mode, "")
+        text = tonic.replace("-", "b") + MODE_SUFFIX[mode]
+        if text not in MISREAD_KEYS and mode != "locrian":
+            return text
+    # music21 misreads every locrian key and a few others: the major key of the same
+    # signature has the same pitches
+    tonic = key.KeySignature(key_signature.sharps).asKey("major").tonic.name
+    return tonic.replace("-", "b")
 
 
 def tempo_text(mark: tempo.MetronomeMark) -> str | None:
@@ -161,8 +166,8 @@ def pitch_text(p, accidentals: AccidentalState) -> str:
     return text + p.step + "," * (4 - octave)
 
 
-def tied_on(n: note.NotRest) -> bool:
-    return n.tie is not None and n.tie.type in ("start", "continue")
+def tied_on(n: note.NotRest, untied: set[int]) -> bool:
+    return n.tie is not None and n.tie.type in ("start", "continue") and id(n) not in untied
 
 
 class VoiceWriter:
@@ -174,6 +179,7 @@ class VoiceWriter:
         self.time_signature = time_signature
         self.key_signature = key_signature
         self.tempo = tempo_text(mark) if mark is not None else None
+        self.untied: set[int] = set()
         self.accidentals = AccidentalState(key_signature)
 
     def length(self, quarter_length: Fraction) -> str:
@@ -190,8 +196,6 @@ class VoiceWriter:
         pieces: list[str] = []
         changes: list[str] = []
         position = bar_.offset_shift
-        beat = frac(self.time_signature.beatDuration.quarterLength) if self.time_signature \
-            else Fraction(1)
         sounding = [e for e in bar_.events if isinstance(e, note.GeneralNote)]
         tuplet_heads = self.tuplet_groups(sounding)
         graces: list[note.NotRest] = []
@@ -221,6 +225,8 @@ class VoiceWriter:
                 text = " " + text
             text += self.event_text(element)
             position += frac(element.duration.quarterLength)
+            beat = frac(self.time_signature.beatDuration.quarterLength) \
+                if self.time_signature else Fraction(1)
             if position % beat == 0 or frac(element.duration.quarterLength) >= beat:
                 text += " "
             pieces.append(text)
@@ -255,16 +261,17 @@ class VoiceWriter:
         notated = frac(element.duration.quarterLength) / tuplet_ratio(element)
         length = self.length(notated)
         if isinstance(element, chord.Chord):
-            all_tied = tied_on(element) or all(tied_on(n) for n in element.notes)
+            all_tied = tied_on(element, self.untied) or all(
+                tied_on(n, self.untied) for n in element.notes)
             inner = "".join(
                 pitch_text(n.pitch, self.accidentals)
-                + ("-" if tied_on(n) and not all_tied else "")
+                + ("-" if tied_on(n, self.untied) and not all_tied else "")
                 for n in element.notes
             )
             return f"[{inner}]{length}" + ("-" if all_tied else "")
         if isinstance(element, note.Note):
             return pitch_text(element.pitch, self.accidentals) + length + \
-                ("-" if tied_on(element) else "")
+                ("-" if tied_on(element, self.untied) else "")
         return "z" + length  # rests, and unpitched notes, which ABC cannot write
 
     def grace_text(self, grace: note.NotRest) -> str:
@@ -353,7 +360,44 @@ def voice_bars(part: stream.Stream) -> list[list[Bar]]:
                 key=lambda e: (frac(e.offset), isinstance(e, note.GeneralNote)),
             )
             voice.append(bar_)
+    for voice in voices:
+        open_repeats_explicitly(voice)
     return voices
+
+
+def open_repeats_explicitly(bars: list[Bar]) -> None:
+    """Add the `|:` that a first ending implies after an earlier `:|` (abc2midi wants it)."""
+    section_start, opened = 0, True
+    for index, bar_ in enumerate(bars):
+        if bar_.start_repeat:
+            opened = True
+        if bar_.ending and bar_.ending.startswith("1") and not opened:
+            bars[section_start].start_repeat = True
+            opened = True
+        if bar_.end_repeat:
+            section_start, opened = index + 1, False
+
+
+def false_ties(bars: list[Bar]) -> set[int]:
+    """Ids of notes marked tied whose next event has no note of the same pitch.
+
+    Some transcriptions write slurs with ABC's tie sign; a tie must join equal pitches.
+    """
+    events = [e for b in bars for e in b.events
+              if isinstance(e, note.GeneralNote) and not e.duration.isGrace]
+    untied: set[int] = set()
+    for current, following in itertools.pairwise([*events, None]):
+        if isinstance(current, note.Rest):
+            continue
+        following_pitches = set() if following is None or isinstance(following, note.Rest) \
+            else {p.midi for p in following.pitches}
+        members = current.notes if isinstance(current, chord.Chord) else [current]
+        for member in members:
+            if member.pitch.midi not in following_pitches:
+                untied.add(id(member))
+        if not following_pitches & {p.midi for p in current.pitches}:
+            untied.add(id(current))
+    return untied
 
 
 def _is_chord_symbol(element) -> bool:
@@ -363,8 +407,9 @@ def _is_chord_symbol(element) -> bool:
 def bar_line(previous: Bar | None, following: Bar | None) -> tuple[str, str]:
     """The bar line between two bars, as (what ends the previous bar, what opens the next).
 
-    Inside a line the two are written together (`:|[2`); at a line break the first ends one
-    line (`:|`, `|:`) and the second, an ending mark (`[2`), opens the next.
+    At a line break the first ends one line (`:|`, `||`) and the second opens the next (`|:`,
+    `[2`); inside a line they are written as one (`::`, `:|[2`). `:|:` is avoided: music21
+    and abc2midi both misread it.
     """
     if previous is None:
         closing = ""
@@ -376,10 +421,19 @@ def bar_line(previous: Bar | None, following: Bar | None) -> tuple[str, str]:
         closing = "||"
     else:
         closing = "|"
+    opening = ""
     if following is not None and following.start_repeat:
-        closing = ":|:" if closing == ":|" else "|:"
-    opening = f"[{following.ending}" if following is not None and following.ending else ""
+        opening = "|:"
+    if following is not None and following.ending:
+        opening += f"[{following.ending}"
     return closing, opening
+
+
+def joined_bar_line(closing: str, opening: str) -> str:
+    """`closing` and `opening` of `bar_line` written together inside a line."""
+    if opening.startswith("|:") and closing:
+        return ("::" if closing == ":|" else "|:") + opening[2:]
+    return closing + opening
 
 
 def score_parts(score: stream.Stream) -> list[stream.Stream]:
@@ -432,6 +486,7 @@ def voice_text_lines(bars: list[Bar], writer: VoiceWriter, bars_per_line: int) -
 
     A bar that changes meter, key or tempo starts a new line, after its field lines.
     """
+    writer.untied = false_ties(bars)
     lines: list[str] = []
     current = ""
     in_line = 0
@@ -443,7 +498,8 @@ def voice_text_lines(bars: list[Bar], writer: VoiceWriter, bars_per_line: int) -
             lines += changes
             current, in_line = opening, 0
         else:
-            current += f" {closing}{opening}" if current or closing or opening else ""
+            joined = joined_bar_line(closing, opening)
+            current += f" {joined}" if joined else ""
         current += " " + text
         in_line += 1
     closing, _ = bar_line(bars[-1], None)

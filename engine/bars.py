@@ -146,7 +146,7 @@ def _start_of_element(state: BarState, ch: str) -> BarState | None:
     if ch == "[":
         return replace(state, mode="chord", count=0, accidental="", octave_mark="",
                        previous=ch)
-    if ch == "{":
+    if ch == "{" and not in_triplet:  # music21 would count grace notes among the three
         return replace(state, mode="grace", count=0, accidental="", octave_mark="",
                        previous=ch)
     if ch == "(" and not in_triplet and can_finish(state.bar, state.time, 3):

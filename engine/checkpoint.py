@@ -139,6 +139,7 @@ def resolve_model(name_or_path: str | os.PathLike[str] | None = None) -> Path:
     """The checkpoint folder for a model name or path (None: the default model)."""
     name = str(name_or_path or DEFAULT_MODEL)
     path = Path(name).expanduser()
+    recover(path)
     if path.exists() or "/" in name or os.sep in name:
         if not path.is_dir():
             raise SegueError(f"{path}: no such checkpoint folder")
@@ -226,12 +227,12 @@ class Checkpoint:
 
 def load_weights(model: torch.nn.Module, folder: Path) -> None:
     """Load model.safetensors into `model`; SegueError if it is damaged or does not fit."""
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         weights = load_file(folder / WEIGHTS_FILE)
-    except (OSError, SafetensorsError) as error:
+    except (OSError, SafetensorError) as error:
         raise SegueError(f"{folder}: corrupt checkpoint, cannot read {WEIGHTS_FILE} "
                          f"({error})") from None
     expected = model.state_dict()

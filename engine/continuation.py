@@ -20,13 +20,13 @@ import torch
 from engine.abc_text import split_head
 from engine.abc_writer import write_abc
 from engine.bars import BarState, bar_units
+from engine.dataset import TUNE_SEPARATOR
 from engine.errors import SegueError
 from engine.lm import decoder_for
 
 MAX_BARS = 128
 MAX_VARIATIONS = 16
 BARS_PER_LINE = 4
-TUNE_PREFIX = "\n"  # a tune starts after a blank line in the training text
 # Characters allowed when a segment has used its budget: they can only finish bars quickly.
 FINISHING = frozenset("z0123456789/|]}3^_=ABCDEFGabcdefg")
 
@@ -250,14 +250,14 @@ class Engine:
         return generated, tokens
 
     def encode(self, text: str) -> torch.Tensor:
-        return torch.tensor([self.tokenizer.encode(TUNE_PREFIX + text)], device=self.device)
+        return torch.tensor([self.tokenizer.encode(TUNE_SEPARATOR + text)], device=self.device)
 
     def fit(self, prompt: Prompt, body: str, limit: int) -> str:
         """The head and as many of the most recent bars of `body` as fit in `limit` tokens."""
         text = prompt.head + body
-        if len(text) + len(TUNE_PREFIX) <= limit:
+        if len(text) + len(TUNE_SEPARATOR) <= limit:
             return text
-        room = max(0, limit - len(prompt.head) - len(TUNE_PREFIX))
+        room = max(0, limit - len(prompt.head) - len(TUNE_SEPARATOR))
         tail = body[-room:] if room else ""
         cut = tail.find("\nV:1\n") if prompt.voices > 1 else tail.find("|")
         if cut >= 0:

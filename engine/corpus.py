@@ -199,6 +199,12 @@ def roundtrip_report(tunes: Iterable[Tune], *, workers: int = 1,
     return RoundtripReport(len(tunes), unreadable, passed, failures)
 
 
+def collection_of(source: str) -> str:
+    """music21's collection folder ("essenFolksong") or, for a user file, its folder."""
+    path = Path(source.split("#")[0])
+    return str(path.parent) if path.is_absolute() else path.parts[0]
+
+
 def corpus_stats(tunes: Iterable[Tune]) -> dict:
     """Counts and sizes by split and by collection."""
     by_split: Counter[str] = Counter()
@@ -207,7 +213,7 @@ def corpus_stats(tunes: Iterable[Tune]) -> dict:
     for tune in tunes:
         by_split[tune.split] += 1
         chars[tune.split] += len(tune.text)
-        by_collection[tune.source.split("/")[0] if "#" in tune.source else "user"] += 1
+        by_collection[collection_of(tune.source)] += 1
     return {
         "tunes": sum(by_split.values()),
         "characters": sum(chars.values()),

@@ -30,7 +30,7 @@ from engine.errors import SegueError
 
 TUNE_SEPARATOR = "\n"
 # The sources whose behaviour decides the canonical text; a change to any of them is a new cache.
-WRITER_SOURCES = ("abc_writer.py", "music.py", "abc_text.py", "corpus.py")
+WRITER_SOURCES = ("abc_writer.py", "music.py", "abc_text.py")
 # Transpositions for --augment: semitones, spelled the way music21 names the interval.
 TRANSPOSITIONS = {-5: "-P4", -3: "-m3", -2: "-M2", 2: "M2", 3: "m3", 5: "P4"}
 

@@ -6,7 +6,12 @@ however long the prompt was. `decoder_for` picks the implementation for a model.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from engine.mamba_fast import MambaDecoder
 
 
 class CachedDecoder:
@@ -31,6 +36,10 @@ class CachedDecoder:
         return out.logits[:, -1].float()
 
 
-def decoder_for(model: torch.nn.Module) -> CachedDecoder:
+def decoder_for(model: torch.nn.Module) -> CachedDecoder | MambaDecoder:
     """The fastest correct incremental decoder available for `model`."""
+    if getattr(model.config, "model_type", None) == "mamba":
+        from engine.mamba_fast import MambaDecoder
+
+        return MambaDecoder(model)
     return CachedDecoder(model)

@@ -12,6 +12,8 @@ import copy
 import io
 import os
 import re
+import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from fractions import Fraction
@@ -33,12 +35,35 @@ MIDI_GRID = (4, 3)
 CANDIDATE_METERS = {"4/4": 4.0, "3/4": 3.0, "6/8": 3.0, "2/4": 2.0}
 
 
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_saved: tuple = ()
+
+
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Silence music21's warnings and prints while it reads or writes."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
+    """Silence music21's warnings and prints while it reads or writes.
+
+    Safe across threads (the server converts on several): the first caller in silences
+    stdout and warnings, the last one out restores them.
+    """
+    global _quiet_depth, _quiet_saved
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            catcher = warnings.catch_warnings()
+            catcher.__enter__()
+            warnings.simplefilter("ignore")
+            _quiet_saved = (sys.stdout, catcher)
+            sys.stdout = io.StringIO()
+        _quiet_depth += 1
+    try:
         yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                sys.stdout, catcher = _quiet_saved
+                catcher.__exit__(None, None, None)
 
 
 def format_of(path: str | os.PathLike[str]) -> str:
@@ -73,10 +98,38 @@ def parse_abc(text: str):
         score = score.scores[0]
     if not has_notes(score):
         raise SegueError("the ABC tune has no notes")
-    for part in score.parts:  # music21 leaves a tune of one bar unbarred
-        if not part.getElementsByClass(stream.Measure):
+    for part in score.parts:
+        if not part.getElementsByClass(stream.Measure):  # music21 leaves one bar unbarred
             part.makeMeasures(inPlace=True)
+        mark_short_bars(part)
     return score
+
+
+def mark_short_bars(part) -> None:
+    """Record short bars as pickups (first bar) or with padding, as MusicXML does.
+
+    music21's ABC reader leaves a short bar unmarked, and its MusicXML writer then fills
+    the bar with a rest, moving every later note.
+    Bars are numbered as musicians count them: a pickup is bar 0, the first full bar is 1
+    (music21 numbers the first bar 0 whenever the tune does not open with a bar line).
+    """
+    from music21 import stream
+
+    measures = list(part.getElementsByClass(stream.Measure))
+    for index, measure in enumerate(measures):
+        if measure.timeSignature is None and index == 0:
+            continue
+        missing = measure.barDuration.quarterLength - measure.duration.quarterLength
+        if missing > 0:
+            if index == 0:
+                measure.paddingLeft = missing
+            else:
+                measure.paddingRight = missing
+    first = 0 if measures[0].paddingLeft else 1
+    if measures[0].number != first:
+        shift = first - measures[0].number
+        for measure in measures:
+            measure.number += shift
 
 
 def choose_tune(text: str, tune: str | None) -> str:
@@ -201,8 +254,8 @@ def rebar(score, time_signature):
     for part in score.parts:
         new_part = stream.Part()
         new_part.insert(0, copy.deepcopy(time_signature))
-        for element in part.flatten().notesAndRests:
-            new_part.insert(element.offset, element)
+        for element in part.stripTies(matchByPitch=True).flatten().notesAndRests:
+            new_part.insert(element.offset, element)  # whole notes, barred anew
         result.insert(0, new_part.makeNotation())
     return result
 

@@ -21,6 +21,13 @@ COMMANDS = {
     "continue": "continue_",
     "convert": "convert",
     "corpus": "corpus",
+    "serve": "serve",
+    "midi": "midi",
+    "train": "train",
+    "bench": "bench",
+    "eval": "eval",
+    "install-plugins": "install_plugins",
+    "doctor": "doctor",
 }
 
 EPILOG = """\
@@ -33,8 +40,8 @@ examples:
 Set SEGUE_DEBUG=1 to see the full traceback of an unexpected error."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line: `segue` and every subcommand."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line: `segue` and every subcommand (or just `only`, which starts faster)."""
     parser = argparse.ArgumentParser(
         prog="segue",
         description="Segue continues music: give it a few bars, it writes the next ones.",
@@ -44,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"segue {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name, module_name in COMMANDS.items():
+        if only is not None and name != only:
+            continue
         module = importlib.import_module(f"{__name__}.{module_name}")
         sub_parser = sub.add_parser(
             name,
@@ -58,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `segue`; return the process exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((word for word in argv if not word.startswith("-")), None)
+    parser = build_parser(chosen if chosen in COMMANDS else None)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

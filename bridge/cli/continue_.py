@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         format_of(args.output)
     if not 1 <= args.bars <= MAX_BARS:  # before the model loads: fail fast
         raise SegueError(f"--bars must be between 1 and {MAX_BARS}, not {args.bars}")
-    score = parse_abc(sys.stdin.read()) if args.input == "-" else read_selection(args)
+    score = read_selection(args)
     engine = Engine.load(args.model, device=args.device)
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                         seed=args.seed)

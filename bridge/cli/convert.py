@@ -9,6 +9,7 @@ examples:
   segue convert tune.abc tune.musicxml
   segue convert song.mxl melody.abc --part 1 --measures 1-8
   segue convert oneills.abc reel.mid --tune 42
+  abc2abc tune.abc -t 2 | segue convert - up.musicxml
 """
 
 from __future__ import annotations
@@ -29,16 +30,23 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="the file to read (.abc, .musicxml, .xml, .mxl, .mid)")
+    parser.add_argument("input",
+                        help="the file to read (.abc, .musicxml, .xml, .mxl, .mid; - = ABC "
+                             "from standard input)")
     parser.add_argument("output", help="the file to write; its extension picks the format")
     add_selection_arguments(parser)
 
 
 def read_selection(args: argparse.Namespace):
-    """The score of `args.input` with the selection of --part/--measures/--tune applied."""
-    from engine.music import parse_measures, read_score, select
+    """The score of `args.input` (- = ABC from standard input) with --part/--measures/--tune."""
+    import sys
 
-    score = read_score(args.input, tune=args.tune)
+    from engine.music import choose_tune, parse_abc, parse_measures, read_score, select
+
+    if args.input == "-":
+        score = parse_abc(choose_tune(sys.stdin.read(), args.tune))
+    else:
+        score = read_score(args.input, tune=args.tune)
     measures = parse_measures(args.measures) if args.measures else None
     return select(score, part=args.part, measures=measures)
 

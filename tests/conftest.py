@@ -1,0 +1,38 @@
+"""Fixtures shared by the test files: small real checkpoints and sample tunes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real GPT-2 checkpoint with random weights, saved as `segue train` saves one.
+
+    Bar-exact decoding makes even random weights answer with exactly the bars asked for, so
+    transports (HTTP, OSC, MIDI, the plug-in) are tested end to end on it in seconds.
+    """
+    import torch
+
+    from engine.checkpoint import save_checkpoint
+    from engine.model import build_model, model_config
+    from engine.tokenizer import CharTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer()
+    config = model_config(architecture="gpt2", vocab_size=tokenizer.vocab_size, layers=2,
+                          width=64, heads=2, positions=512)
+    model = build_model(config)
+    folder = tmp_path_factory.mktemp("models") / "tiny-gpt2"
+    return save_checkpoint(folder, model, tokenizer,
+                           {"architecture": "gpt2", "model": config, "block_size": 256})
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(model_path: Path):
+    """The Engine over `model_path`, on the CPU."""
+    from engine.continuation import Engine
+
+    return Engine.load(str(model_path), device="cpu")

@@ -1,0 +1,183 @@
+"""Continuing music: exactly N bars of the prompt's meter and key, through the engine and
+through `segue continue`, with clear one-line errors for bad input and no file half-written.
+
+The model is the tiny random GPT-2 of conftest.py: bar-exact decoding must hold even for a
+model that knows nothing, so these tests check the decoder, not the training.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from music21 import key, meter, stream
+from server_helpers import check_bars
+
+from engine.continuation import Engine, Sampling
+from engine.errors import SegueError
+from engine.music import parse_abc
+
+TUNES = {
+    "2/4": "X:1\nM:2/4\nL:1/16\nK:A\nA2c2 e2a2|f4 e4|c2A2 B2c2|A8|\n",
+    "3/4": "X:1\nM:3/4\nL:1/8\nK:Eb\nE2G2B2|e4 d2|c2B2G2|B6|\n",
+    "4/4": "X:1\nM:4/4\nL:1/8\nK:F#\nF2A2 c2f2|e2c2 A4|B2d2 c2A2|F8|\n",
+    "6/8": "X:1\nM:6/8\nL:1/8\nK:Dmix\nA2d dcA|GBd c2A|A2d dcA|G3 G3|\n",
+    "9/8": "X:1\nM:9/8\nL:1/8\nK:Gm\nG2B d2B G2B|A2c e2c A2c|G2B d2g f2d|g6 z3|\n",
+    "2/2": "X:1\nM:2/2\nL:1/8\nK:Bb\nB2d2 f2d2|c2e2 g4|f2d2 B2c2|B8|\n",
+}
+TWO_VOICES = ("X:1\nM:3/4\nL:1/8\nK:G\nV:1\nB2d2g2|f4 e2|\nV:2\nG,4 D,2|D,6|\n")
+
+
+def run_segue(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bridge", *args], capture_output=True,
+                          text=True, input=stdin, timeout=300)
+
+
+def bar_lengths(abc: str) -> list[Fraction]:
+    """Every bar's length in whole notes, as music21 (not our decoder) reads it."""
+    score = parse_abc(abc)
+    return [Fraction(m.duration.quarterLength) / 4
+            for part in score.parts for m in part.getElementsByClass(stream.Measure)]
+
+
+def key_of(abc: str) -> int:
+    return parse_abc(abc).recurse().getElementsByClass(key.KeySignature).first().sharps
+
+
+@pytest.mark.parametrize("signature", sorted(TUNES))
+def test_continuation_has_four_full_bars_in_every_meter_and_key(tiny_engine: Engine,
+                                                                signature: str):
+    prompt = TUNES[signature]
+    [result] = tiny_engine.continue_abc(prompt, bars=4, sampling=Sampling(seed=3))
+    check_bars(result.abc, 4)
+    bar = Fraction(meter.TimeSignature(signature).barDuration.quarterLength) / 4
+    assert bar_lengths(result.abc) == [bar] * 4, result.abc
+    assert key_of(result.abc) == key_of(prompt)
+    assert f"M:{signature}" in result.abc
+
+
+@pytest.mark.parametrize("bars", [1, 8, 16])
+def test_continuation_has_exactly_the_bars_asked_for(tiny_engine: Engine, bars: int):
+    [result] = tiny_engine.continue_abc(TUNES["6/8"], bars=bars, sampling=Sampling(seed=bars))
+    check_bars(result.abc, bars)
+    assert result.bars == bars
+    assert bar_lengths(result.abc) == [Fraction(3, 4)] * bars
+
+
+def test_with_prompt_holds_the_prompt_then_the_new_bars(tiny_engine: Engine):
+    [result] = tiny_engine.continue_abc(TUNES["3/4"], bars=4, sampling=Sampling(seed=1))
+    check_bars(result.with_prompt, 8)
+    assert "E2G2B2" in result.with_prompt.replace(" ", "")
+
+
+def test_every_voice_gets_the_bars(tiny_engine: Engine):
+    [result] = tiny_engine.continue_abc(TWO_VOICES, bars=4, sampling=Sampling(seed=2))
+    check_bars(result.abc, 4)
+    assert len(parse_abc(result.abc).parts) == 2
+
+
+def test_a_prompt_longer_than_the_context_keeps_its_last_bars(tiny_engine: Engine):
+    long_prompt = TUNES["4/4"] + "F2A2 c2f2|e2c2 A4|" * 200  # 4,000 characters, context 256
+    [result] = tiny_engine.continue_abc(long_prompt, bars=2, sampling=Sampling(seed=4))
+    check_bars(result.abc, 2)
+
+
+def test_same_seed_same_music_and_other_seeds_differ(tiny_engine: Engine):
+    def take(seed: int) -> str:
+        return tiny_engine.continue_abc(TUNES["4/4"], bars=4, sampling=Sampling(seed=seed))[0].abc
+
+    assert take(11) == take(11)
+    assert len({take(seed) for seed in range(4)}) > 1
+
+
+def test_variations_differ(tiny_engine: Engine):
+    results = tiny_engine.continue_abc(TUNES["2/2"], bars=2, sampling=Sampling(seed=5),
+                                       variations=3)
+    assert len(results) == 3
+    assert len({r.abc for r in results}) > 1
+    for result in results:
+        check_bars(result.abc, 2)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda e: e.continue_abc(TUNES["3/4"], bars=0), "bars must be between"),
+    (lambda e: e.continue_abc(TUNES["3/4"], bars=100000), "bars must be between"),
+    (lambda e: e.continue_abc("X:1\nM:3/4\nL:1/8\nK:C\n", bars=2), "no notes"),
+    (lambda e: e.continue_abc(TUNES["3/4"], sampling=Sampling(temperature=-1)), "temperature"),
+    (lambda e: e.continue_abc(TUNES["3/4"], sampling=Sampling(top_p=0)), "top_p"),
+    (lambda e: e.continue_abc(TUNES["3/4"], variations=0), "variations"),
+])
+def test_bad_requests_raise_a_clear_error(tiny_engine: Engine, call, message: str):
+    with pytest.raises(SegueError, match=message):
+        call(tiny_engine)
+
+
+def test_cli_prints_abc_and_writes_musicxml(model_path: Path, tmp_path: Path):
+    tune = tmp_path / "tune.abc"
+    tune.write_text(TUNES["3/4"])
+    printed = run_segue("continue", str(tune), "--bars", "4", "--seed", "1",
+                        "--model", str(model_path))
+    assert printed.returncode == 0, printed.stderr
+    check_bars(printed.stdout, 4)
+    out = tmp_path / "next.musicxml"
+    saved = run_segue("continue", str(tune), "--bars", "4", "--seed", "1", "--model",
+                      str(model_path), "-o", str(out))
+    assert saved.returncode == 0, saved.stderr
+    assert bar_lengths(printed.stdout) == [Fraction(3, 4)] * 4
+    from engine.music import note_events, read_score
+    assert note_events(read_score(out)) == note_events(parse_abc(printed.stdout))
+
+
+def test_cli_continues_a_selection_of_a_musicxml_score(model_path: Path, tmp_path: Path):
+    source = tmp_path / "two.musicxml"
+    subprocess.run([sys.executable, "-m", "bridge", "convert", "-", str(source)], check=True,
+                   input=TWO_VOICES, capture_output=True, text=True)
+    result = run_segue("continue", str(source), "--part", "1", "--measures", "1-2",
+                       "--bars", "3", "--model", str(model_path), "--seed", "2")
+    assert result.returncode == 0, result.stderr
+    check_bars(result.stdout, 3)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--bars", "0"], "--bars must be between"),
+    (["--bars", "100000"], "--bars must be between"),
+    (["--measures", "40-41"], "measure"),
+    (["--model", "/nonexistent/model"], "model"),
+    (["--temperature", "-2"], "temperature"),
+])
+def test_cli_bad_input_is_one_line_and_writes_nothing(model_path: Path, tmp_path: Path,
+                                                      args: list[str], message: str):
+    tune = tmp_path / "tune.abc"
+    tune.write_text(TUNES["3/4"])
+    out = tmp_path / "answer.mid"
+    model = [] if "--model" in args else ["--model", str(model_path)]
+    result = run_segue("continue", str(tune), *model, *args, "-o", str(out))
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [tune]  # no temporary file left behind either
+
+
+def test_cli_unknown_output_format_is_refused_before_any_work(tmp_path: Path):
+    result = run_segue("continue", str(tmp_path / "missing.abc"), "-o", str(tmp_path / "a.pdf"))
+    assert result.returncode == 1
+    assert ".pdf" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_corrupt_checkpoint_is_a_clear_error(model_path: Path, tmp_path: Path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for item in model_path.iterdir():
+        (broken / item.name).write_bytes(item.read_bytes())
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    tune = tmp_path / "tune.abc"
+    tune.write_text(TUNES["3/4"])
+    result = run_segue("continue", str(tune), "--model", str(broken))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert str(broken) in result.stderr or "broken" in result.stderr

@@ -1,0 +1,216 @@
+"""Training: tiny GPT-2 and Mamba models learn, checkpoints reload exactly, runs resume after
+kill -9, damaged checkpoints fail clearly, and torchrun trains on two CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.checkpoint import (
+    STATE_FILE,
+    WEIGHTS_FILE,
+    list_models,
+    load_checkpoint,
+    resolve_model,
+    save_checkpoint,
+)
+from engine.dataset import TUNE_SEPARATOR, load_corpus, token_array
+from engine.errors import SegueError
+from engine.model import build_model, count_parameters, model_config
+from engine.tokenizer import CharTokenizer
+from engine.train import TrainConfig, train
+
+LIMIT = 30  # training tunes (and 4 validation tunes): enough to see the loss fall
+TINY = ["--architecture", "gpt2", "--layers", "2", "--width", "32", "--heads", "2",
+        "--block-size", "32", "--batch-size", "4", "--limit-tunes", str(LIMIT), "--lr", "3e-3",
+        "--eval-batches", "2", "--log-every", "1", "--no-progress", "--threads", "1"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def segue_home(tmp_path_factory: pytest.TempPathFactory):
+    """A private $SEGUE_HOME shared by this file's tests (the canonical cache is made once)."""
+    home = tmp_path_factory.mktemp("segue-home")
+    before = os.environ.get("SEGUE_HOME")
+    os.environ["SEGUE_HOME"] = str(home)
+    load_corpus(limit=LIMIT, workers=1, progress=False)
+    yield home
+    if before is None:
+        del os.environ["SEGUE_HOME"]
+    else:
+        os.environ["SEGUE_HOME"] = before
+
+
+def tiny(out: Path, **changes) -> TrainConfig:
+    values = {"out": str(out), "preset": None, "architecture": "gpt2", "layers": 2, "width": 32,
+              "heads": 2, "block_size": 32, "batch_size": 8, "steps": 30, "lr": 3e-3,
+              "warmup": 5, "eval_every": 10, "eval_batches": 2, "checkpoint_every": 10,
+              "log_every": 5, "limit_tunes": LIMIT, "workers": 1, "progress": False}
+    return TrainConfig(**{**values, **changes})
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def segue(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bridge", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_data_is_canonical_tunes_after_a_blank_line():
+    corpus = load_corpus(limit=LIMIT, workers=1, progress=False)
+    assert len(corpus.splits["train"]) == LIMIT and len(corpus.splits["valid"]) == 4
+    text = CharTokenizer().decode(token_array(corpus.splits["train"], CharTokenizer()).tolist())
+    assert text.startswith(TUNE_SEPARATOR + "X:1\n")
+    assert text.count("\n\nX:1\n") == LIMIT - 1
+
+
+@pytest.mark.parametrize("architecture", ["gpt2", "mamba"])
+def test_tiny_model_learns(tmp_path: Path, architecture: str):
+    run = train(tiny(tmp_path / architecture, architecture=architecture,
+                     heads=2 if architecture == "gpt2" else None))
+    records = metrics(run)
+    train_losses = [r["train_loss"] for r in records if r["train_loss"] is not None]
+    val_losses = [r["val_loss"] for r in records if r["val_loss"] is not None]
+    assert train_losses[-1] < train_losses[0] - 0.5
+    assert val_losses[-1] < val_losses[0] - 0.5
+    assert (run / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    loaded = load_checkpoint(run, device="cpu")  # a run folder stands for its best checkpoint
+    assert loaded.path == run / "best" and loaded.config["model"]["architecture"] == architecture
+    assert loaded.config["training"]["steps"] == 30 and not loaded.model.training
+
+
+@pytest.mark.parametrize("preset", ["gpt2-6m", "mamba-6m"])
+def test_checkpoint_reloads_to_the_same_logits(tmp_path: Path, preset: str):
+    spec = model_config(preset, vocab_size=96, layers=2, width=64)
+    model = build_model(spec).eval()
+    ids = torch.randint(0, 96, (2, 40))
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+    for dtype, tolerance in ((torch.float32, 0.0), (torch.float16, 0.05)):
+        folder = save_checkpoint(tmp_path / str(dtype), model, CharTokenizer(),
+                                 {"architecture": spec["architecture"], "preset": preset,
+                                  "model": spec, "block_size": 64}, dtype=dtype)
+        loaded = load_checkpoint(folder, device="cpu")
+        with torch.no_grad():
+            logits = loaded.model(input_ids=ids).logits
+        assert torch.allclose(logits, expected, atol=tolerance, rtol=0)
+        assert loaded.block_size == 64 and loaded.tokenizer.vocab_size == 96
+        assert loaded.config["parameters"] == count_parameters(model)
+
+
+def test_resume_continues_exactly(tmp_path: Path):
+    # With warmup longer than the run, the learning rate does not depend on --steps, so a run
+    # of 6 steps resumed to 12 must match a run of 12 steps number for number.
+    straight = train(tiny(tmp_path / "straight", steps=12, warmup=100, checkpoint_every=6,
+                          dropout=0.1))
+    first = tiny(tmp_path / "resumed", steps=6, warmup=100, checkpoint_every=6, dropout=0.1)
+    train(first)
+    resumed = train(tiny(tmp_path / "resumed", steps=12), {"steps"}, resume=True)
+    def numbers(run: Path) -> list[dict]:
+        return [{k: v for k, v in r.items() if k not in ("time", "tokens_per_s")}
+                for r in metrics(run)]
+
+    assert numbers(resumed) == numbers(straight)
+    weights = [load_checkpoint(run / "checkpoint", device="cpu").model.state_dict()
+               for run in (straight, resumed)]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    with pytest.raises(SegueError, match="already holds a training run"):
+        train(first)
+    with pytest.raises(SegueError, match="continues the run as it was"):
+        train(tiny(resumed, width=64), {"width"}, resume=True)
+    with pytest.raises(SegueError, match="nothing to resume"):
+        train(tiny(tmp_path / "nothing"), set(), resume=True)
+
+
+def test_kill_9_then_resume(tmp_path: Path):
+    run = tmp_path / "run"
+    process = segue("train", *TINY, "--steps", "100000", "--checkpoint-every", "3",
+                    "--eval-every", "1000", "--out", str(run))
+    state = run / "checkpoint" / STATE_FILE
+    deadline = time.monotonic() + 90
+    while not state.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    output = process.communicate()[0]
+    assert state.exists(), output
+    saved = torch.load(state, weights_only=False)["step"]
+    assert saved % 3 == 0 and saved >= 3
+    assert load_checkpoint(run / "checkpoint", device="cpu").config["training"]["steps"] == saved
+
+    target = saved + 4
+    process = segue("train", "--out", str(run), "--resume", "--steps", str(target),
+                    "--no-progress")
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 0, output
+    steps = [r["step"] for r in metrics(run) if r["train_loss"] is not None]
+    assert steps == list(range(1, target + 1))
+    assert torch.load(state, weights_only=False)["step"] == target
+
+
+def test_damaged_or_missing_checkpoints_are_clear_errors(tmp_path: Path):
+    spec = model_config(None, architecture="gpt2", layers=1, width=32, heads=2, vocab_size=96)
+    good = save_checkpoint(tmp_path / "good", build_model(spec), CharTokenizer(),
+                           {"architecture": "gpt2", "preset": None, "model": spec,
+                            "block_size": 32})
+    with pytest.raises(SegueError, match="no model named 'nonexistent'"):
+        load_checkpoint("nonexistent")
+    with pytest.raises(SegueError, match="no such checkpoint folder"):
+        load_checkpoint(tmp_path / "missing")
+    with pytest.raises(SegueError, match="not a checkpoint"):
+        load_checkpoint(tmp_path)
+
+    def damaged(name: str, change) -> Path:
+        folder = tmp_path / name
+        subprocess.run(["cp", "-r", str(good), str(folder)], check=True)
+        change(folder)
+        return folder
+
+    truncated = damaged("truncated", lambda f: (f / WEIGHTS_FILE).write_bytes(
+        (good / WEIGHTS_FILE).read_bytes()[:5000]))
+    bad_json = damaged("json", lambda f: (f / "config.json").write_text("{\"model\": "))
+    wider = {**spec, "width": 64, "heads": 2}
+    shapes = damaged("shapes", lambda f: (f / "config.json").write_text(json.dumps(
+        {**json.loads((good / "config.json").read_text()), "model": wider})))
+    for folder, message in ((truncated, f"cannot read {WEIGHTS_FILE}"),
+                            (bad_json, "cannot read config.json"),
+                            (shapes, "do not fit the model")):
+        with pytest.raises(SegueError, match=message):
+            load_checkpoint(folder)
+
+    # A kill between moving the old checkpoint aside and the new one in: the old one is used.
+    os.replace(good, tmp_path / ".good.old")
+    (tmp_path / ".good.tmp-1").mkdir()  # and a half-written one, never taken for a checkpoint
+    assert load_checkpoint(tmp_path / "good").path == tmp_path / "good"
+
+
+def test_models_are_found_by_name(segue_home: Path):
+    spec = model_config(None, architecture="mamba", layers=1, width=32, vocab_size=96)
+    save_checkpoint(segue_home / "models" / "mine" / "best", build_model(spec), CharTokenizer(),
+                    {"architecture": "mamba", "preset": None, "model": spec, "block_size": 32})
+    assert resolve_model("mine") == segue_home / "models" / "mine" / "best"
+    mine = next(m for m in list_models() if m["name"] == "mine")
+    assert mine["architecture"] == "mamba" and not mine["shipped"] and mine["parameters"] > 0
+    assert load_checkpoint("mine").name == "mine"
+
+
+def test_torchrun_two_cpu_processes(tmp_path: Path):
+    run = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", "-m", "bridge", "train", *TINY, "--steps", "4",
+               "--checkpoint-every", "2", "--eval-every", "2", "--device", "cpu",
+               "--out", str(run)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("done: step 4") == 1  # only rank 0 speaks and writes
+    config = load_checkpoint(run / "checkpoint", device="cpu").config
+    assert config["training"]["tokens_per_step"] == 2 * 4 * 32
+    assert config["training"]["machine"].startswith("2 x CPU")

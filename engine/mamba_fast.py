@@ -3,18 +3,20 @@
 transformers' `MambaForCausalLM` uses the `mamba-ssm` kernels when they are installed and the
 model runs on CUDA. Everywhere else it falls back to a reference loop that materialises the
 discretised state for every step, batch row, channel and state dimension and walks it in
-Python (about 140 s for one training step of the 6M model at 16 x 256 on two CPU cores).
+Python (about 140 s for one training step of the 6M model at 16 x 256 on one CPU thread).
 This module gives the same numbers, on the same weights, much faster:
 
 - `selective_scan`: the recurrence h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t, y_t = C_t . h_t,
   walked a chunk of time steps at a time. Each chunk's decays and inputs are formed in one
-  vectorised pass into reused buffers, the recurrence runs in place (one fused multiply-add per
-  step, on a (batch, channels, state) slab), and the outputs come out of one batched matmul.
+  vectorised pass into reused buffers sized for a core's L2 cache, the recurrence runs in place
+  (one fused multiply-add per step, on a (batch, channels, state) slab), and the outputs come
+  out of one batched matmul.
   Only exp(dt A) with dt A <= 0 is ever taken, so nothing can overflow however large dt gets
   (the cumulative-sum trick exp(-cumsum(dt A)) can). The backward pass is written by hand: it
-  keeps only the inputs and one state per chunk, recomputes the chunk's states, runs the adjoint
-  recurrence backwards and forms every gradient with a few vectorised passes and matmuls, so
-  training needs a few MB per layer instead of the reference's gigabytes.
+  keeps only the inputs and one state per chunk of at least 8 steps, recomputes the chunk's
+  states, runs the adjoint recurrence backwards and forms every gradient with a few vectorised
+  passes and batched matmuls, so a layer keeps about twice its input's size for the backward
+  pass where the reference keeps a state for every step (gigabytes).
 - `accelerate(model)` swaps that path into a transformers Mamba model in place (each mixer's
   class becomes `FastMambaMixer`; no parameter is renamed or reshaped, so checkpoints load
   unchanged everywhere). On CUDA with `mamba-ssm` installed the mixers keep transformers' own
@@ -34,123 +36,160 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from transformers.models.mamba.modeling_mamba import MambaMixer, apply_mask_to_padding_states
 
+if TYPE_CHECKING:
+    from transformers.cache_utils import Cache
+
 log = logging.getLogger("segue")
 
-# Elements (time x batch x channels x state) a chunk's working buffers hold: a few MB, so the
-# chunk's passes stay in the CPU's caches.
-CHUNK_ELEMENTS = 1 << 20
+# Elements (time x batch x channels x state) a chunk's working buffers hold: about 1 MB each,
+# so the chunk's passes stay in a CPU core's L2 cache.
+CHUNK_ELEMENTS = 1 << 18
 MAX_CHUNK = 128
+# Training keeps each chunk's starting state for the backward pass; chunks of at least 8 steps
+# keep that to 2 floats per step and channel (state_size 16), no more than the other activations.
+MIN_TRAINING_CHUNK = 8
+LOG2E = math.log2(math.e)
 
+KERNELS = "mamba-ssm kernels"
 _logged: set[str] = set()
 
 
 # --------------------------------------------------------------------------- the scan
+#
+# Inside, time is the leading dimension (each step's slab is contiguous) and a state is laid
+# out (batch, state_size, channels): channels innermost, so that every broadcast and reduction
+# runs along a long contiguous row. The public functions take transformers' layouts.
 
 
-def _chunk_length(batch: int, channels: int, state: int, steps: int) -> int:
-    return max(1, min(steps, MAX_CHUNK, CHUNK_ELEMENTS // (batch * channels * state)))
+def _chunk_length(batch: int, channels: int, state: int, steps: int, training: bool) -> int:
+    length = CHUNK_ELEMENTS // (batch * channels * state)
+    if training:
+        length = max(length, MIN_TRAINING_CHUNK)
+    return max(1, min(steps, MAX_CHUNK, length))
 
 
 def _time_major(t: torch.Tensor) -> torch.Tensor:
     return t.transpose(0, 1).contiguous()
 
 
-def _scan_forward(x, dt, A, B, C, h0, keep_starts: bool):
-    """Forward recurrence on time-major inputs: x, dt (T, b, d); B, C (T, b, n); h0 (b, d, n).
+def _chunk_states(dt, dtx, At, B, h, decay, states) -> None:
+    """One chunk's decays exp(dt A) into `decay`, and its states from state h into `states`.
 
-    Returns y (T, b, d), the last state (b, d, n), and each chunk's starting state if asked.
+    dt and dtx = dt * x: (n, b, d); At: (state, d); B: (n, b, state); h: (b, state, d);
+    decay, states: (n, b, state, d) buffers. The decays are taken as exp2(dt A log2 e): the
+    same numbers, and on CPUs torch's exp2 kernel is about three times faster than its exp.
+    """
+    torch.mul(dt[:, :, None, :], At * LOG2E, out=decay).exp2_()
+    torch.mul(B[:, :, :, None], dtx[:, :, None, :], out=states)
+    a, hs = decay.unbind(0), states.unbind(0)
+    hs[0].addcmul_(a[0], h)
+    for i in range(1, len(hs)):
+        hs[i].addcmul_(a[i], hs[i - 1])
+
+
+def _scan_forward(x, dt, At, B, C, h0, keep_starts: bool):
+    """The recurrence over time-major inputs: x, dt (T, b, d); B, C (T, b, state).
+
+    At: (state, d); h0: (b, state, d). Returns y (T, b, d), the last state, and each chunk's
+    starting state when asked (the backward pass starts from them).
     """
     steps, batch, channels = x.shape
-    length = _chunk_length(batch, channels, A.shape[1], steps)
-    decay = x.new_empty(length, batch, channels, A.shape[1])
+    length = _chunk_length(batch, channels, At.shape[0], steps, training=keep_starts)
+    decay = x.new_empty(length, batch, *At.shape)
     states = torch.empty_like(decay)
     dtx = dt * x
-    y = x.new_empty(steps, batch, channels)
-    h, starts = h0, []
-    for s in range(0, steps, length):
+    y = x.new_empty(steps, batch, 1, channels)
+    chunks = range(0, steps, length)
+    starts = x.new_empty(len(chunks) if keep_starts else 0, *h0.shape)
+    h, last = h0, torch.empty_like(h0)
+    for index, s in enumerate(chunks):
         e = min(steps, s + length)
-        n = e - s
-        a, hs = decay[:n], states[:n]
-        torch.mul(dt[s:e, :, :, None], A, out=a).exp_()
-        torch.mul(dtx[s:e, :, :, None], B[s:e, :, None, :], out=hs)
+        hs = states[: e - s]
         if keep_starts:
-            starts.append(h)
-        hs[0].addcmul_(a[0], h)
-        for i in range(1, n):
-            hs[i].addcmul_(a[i], hs[i - 1])
-        torch.linalg.vecdot(hs, C[s:e, :, None, :], out=y[s:e])
-        h = hs[n - 1].clone()
-    return y, h, starts
+            starts[index] = h
+        _chunk_states(dt[s:e], dtx[s:e], At, B[s:e], h, decay[: e - s], hs)
+        h = last.copy_(hs[-1])
+        torch.matmul(C[s:e, :, None, :], hs, out=y[s:e])
+    return y[:, :, 0], h, starts
 
 
-def _scan_backward(gy, gh, x, dt, A, B, C, starts):
-    """Gradients of the chunked scan (time-major, as `_scan_forward`), chunk by chunk backwards.
+def _scan_backward(gy, gh, x, dt, At, B, C, starts):
+    """Gradients of the scan (time-major, as `_scan_forward`), chunk by chunk backwards.
 
-    With G_t = dL/dh_t = C_t gy_t + exp(dt_{t+1} A) G_{t+1} and P_t = G_t exp(dt_t A) h_{t-1}:
+    Each chunk's states are recomputed from its starting state. With the adjoint
+    G_t = dL/dh_t = C_t gy_t + exp(dt_{t+1} A) G_{t+1} and P_t = G_t exp(dt_t A) h_{t-1}:
     dL/dx_t = dt_t (G_t . B_t), dL/ddt_t = x_t (G_t . B_t) + sum_n P_t A,
     dL/dA = sum_t P_t dt_t, dL/dB_t = sum_d G_t dt_t x_t, dL/dC_t = sum_d gy_t h_t,
-    dL/dh0 = exp(dt_0 A) G_0.
+    dL/dh0 = exp(dt_0 A) G_0. The sums over d and n are batched matmuls.
     """
     steps, batch, channels = x.shape
-    width = A.shape[1]
-    length = _chunk_length(batch, channels, width, steps)
-    decay = x.new_empty(length, batch, channels, width)
-    states, adjoint = torch.empty_like(decay), torch.empty_like(decay)
+    length = _chunk_length(batch, channels, At.shape[0], steps, training=True)
+    decay = x.new_empty(length, batch, *At.shape)
+    states, adjoint, scratch = (torch.empty_like(decay) for _ in range(3))
     dtx = dt * x
     gx, gdt = torch.empty_like(x), torch.empty_like(dt)
-    gB, gC = torch.empty_like(B), torch.empty_like(C)
-    gA = torch.zeros_like(A)
-    carry = gh
+    gB, gC = torch.empty_like(B)[:, :, None], torch.empty_like(C)[:, :, None]
+    gb = x.new_empty(length, batch, 1, channels)
+    gAt = torch.zeros_like(At)
+    carry, carried = gh, torch.empty_like(gh)
     for index in reversed(range(len(starts))):
         s = index * length
         e = min(steps, s + length)
-        n, rows = e - s, (e - s) * batch
-        a, hs, g = decay[:n], states[:n], adjoint[:n]
-        torch.mul(dt[s:e, :, :, None], A, out=a).exp_()
-        torch.mul(dtx[s:e, :, :, None], B[s:e, :, None, :], out=hs)
-        hs[0].addcmul_(a[0], starts[index])
-        for i in range(1, n):
-            hs[i].addcmul_(a[i], hs[i - 1])
-        torch.mul(gy[s:e, :, :, None], C[s:e, :, None, :], out=g)
-        if carry is not None:
-            g[n - 1].add_(carry)
-        for i in range(n - 2, -1, -1):
-            g[i].addcmul_(a[i + 1], g[i + 1])
-        carry = a[0] * g[0]
-        flat_g = g.view(rows, channels, width)
-        gC[s:e] = torch.bmm(gy[s:e].reshape(rows, 1, channels),
-                            hs.view(rows, channels, width)).view(n, batch, width)
-        gB[s:e] = torch.bmm(dtx[s:e].reshape(rows, 1, channels), flat_g).view(n, batch, width)
-        gb = torch.linalg.vecdot(g, B[s:e, :, None, :])
+        a, hs, g, tmp = decay[: e - s], states[: e - s], adjoint[: e - s], scratch[: e - s]
+        _chunk_states(dt[s:e], dtx[s:e], At, B[s:e], starts[index], a, hs)
+        torch.mul(C[s:e, :, :, None], gy[s:e, :, None, :], out=g)
+        decays, adjoints = a.unbind(0), g.unbind(0)
+        adjoints[-1].add_(carry)
+        for i in range(e - s - 2, -1, -1):
+            adjoints[i].addcmul_(decays[i + 1], adjoints[i + 1])
+        carry = torch.mul(decays[0], adjoints[0], out=carried)
+        torch.matmul(gy[s:e, :, None, :], hs.transpose(-1, -2), out=gC[s:e])
+        torch.matmul(dtx[s:e, :, None, :], g.transpose(-1, -2), out=gB[s:e])
+        gbx = torch.matmul(B[s:e, :, None, :], g, out=gb[: e - s])[:, :, 0]  # G . B
         g.mul_(a)  # P = G exp(dt A) h_prev, in place
         g[0].mul_(starts[index])
         g[1:].mul_(hs[:-1])
-        torch.linalg.vecdot(g, A, out=gdt[s:e]).addcmul_(gb, x[s:e])
-        torch.mul(gb, dt[s:e], out=gx[s:e])
-        gA += torch.mul(g, dt[s:e, :, :, None], out=g).sum((0, 1))
-    return gx, gdt, gA, gB, gC, carry
+        torch.sum(torch.mul(g, At, out=a), dim=-2, out=gdt[s:e]).addcmul_(gbx, x[s:e])
+        torch.mul(gbx, dt[s:e], out=gx[s:e])
+        gAt += torch.mul(g, dt[s:e, :, None, :], out=tmp).sum((0, 1))
+    return gx, gdt, gAt, gB[:, :, 0], gC[:, :, 0], carry
 
 
 class _SelectiveScan(torch.autograd.Function):
+    """The scan over time-major tensors, with its hand-written backward pass."""
+
     @staticmethod
     def forward(ctx, x, dt, A, B, C, h0):
-        x, dt, B, C = (_time_major(t) for t in (x, dt, B, C))
-        y, h, starts = _scan_forward(x, dt, A, B, C, h0, keep_starts=True)
-        ctx.save_for_backward(x, dt, A, B, C, *starts)
-        return y.transpose(0, 1), h
+        At, h0 = A.t().contiguous(), h0.transpose(1, 2).contiguous()
+        y, h, starts = _scan_forward(x, dt, At, B, C, h0, keep_starts=True)
+        ctx.save_for_backward(x, dt, At, B, C, starts)
+        return y, h.transpose(1, 2)
 
     @staticmethod
     def backward(ctx, gy, gh):
-        x, dt, A, B, C, *starts = ctx.saved_tensors
-        grads = _scan_backward(_time_major(gy), gh, x, dt, A, B, C, starts)
-        gx, gdt, gA, gB, gC, gh0 = grads
-        return gx.transpose(0, 1), gdt.transpose(0, 1), gA, gB.transpose(0, 1), \
-            gC.transpose(0, 1), gh0
+        x, dt, At, B, C, starts = ctx.saved_tensors
+        gh = gh.transpose(1, 2).contiguous()
+        gx, gdt, gAt, gB, gC, gh0 = _scan_backward(gy.contiguous(), gh, x, dt, At, B, C, starts)
+        return gx, gdt, gAt.t(), gB, gC, gh0.transpose(1, 2)
+
+
+def _scan(x, dt, A, B, C, h0):
+    """`selective_scan` on time-major x, dt (T, b, d) and B, C (T, b, state), all contiguous."""
+    if h0 is None:
+        h0 = x.new_zeros(x.shape[1], x.shape[2], A.shape[1])
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, dt, A, B, C, h0)):
+        return _SelectiveScan.apply(x, dt, A, B, C, h0)
+    y, h, _ = _scan_forward(x, dt, A.t().contiguous(), B, C, h0.transpose(1, 2).contiguous(),
+                            keep_starts=False)
+    return y, h.transpose(1, 2)
 
 
 def selective_scan(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
@@ -159,17 +198,11 @@ def selective_scan(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.
     """Mamba's selective scan, batch-first: h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t.
 
     x, dt: (batch, T, channels), dt already through softplus; A: (channels, state), negative;
-    B, C: (batch, T, state); h0: (batch, channels, state) or None for zeros. Returns
-    y (batch, T, channels) with y_t = C_t . h_t (no D skip, no gate) and the last state h_T.
-    Float32 throughout; differentiable in every input.
+    B, C: (batch, T, state); h0: (batch, channels, state) or None for zeros (transformers'
+    layouts). Returns y (batch, T, channels) with y_t = C_t . h_t (no D skip, no gate) and the
+    last state (batch, channels, state). Float32; differentiable in every input.
     """
-    tensors = (x, dt, A, B, C)
-    if h0 is None:
-        h0 = x.new_zeros(x.shape[0], x.shape[2], A.shape[1])
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (*tensors, h0)):
-        return _SelectiveScan.apply(x, dt, A, B, C, h0)
-    x, dt, B, C = (_time_major(t) for t in (x, dt, B, C))
-    y, h, _ = _scan_forward(x, dt, A, B, C, h0, keep_starts=False)
+    y, h = _scan(*(_time_major(t) for t in (x, dt)), A, *(_time_major(t) for t in (B, C)), h0)
     return y.transpose(0, 1), h
 
 
@@ -182,28 +215,38 @@ def mixer_sequence(mixer: MambaMixer, hidden: torch.Tensor, window: torch.Tensor
     """One Mamba mixer over a sequence (batch, T, hidden), continuing from (window, state).
 
     window: the last `conv_kernel` inputs of the convolution (batch, channels, kernel), as
-    transformers caches it; state: the SSM state (batch, channels, state_size). Returns the
-    mixer's output and the new window and state. Same operations as transformers'
-    `MambaMixer.slow_forward`, with the chunked scan.
+    transformers caches it; state: the SSM state (batch, channels, state_size); mask: the
+    attention mask (batch, T) or None. Returns the mixer's output and the new window and state.
+    The operations of transformers' `MambaMixer.slow_forward`, time-major inside, with the
+    causal depthwise convolution written as `conv_kernel` shifted multiply-adds.
     """
     dtype = hidden.dtype
-    hidden = apply_mask_to_padding_states(hidden, mask)
-    x, gate = mixer.in_proj(hidden).chunk(2, dim=-1)
-    x = x.transpose(1, 2)  # (batch, channels, T), the convolution's layout
-    kernel = mixer.conv_kernel_size
+    hidden = apply_mask_to_padding_states(hidden, mask).transpose(0, 1)
+    mask = None if mask is None else mask.transpose(0, 1)
+    x, gate = mixer.in_proj(hidden).chunk(2, dim=-1)  # (T, batch, channels) each
+    steps, kernel = x.shape[0], mixer.conv_kernel_size
     if window is None:
-        window = x.new_zeros(x.shape[0], x.shape[1], kernel)
-    padded = torch.cat([window[:, :, 1:].to(x.dtype), x], dim=-1)
-    x = F.conv1d(padded, mixer.conv1d.weight, mixer.conv1d.bias, groups=x.shape[1])
-    x = apply_mask_to_padding_states(mixer.act(x).transpose(1, 2), mask)
+        past = x.new_zeros(kernel - 1, *x.shape[1:])
+    else:
+        past = window[:, :, 1:].permute(2, 0, 1).to(x.dtype)
+    padded = torch.cat([past, x])
+    weight = mixer.conv1d.weight[:, 0]  # (channels, kernel)
+    x = padded[kernel - 1:] * weight[:, -1]
+    for k in range(kernel - 1):
+        x = x.addcmul(padded[k:k + steps], weight[:, k])
+    if mixer.conv1d.bias is not None:
+        x = x + mixer.conv1d.bias
+    x = apply_mask_to_padding_states(mixer.act(x), mask)
     step, B, C = mixer.x_proj(x).split(
         [mixer.time_step_rank, mixer.ssm_state_size, mixer.ssm_state_size], dim=-1)
     dt = F.softplus(F.linear(step, mixer.dt_proj.weight).float() + mixer.dt_proj.bias.float())
     A = -torch.exp(mixer.A_log.float())
     h0 = None if state is None else state.float()
-    y, state = selective_scan(x.float(), dt, A, B.float(), C.float(), h0)
+    y, state = _scan(x.float().contiguous(), dt, A, B.float().contiguous(),
+                     C.float().contiguous(), h0)
     y = (y + x * mixer.D.float()) * F.silu(gate.float())
-    return mixer.out_proj(y.to(dtype)), padded[:, :, -kernel:], state
+    out = mixer.out_proj(y.to(dtype)).transpose(0, 1)
+    return out, padded[-kernel:].permute(1, 2, 0), state
 
 
 @functools.cache
@@ -228,7 +271,7 @@ def uses_kernels(device: torch.device | str) -> bool:
 def path_label(device: torch.device | str) -> str:
     """What a Mamba model on `device` runs on, in words."""
     device = torch.device(device)
-    return "mamba-ssm kernels" if uses_kernels(device) else f"segue chunked scan ({device.type})"
+    return KERNELS if uses_kernels(device) else f"segue chunked scan ({device.type})"
 
 
 def _log_choice(device: torch.device) -> str:
@@ -245,10 +288,10 @@ class FastMambaMixer(MambaMixer):
     Not constructed directly: `accelerate` switches existing mixers to this class.
     """
 
-    def forward(self, hidden_states, cache=None, attention_mask=None, **kwargs):
+    def forward(self, hidden_states: torch.Tensor, cache: Cache | None = None,
+                attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         recording = cache is not None and cache.is_recording_past(self.layer_idx)
-        if recording or uses_kernels(hidden_states.device):
-            _log_choice(hidden_states.device)
+        if _log_choice(hidden_states.device) == KERNELS or recording:
             return super().forward(hidden_states, cache=cache, attention_mask=attention_mask,
                                    **kwargs)
         window = state = None
@@ -271,48 +314,84 @@ def accelerate(model: torch.nn.Module) -> str:
 
     Parameters, their names and shapes are untouched (checkpoints load unchanged before or
     after). The kernels-or-chunked-scan choice follows the device of each call, so the model
-    may be moved afterwards; the label describes the device the model is on now.
+    may be moved afterwards; the label describes the device the model is on now, and the
+    choice is logged (once per process and path) when a model first runs.
     """
     mixers = _mixers(model)
     if not mixers:
         raise TypeError(f"{type(model).__name__} has no Mamba mixers to accelerate")
     for mixer in mixers:
         mixer.__class__ = FastMambaMixer
-    return _log_choice(next(model.parameters()).device)
+    return path_label(next(model.parameters()).device)
 
 
 # --------------------------------------------------------------------------- decoding
 
 
-def _rms_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """transformers' `MambaRMSNorm`, inlined."""
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """transformers' `MambaRMSNorm` (one fused operation in float32)."""
+    if x.dtype == weight.dtype == torch.float32:
+        return F.rms_norm(x, weight.shape, weight, eps)
     x32 = x.float()
-    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
-    return norm.weight * x32.to(norm.weight.dtype)
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x32.to(weight.dtype)
+
+
+class _Layer(NamedTuple):
+    """One block's weights, gathered once per prompt so that a step does no module lookups."""
+
+    norm: torch.Tensor
+    eps: float
+    fp32_residual: bool
+    in_proj: torch.Tensor
+    conv: torch.Tensor  # (channels, kernel)
+    conv_bias: torch.Tensor | None
+    act: Callable[[torch.Tensor], torch.Tensor]
+    x_proj: torch.Tensor
+    split: list[int]
+    dt_proj: torch.Tensor
+    dt_bias: torch.Tensor
+    A: torch.Tensor  # (channels, state), -exp(A_log)
+    D: torch.Tensor
+    out_proj: torch.Tensor
+    out_bias: torch.Tensor | None
+
+    @classmethod
+    def of(cls, block: torch.nn.Module) -> _Layer:
+        m = block.mixer
+        return cls(block.norm.weight, block.norm.variance_epsilon, block.residual_in_fp32,
+                   m.in_proj.weight, m.conv1d.weight[:, 0], m.conv1d.bias,
+                   F.silu if m.activation == "silu" else m.act, m.x_proj.weight,
+                   [m.time_step_rank, m.ssm_state_size, m.ssm_state_size],
+                   m.dt_proj.weight, m.dt_proj.bias, -torch.exp(m.A_log.float()), m.D.float(),
+                   m.out_proj.weight, m.out_proj.bias)
 
 
 class MambaDecoder:
     """Incremental decoding for a transformers Mamba model: `prefill` a prompt, then `step`.
 
     The interface of `engine.lm.CachedDecoder`. Each layer's state is its convolution window
-    (batch, channels, kernel) and its SSM state (batch, channels, state_size); a step costs
-    the same at any prompt length. On CUDA with mamba-ssm it defers to transformers' own
-    kernel path.
+    (batch, channels, kernel) and its SSM state (batch, channels, state_size); a step is about
+    twenty tensor operations a layer, the same at any prompt length. On CUDA with mamba-ssm
+    it defers to transformers' own kernel path.
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
         self.backbone = model.backbone
-        self.kernels = uses_kernels(next(model.parameters()).device)
-        _log_choice(next(model.parameters()).device)
+        device = next(model.parameters()).device
+        self.kernels = uses_kernels(device)
+        _log_choice(device)
         self.windows: list[torch.Tensor] = []
         self.states: list[torch.Tensor] = []
+        self.layers: list[_Layer] = []
         self.cached = None
-        self.layers: list[tuple] = []
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        hidden = _rms_norm(self.backbone.norm_f, hidden)
-        return self.model.lm_head(hidden.to(self.model.lm_head.weight.dtype)).float()
+        norm = self.backbone.norm_f
+        hidden = _rms_norm(hidden, norm.weight, norm.variance_epsilon)
+        return F.linear(hidden.to(self.model.lm_head.weight.dtype),
+                        self.model.lm_head.weight).float()
 
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
@@ -322,50 +401,40 @@ class MambaDecoder:
 
             self.cached = CachedDecoder(self.model)
             return self.cached.prefill(ids)
+        self.layers = [_Layer.of(block) for block in self.backbone.layers]
+        self.windows, self.states = [], []
         hidden = self.backbone.embeddings(ids)
-        self.windows, self.states, self.layers = [], [], []
-        for block in self.backbone.layers:
-            residual = hidden.float() if block.residual_in_fp32 else hidden
-            normed = _rms_norm(block.norm, hidden.to(block.norm.weight.dtype))
+        for block, layer in zip(self.backbone.layers, self.layers, strict=True):
+            residual = hidden.float() if layer.fp32_residual else hidden
+            normed = _rms_norm(hidden.to(layer.norm.dtype), layer.norm, layer.eps)
             out, window, state = mixer_sequence(block.mixer, normed)
             hidden = residual + out
             self.windows.append(window.contiguous())
             self.states.append(state)
-            self.layers.append(self._step_weights(block))
         return self._logits(hidden[:, -1])
-
-    @staticmethod
-    def _step_weights(block: torch.nn.Module) -> tuple:
-        m = block.mixer
-        return (block.norm, block.residual_in_fp32, m.in_proj, m.conv1d.weight[:, 0],
-                m.conv1d.bias, m.act, m.x_proj,
-                [m.time_step_rank, m.ssm_state_size, m.ssm_state_size],
-                m.dt_proj.weight, m.dt_proj.bias.float(), -torch.exp(m.A_log.float()),
-                m.D.float(), m.out_proj)
 
     @torch.inference_mode()
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         """Feed one token per sequence (B,); return the logits for the next token (B, V)."""
         if self.kernels:
             return self.cached.step(ids)
-        hidden = self.backbone.embeddings(ids)
-        for layer, window, state in zip(self.layers, self.windows, self.states, strict=True):
-            (norm, fp32, in_proj, conv_w, conv_b, act, x_proj, split, dt_w, dt_b, A, D,
-             out_proj) = layer
-            residual = hidden.float() if fp32 else hidden
-            x, gate = in_proj(_rms_norm(norm, hidden.to(norm.weight.dtype))).chunk(2, dim=-1)
-            window[:, :, :-1] = window[:, :, 1:].clone()
-            window[:, :, -1] = x
-            x = (window * conv_w).sum(-1)
-            if conv_b is not None:
-                x = x + conv_b
-            x = act(x)
-            step, B, C = x_proj(x).split(split, dim=-1)
-            dt = F.softplus(F.linear(step, dt_w).float() + dt_b)
-            state.mul_(torch.exp(dt[:, :, None] * A))
+        hidden = F.embedding(ids, self.backbone.embeddings.weight)
+        for i, layer in enumerate(self.layers):
+            residual = hidden.float() if layer.fp32_residual else hidden
+            normed = _rms_norm(hidden.to(layer.norm.dtype), layer.norm, layer.eps)
+            x, gate = F.linear(normed, layer.in_proj).chunk(2, dim=-1)
+            window = torch.cat((self.windows[i][:, :, 1:], x[:, :, None]), dim=-1)
+            self.windows[i] = window
+            x = torch.linalg.vecdot(window, layer.conv)
+            x = layer.act(x if layer.conv_bias is None else x + layer.conv_bias)
+            step, B, C = F.linear(x, layer.x_proj).split(layer.split, dim=-1)
+            dt = F.softplus(F.linear(step, layer.dt_proj, layer.dt_bias).float())
+            state = self.states[i]
+            state.mul_(torch.exp(dt[:, :, None] * layer.A))
             state.addcmul_((dt * x)[:, :, None], B[:, None, :].float())
-            y = torch.bmm(state, C[:, :, None].float())[:, :, 0].addcmul_(x, D)
-            hidden = residual + out_proj((y * F.silu(gate.float())).to(hidden.dtype))
+            y = torch.bmm(state, C[:, :, None].float())[:, :, 0].addcmul_(x, layer.D)
+            y = (y * F.silu(gate.float())).to(hidden.dtype)
+            hidden = residual + F.linear(y, layer.out_proj, layer.out_bias)
         return self._logits(hidden)
 
 

@@ -1,0 +1,278 @@
+"""The continue request, whatever carries it: its fields and limits, and the three music forms.
+
+A request gives the music as `events` (bridge.events), as a `musicxml` document (with an
+optional `part` and `measures` to take a selection) or as an `abc` tune, plus sampling
+fields. The answer gives the continuation in the same form, and always as ABC. The HTTP
+server uses all of this; OSC and the MIDI bridge use `check_setting` for their controls.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from engine.errors import SegueError
+
+FORMS = ("events", "musicxml", "abc")
+# The server's limits, tighter than the engine's: one request may not hold the model long.
+MAX_VARIATIONS = 8
+MAX_BARS = 64
+MAX_SEED = 2**63 - 1
+MAX_SPAN = 256  # whole notes of events a request may send (4/4 bars)
+# The defaults every transport starts from.
+DEFAULTS = {"bars": 8, "temperature": 1.0, "top_p": 0.95, "top_k": 0, "seed": None,
+            "variations": 1, "model": None}
+
+
+class BadRequest(SegueError):
+    """A field is missing, of the wrong type or out of range."""
+
+    code = "bad_request"
+
+
+class BadMusic(SegueError):
+    """The music cannot be read or continued."""
+
+    code = "bad_music"
+
+
+def integer(value: Any, name: str, low: int, high: int) -> int:
+    """`value` as an int in [low, high]; BadRequest otherwise (booleans are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}, not {value!r}")
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be from {low} to {high}, not {value}")
+    return value
+
+
+def number(value: Any, name: str, low: float, high: float, *, open_low: bool = True) -> float:
+    """`value` as a finite float in (low, high] (or [low, high]); BadRequest otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadRequest(f"{name} must be a number, not {value!r}")
+    if not (low < value if open_low else low <= value) or value > high:
+        above = "greater than" if open_low else "at least"
+        raise BadRequest(f"{name} must be {above} {low:g} and at most {high:g}, not {value:g}")
+    return float(value)
+
+
+def check_setting(name: str, value: Any) -> Any:
+    """A sampling or length setting, checked: bars, temperature, top_p, top_k, seed,
+    variations or model (a name; which names are known is the worker's to say)."""
+    if name == "bars":
+        return integer(value, name, 1, MAX_BARS)
+    if name == "temperature":  # 0: always the likeliest symbol (greedy)
+        return number(value, name, 0.0, 5.0, open_low=False)
+    if name == "top_p":
+        return number(value, name, 0.0, 1.0)
+    if name == "top_k":
+        return integer(value, name, 0, 100_000)
+    if name == "seed":
+        return None if value is None else integer(value, name, 0, MAX_SEED)
+    if name == "variations":
+        return integer(value, name, 1, MAX_VARIATIONS)
+    if name == "model":
+        if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 200):
+            raise BadRequest(f"model must be a model's name or null, not {value!r}")
+        return value
+    raise BadRequest(f"unknown setting {name!r}")
+
+
+@dataclass
+class ContinueRequest:
+    """A checked request to continue some music."""
+
+    form: str
+    music: Any
+    part: str | int | None = None
+    measures: tuple[int, int] | None = None
+    bars: int = DEFAULTS["bars"]
+    temperature: float = DEFAULTS["temperature"]
+    top_p: float = DEFAULTS["top_p"]
+    top_k: int = DEFAULTS["top_k"]
+    seed: int | None = DEFAULTS["seed"]
+    variations: int = DEFAULTS["variations"]
+    model: str | None = DEFAULTS["model"]
+    prompt: Any = field(default=None, repr=False)  # the music21 score (events, musicxml)
+    layout: list[tuple[int, int]] | None = field(default=None, repr=False)
+
+    def sampling(self) -> Any:
+        """The engine's Sampling for this request."""
+        from engine.continuation import Sampling
+
+        return Sampling(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                        seed=self.seed)
+
+
+SETTINGS = tuple(DEFAULTS)
+ALLOWED = {f.name for f in fields(ContinueRequest)} - {"form", "music", "prompt", "layout"}
+
+
+def parse_request(body: Any) -> ContinueRequest:
+    """A ContinueRequest from a decoded JSON body; BadRequest says what is wrong."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    given = [form for form in FORMS if form in body]
+    if len(given) != 1:
+        raise BadRequest("give the music as exactly one of \"events\", \"musicxml\" or \"abc\"")
+    form = given[0]
+    unknown = sorted(set(body) - ALLOWED - {form})
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r}; fields are {', '.join(FORMS)}, "
+                         f"part, measures, {', '.join(SETTINGS)}")
+    music = body[form]
+    if form == "events" and not isinstance(music, dict):
+        raise BadRequest("events must be an object with time_signature, key and staves")
+    if form != "events" and (not isinstance(music, str) or not music.strip()):
+        raise BadRequest(f"{form} must be a non-empty string")
+    request = ContinueRequest(form, music, **{name: check_setting(name, body[name])
+                                              for name in SETTINGS if name in body})
+    if form != "musicxml" and ("part" in body or "measures" in body):
+        raise BadRequest("part and measures select from a musicxml document only")
+    request.part = check_part(body.get("part"))
+    request.measures = check_measures(body.get("measures"))
+    return request
+
+
+def check_part(value: Any) -> str | int | None:
+    """A part number (from 1) or name, or null."""
+    if value is None or (isinstance(value, str) and 0 < len(value) <= 200):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return str(value)
+    raise BadRequest(f"part must be a part number from 1 or a part's name, not {value!r}")
+
+
+def check_measures(value: Any) -> tuple[int, int] | None:
+    """[first, last] or "first-last" (bar numbers, both included) or null."""
+    from engine.music import parse_measures
+
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return parse_measures(value)
+        except SegueError:
+            raise BadRequest(f"measures must be a bar number or a range such as \"1-8\", "
+                             f"not {value!r}") from None
+    if (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+            and value[0] <= value[1]):
+        return value[0], value[1]
+    raise BadRequest(f"measures must be [first, last] or \"first-last\", not {value!r}")
+
+
+def read_prompt(request: ContinueRequest) -> None:
+    """Turn the request's music into the engine's prompt (a score; ABC stays text).
+
+    Runs in the requesting thread, so the worker spends its time on the model only.
+    BadRequest for a malformed events document, BadMusic for music that cannot be read.
+    """
+    from bridge.events import events_to_score, part_layout
+    from engine.music import select
+
+    if request.form == "events":  # its shape is the API's: errors in it are bad requests
+        try:
+            check_span(request.music)
+            request.prompt = events_to_score(request.music)
+        except SegueError as error:
+            raise BadRequest(f"events: {error}") from None
+        request.layout = part_layout(request.prompt)
+        return
+    try:
+        if request.form == "musicxml":
+            score = parse_musicxml(request.music)
+            request.prompt = select(score, part=request.part, measures=request.measures)
+        else:
+            check_abc(request.music)
+    except SegueError as error:
+        message = str(error).replace("--measures", "measures").replace("--part", "part")
+        raise BadMusic(message) from None
+
+
+def check_span(events: dict[str, Any]) -> None:
+    """Refuse events reaching past MAX_SPAN whole notes (music21 would take minutes)."""
+    from bridge.events import parse_fraction
+
+    staves = events.get("staves")
+    for staff in staves if isinstance(staves, list) else []:
+        for event in staff if isinstance(staff, list) else []:
+            try:
+                end = parse_fraction(event["onset"], "") + parse_fraction(event["duration"], "")
+            except (SegueError, KeyError, TypeError):
+                continue  # events_to_score says what is wrong, and where
+            if end > MAX_SPAN:
+                raise SegueError(f"the events reach {float(end):g} whole notes from the "
+                                 f"start; send at most {MAX_SPAN} (the model reads far less)")
+
+
+def check_abc(text: str) -> None:
+    """A cheap check that `text` is a tune; the engine reads the music itself."""
+    from engine.abc_text import read_header, split_tunes
+
+    tunes = split_tunes(text)
+    if not tunes:
+        raise BadMusic("no ABC tune found (a tune starts with an X: line and has a K: line)")
+    if not read_header(tunes[0]).key:
+        raise BadMusic("the ABC tune has no K: (key) line")
+
+
+def parse_musicxml(text: str) -> Any:
+    """A MusicXML document held in a string (never a path) as a music21 Score."""
+    from music21 import converter, stream
+
+    from engine.music import has_notes, quiet
+
+    if "<!ENTITY" in text:
+        raise BadMusic("MusicXML with entity declarations is not accepted")
+    try:
+        with quiet():
+            score = converter.parseData(text, format="musicxml")
+    except Exception as error:  # music21 raises many kinds for broken XML
+        raise BadMusic(f"not a readable MusicXML document ({type(error).__name__}: "
+                       f"{str(error)[:200]})") from None
+    if isinstance(score, stream.Opus):
+        score = score.scores[0]
+    if not isinstance(score, stream.Score) or not has_notes(score):
+        raise BadMusic("the MusicXML document has no notes")
+    return score
+
+
+def run_request(request: ContinueRequest, engine: Any) -> list[Any]:
+    """The worker's part: continue the prompt with this engine."""
+    options = {"bars": request.bars, "sampling": request.sampling(),
+               "variations": request.variations}
+    if request.prompt is None:
+        return engine.continue_abc(request.music, **options)
+    return engine.continue_score(request.prompt, **options)
+
+
+def render(request: ContinueRequest, results: list[Any]) -> dict[str, Any]:
+    """The answer's music: the first continuation in the request's form and as ABC, and
+    every continuation under "variations" when more than one was asked for."""
+    takes = [render_one(request, result) for result in results]
+    answer = dict(takes[0])
+    if request.variations > 1:
+        answer["variations"] = takes
+    return answer
+
+
+def render_one(request: ContinueRequest, result: Any) -> dict[str, Any]:
+    """One continuation in the request's form, and as ABC."""
+    from bridge.events import score_to_events
+    from engine.music import quiet
+
+    if request.form == "abc":
+        return {"abc": result.abc}
+    score = result.score()
+    if request.form == "events":
+        return {"events": score_to_events(score, request.layout), "abc": result.abc}
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    names = [part.partName for part in request.prompt.parts]
+    if len(names) == len(score.parts):
+        for part, name in zip(score.parts, names, strict=True):
+            part.partName = name
+    with quiet():
+        document = GeneralObjectExporter(score).parse().decode("utf-8")
+    return {"musicxml": document, "abc": result.abc}

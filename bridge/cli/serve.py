@@ -1,0 +1,81 @@
+"""Serve Segue to other programs: HTTP for the MuseScore plug-in, OSC for controllers.
+
+One process loads the model once and answers every host. HTTP (JSON under /v1: GET /v1/health,
+GET /v1/models, POST /v1/continue) listens on TCP --port; OSC (namespace /segue) on UDP
+--osc-port. Both listen on 127.0.0.1 unless --host says otherwise: any other address lets
+other machines use Segue, and Segue warns. Requests from web pages are refused either way.
+Ctrl-C stops it. The README's "Server: HTTP and OSC API" section lists every route and address.
+
+examples:
+  segue serve                                 HTTP on 127.0.0.1:8765, OSC on 127.0.0.1:8766
+  segue serve --model my-model --verbose      serve a model trained with `segue train`
+  segue serve --no-osc --port 9999            HTTP only, on another port
+  curl -s localhost:8765/v1/health            is it up?
+  curl -s localhost:8765/v1/continue -d '{"abc": "X:1\\nL:1/8\\nK:G\\nGABc d2B2|", "bars": 4}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+SUMMARY = "serve the HTTP (MuseScore) and OSC APIs on this machine"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8765, help="HTTP port, TCP (default 8765)")
+    parser.add_argument("--osc-port", type=int, default=8766,
+                        help="OSC port, UDP (default 8766; 0 picks a free one)")
+    parser.add_argument("--no-osc", action="store_true", help="serve HTTP only")
+    parser.add_argument("--model", default=None,
+                        help="default model: a name (`GET /v1/models` lists them) or a "
+                             "checkpoint folder (default: the model shipped with Segue)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--cache", type=int, default=2, metavar="N",
+                        help="models kept loaded at once (default 2)")
+    parser.add_argument("--queue", type=int, default=32, metavar="N",
+                        help="requests that may wait for the model (default 32)")
+    parser.add_argument("--max-wait", type=float, default=30.0, metavar="SECONDS",
+                        help="longest wait for the model before answering busy (default 30)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bridge.server import Server
+    from bridge.worker import Worker
+    from engine.errors import SegueError
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for port in (args.port, args.osc_port):
+        if not 0 <= port <= 65535:
+            raise SegueError(f"port {port} is not a port number (0-65535)")
+    worker = Worker(args.model, device=args.device, cache_size=args.cache,
+                    queue_size=args.queue, max_wait_s=args.max_wait)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        worker.start()
+        try:
+            server = Server(worker, host=args.host, port=args.port,
+                            osc_port=None if args.no_osc else args.osc_port)
+        except OSError as error:
+            raise SegueError(f"cannot listen on {args.host}: {error.strerror or error}") from None
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        with server:
+            osc = "off" if server.osc_port is None else f"udp://{host}:{server.osc_port}"
+            print(f"segue serve: model {worker.default_name} on {worker.device}; "
+                  f"HTTP http://{host}:{server.http_port}/v1  OSC {osc}  "
+                  "(Ctrl-C stops)", file=sys.stderr, flush=True)
+            stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        worker.stop()
+    print("segue serve: stopped", file=sys.stderr, flush=True)
+    return 0

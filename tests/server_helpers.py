@@ -1,0 +1,131 @@
+"""Helpers shared by the server tests: a running server, an HTTP call, an OSC client, and a
+check that an answer holds exactly the bars asked for."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import build_msg
+
+from bridge.server import Server
+from bridge.worker import Worker
+from engine.abc_text import split_head
+
+PROMPT = "X:1\nM:3/4\nL:1/8\nK:Eb\nE2G2B2|e4 d2|c2B2G2|B6|\n"
+EVENTS = {  # 3/4, three flats, two staves, a chord, a rest and a tie
+    "time_signature": "3/4", "key": -3,
+    "staves": [
+        [{"onset": "0/1", "duration": "1/4", "pitches": [63]},
+         {"onset": "1/4", "duration": "1/4", "pitches": [67, 70], "tie": True},
+         {"onset": "1/2", "duration": "1/4", "pitches": [67, 70]},
+         {"onset": "3/4", "duration": "1/2", "pitches": [68]},
+         {"onset": "5/4", "duration": "1/4", "pitches": []}],
+        [{"onset": "0/1", "duration": "3/4", "pitches": [39, 46]},
+         {"onset": "3/4", "duration": "3/4", "pitches": [44]}],
+    ],
+}
+
+
+@contextlib.contextmanager
+def running_server(model: Path | str, **options: Any) -> Iterator[Server]:
+    """A real Worker with the model, HTTP and OSC on free loopback ports, stopped after."""
+    worker = Worker(str(model), device="cpu", **options).start()
+    try:
+        with Server(worker, port=0, osc_port=0) as server:
+            yield server
+    finally:
+        worker.stop()
+
+
+def call(port: int, method: str, path: str, body: Any = None, *,
+         headers: dict[str, str] | None = None, raw: bytes | None = None,
+         timeout: float = 120) -> tuple[int, dict[str, Any]]:
+    """One HTTP request to 127.0.0.1:port; (status, decoded JSON answer)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+    try:
+        connection.request(method, path, body=data, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def bar_lines(abc: str) -> dict[str, int]:
+    """Bar lines of each voice of a tune's body (the engine writes `|` and a final `|]`)."""
+    counts: dict[str, int] = {}
+    voice = "1"
+    for line in split_head(abc)[1].splitlines():
+        if line.startswith("V:"):
+            voice = line[2:].strip()
+            continue
+        counts[voice] = counts.get(voice, 0) + line.count("|")
+    return counts
+
+
+def check_bars(abc: str, bars: int) -> None:
+    """Assert every voice of `abc` has exactly `bars` bars of the meter's length.
+
+    Bars are counted by bar lines and measured by abc2abc (Debian abcmidi), a reader that is
+    not ours and that reports `Bar N is x/y not ...` for a bar of the wrong length.
+    """
+    counts = bar_lines(abc)
+    assert counts and set(counts.values()) == {bars}, (counts, abc)
+    with tempfile.NamedTemporaryFile("w", suffix=".abc") as file:
+        file.write(abc)
+        file.flush()
+        report = subprocess.run(["abc2abc", file.name], capture_output=True, text=True,
+                                check=True, timeout=30)
+    assert "Error" not in report.stdout + report.stderr, (report.stdout, abc)
+
+
+def check_events(answer: dict[str, Any], bars: int, meter: str) -> None:
+    """Assert each voice of an answer's events lasts exactly `bars` bars of `meter`."""
+    events, bar = answer["events"], Fraction(meter)
+    for staff in events["staves"]:
+        voices: dict[int, Fraction] = {}
+        for event in staff:
+            assert Fraction(event["onset"]) >= voices.get(event["voice"], 0), staff
+            voices[event["voice"]] = Fraction(event["onset"]) + Fraction(event["duration"])
+            assert len(event["tpcs"]) == len(event["pitches"])
+        assert voices and set(voices.values()) == {bars * bar}, \
+            (voices, bars, meter, answer["abc"])
+
+
+class OscClient:
+    """A UDP socket that sends OSC messages and reads the replies sent back to it."""
+
+    def __init__(self, port: int, timeout: float = 120) -> None:
+        self.server = ("127.0.0.1", port)
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.settimeout(timeout)
+        self.port = self.socket.getsockname()[1]
+
+    def send(self, address: str, *args: Any) -> None:
+        self.send_raw(build_msg(address, list(args)).dgram)
+
+    def send_raw(self, data: bytes) -> None:
+        self.socket.sendto(data, self.server)
+
+    def receive(self) -> tuple[str, list[Any]]:
+        """The next reply: (address, arguments)."""
+        message = OscMessage(self.socket.recv(65_535))
+        return message.address, list(message.params)
+
+    def ask(self, address: str, *args: Any) -> tuple[str, list[Any]]:
+        self.send(address, *args)
+        return self.receive()
+
+    def close(self) -> None:
+        self.socket.close()

@@ -1,0 +1,342 @@
+"""The MuseScore plug-in in a real MuseScore 3 (Debian's mscore3), against a real `segue serve`.
+
+mscore3 runs plugins/musescore/Segue.qml headless in batch mode (SEGUE_PLUGIN_BATCH): the
+plug-in selects bars, asks the server (what `segue serve` runs: bridge.server over a Worker,
+here with a tiny random GPT-2) through a recording proxy, writes the answer into the score and
+saves it as MusicXML, which music21 reads back. A QML error leaves mscore3's exit status at 0,
+so every check is made on the files the plug-in writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from server_helpers import running_server
+
+from bridge.events import events_to_score, part_layout, tpc
+
+PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "musescore" / "Segue.qml"
+
+pytestmark = pytest.mark.skipif(shutil.which("mscore3") is None,
+                                reason="needs MuseScore 3 (Debian package musescore3)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(model_path: Path) -> Iterator[str]:
+    """The server `segue serve` runs (bridge.server over a Worker) with the tiny model; its URL."""
+    with running_server(model_path) as running:
+        yield f"http://127.0.0.1:{running.http_port}"
+
+
+class Recorder(ThreadingHTTPServer):
+    """A proxy between the plug-in and the server that keeps each request and answer (after
+    `edit`, if a test sets one to change the server's answers)."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(("127.0.0.1", 0), ProxyHandler)
+        self.target = target
+        self.edit: Callable[[dict[str, Any]], None] | None = None
+        self.exchanges: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+
+class ProxyHandler(BaseHTTPRequestHandler):
+    server: Recorder
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        headers = {name: value for name, value in self.headers.items()   # as MuseScore sent them
+                   if name.lower() not in ("host", "content-length", "connection")}
+        request = urllib.request.Request(self.server.target + self.path, data=body,
+                                         headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=300) as answer:
+                status, data = answer.status, answer.read()
+        except urllib.error.HTTPError as error:
+            status, data = error.code, error.read()
+        if self.server.edit:
+            answer = json.loads(data)
+            self.server.edit(answer)
+            data = json.dumps(answer).encode()
+        self.server.exchanges.append((json.loads(body), json.loads(data)))
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder(server: str) -> Iterator[Recorder]:
+    proxy = Recorder(server)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    yield proxy
+    proxy.shutdown()
+    proxy.server_close()
+
+
+def run_plugin(score: Path, job: dict[str, Any], folder: Path) -> None:
+    """Run the plug-in in batch mode on `score`."""
+    job_file = folder / "job.json"
+    job_file.write_text(json.dumps(job))
+    env = {**os.environ, "SEGUE_PLUGIN_BATCH": str(job_file), "QT_QPA_PLATFORM": "offscreen",
+           "XDG_RUNTIME_DIR": str(folder), "HOME": str(folder)}
+    subprocess.run(["mscore3", "-p", str(PLUGIN), str(score)], env=env, timeout=300,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+# ------------------------------------------------------------------------ scores
+
+def flats_in_three(path: Path) -> Path:
+    """3/4 in E-flat: a triplet, a chord tied over the bar line, a rest, two voices."""
+    from music21 import chord, key, meter, note, stream, tie
+
+    part = stream.Part()
+    bars = [stream.Measure(number=n) for n in range(1, 5)]
+    bars[0].append([meter.TimeSignature("3/4"), key.KeySignature(-3), note.Note("E-4")])
+    bars[0].append([note.Note(p, quarterLength=Fraction(1, 3)) for p in ("G4", "A-4", "B-4")])
+    bars[0].append(chord.Chord(["E-4", "G4", "B-4"]))
+    bars[0].notes[-1].tie = tie.Tie("start")
+    bars[1].append(chord.Chord(["E-4", "G4", "B-4"]))
+    bars[1].notes[0].tie = tie.Tie("stop")
+    bars[1].append([note.Rest(quarterLength=0.5), note.Note("D5", quarterLength=0.5),
+                    note.Note("C5")])
+    upper, lower = stream.Voice(id="1"), stream.Voice(id="2")
+    upper.append(note.Note("B-4", quarterLength=3))
+    lower.append([note.Note("E-4", quarterLength=1.5), note.Note("F4", quarterLength=1.5)])
+    bars[2].insert(0, upper)
+    bars[2].insert(0, lower)
+    bars[3].append([note.Note("A-4", quarterLength=2), note.Note("G4")])
+    part.append(bars)
+    score = stream.Score([part])
+    score.write("musicxml", fp=str(path))
+    return path
+
+
+def two_staves(path: Path) -> Path:
+    """Violin and cello in 4/4, D major, three bars."""
+    from music21 import key, meter, note, stream
+
+    score = stream.Score()
+    for name, base in (("Violin", 74), ("Cello", 50)):
+        part = stream.Part()
+        part.partName = name
+        part.append([meter.TimeSignature("4/4"), key.KeySignature(2)])
+        for step in (0, 2, 4, 5, 7, 5, 4, 2, 0, -1, 0, 0):
+            part.append(note.Note(base + step))
+        score.insert(0, part.makeNotation())
+    score.write("musicxml", fp=str(path))
+    return path
+
+
+def chorale(path: Path) -> Path:
+    """One of music21's own MusicXML scores: Bach's BWV 66.6 (four staves, a pickup bar)."""
+    from music21 import corpus
+
+    corpus.parse("bach/bwv66.6").write("musicxml", fp=str(path))
+    return path
+
+
+# ------------------------------------------------------------------------ checks
+
+def read(path: Path):
+    from music21 import converter
+
+    return converter.parse(str(path), format="musicxml", forceSource=True)
+
+
+def notes_of(part, until: Fraction | None = None,
+             since: Fraction = Fraction(0)) -> list[tuple[Fraction, Fraction, int]]:
+    """(onset, length, MIDI pitch) of each note of a part from `since` to before `until`,
+    in quarter notes."""
+    found = []
+    for element in part.flatten().notes:
+        onset = Fraction(element.offset)
+        if since <= onset and (until is None or onset < until):
+            found += [(onset, Fraction(element.quarterLength), p.midi) for p in element.pitches]
+    return sorted(found)
+
+
+def starts_tie(element) -> bool:
+    notes = element.notes if element.isChord else (element,)
+    return any(n.tie is not None and n.tie.type in ("start", "continue") for n in notes)
+
+
+def sounding(notes: list[tuple[Fraction, Fraction, Any]], at: Fraction) -> set[Any]:
+    return {p for onset, length, p in notes if onset <= at < onset + length}
+
+
+def check_continuation(before, after, staves: list[int], first: int, last: int, bars: int,
+                       exchange: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """The plug-in sent the selected bars; the answer's bars follow them in the same staves,
+    in the selection's meter and key, as the server wrote them (pitches, rhythm, spelling);
+    every bar before them, every bar after them and every other staff is untouched, and the
+    score grew by just the bars it lacked."""
+    request, answer = exchange
+    assert "error" not in answer, answer
+    measures = list(before.parts[staves[0]].getElementsByClass("Measure"))
+    begin = Fraction(measures[first - 1].offset)
+    target = Fraction(measures[last - 1].offset) + Fraction(measures[last - 1].quarterLength)
+    meter, fifths = request["events"]["time_signature"], request["events"]["key"]
+    bar = Fraction(meter) * 4
+    beyond = target + bars * bar
+    for index, (old, new) in enumerate(zip(before.parts, after.parts, strict=True)):
+        assert len(new.getElementsByClass("Measure")) == max(len(measures), last + bars)
+        if index in staves:
+            assert notes_of(new, target) == notes_of(old, target)
+            assert notes_of(new, since=beyond) == notes_of(old, since=beyond)
+        else:
+            assert notes_of(new) == notes_of(old)
+    pickup = bar - Fraction(measures[first - 1].quarterLength)   # sent as a bar with a rest
+    sent = events_to_score(request["events"])
+    for index, staff in enumerate(staves):
+        selected = [(o - begin + pickup, d, p) for o, d, p in notes_of(before.parts[staff])
+                    if begin <= o < target]
+        got = [note for part, (s, _) in zip(sent.parts, part_layout(sent), strict=True)
+               if s == index for note in notes_of(part)]
+        assert sorted(got) == selected
+        tied = {Fraction(e.offset) - begin + pickup for e in before.parts[staff].flatten().notes
+                if begin <= Fraction(e.offset) < target and starts_tie(e)}
+        assert {Fraction(e["onset"]) * 4 for e in request["events"]["staves"][index]
+                if e["tie"]} == tied
+        check_written(after.parts[staff], target, bars, bar, meter, fifths,
+                      answer["events"]["staves"][index])
+
+
+def check_written(part, target: Fraction, bars: int, bar: Fraction, meter: str, fifths: int,
+                  events: list[dict[str, Any]]) -> None:
+    new_bars = [m for m in part.getElementsByClass("Measure")
+                if target <= Fraction(m.offset) < target + bars * bar]
+    assert len(new_bars) == bars
+    for measure in new_bars:
+        assert Fraction(measure.quarterLength) == bar
+        assert measure.getContextByClass("TimeSignature").ratioString == meter
+        assert measure.getContextByClass("KeySignature").sharps == fifths
+    written = [(Fraction(element.offset) - target, Fraction(element.quarterLength),
+                (pitch.midi, tpc(pitch)))
+               for element in part.flatten().notes if Fraction(element.offset) >= target
+               for pitch in element.pitches]
+    assert events
+    for event in events:
+        onset, length = Fraction(event["onset"]) * 4, Fraction(event["duration"]) * 4
+        if onset >= bars * bar:
+            continue                          # past the bars asked for: not written
+        if any(f.denominator & (f.denominator - 1) for f in (onset, length)):
+            continue                          # a tuplet: MuseScore 3.2 rounds it to plain values
+        heard = sounding(written, onset)
+        for pitch, spelling in zip(event["pitches"], event["tpcs"], strict=True):
+            assert (pitch, spelling) in heard, (event, sorted(heard))
+
+
+# ------------------------------------------------------------------------ tests
+
+@pytest.mark.parametrize(("make", "staff", "last_staff", "first", "last", "bars"), [
+    (flats_in_three, 0, 0, 1, 3, 3),      # made here: 3/4, flats, the last bar rewritten
+    (chorale, 0, 0, 1, 3, 2),             # music21's Bach chorale, from its pickup bar
+    (two_staves, 0, 1, 2, 3, 2),          # two staves at once, bars added at the end
+], ids=["flats-3-4", "bach-chorale", "two-staves"])
+def test_continues_selection(make, staff: int, last_staff: int, first: int, last: int,
+                             bars: int, recorder: Recorder, tmp_path: Path) -> None:
+    score = make(tmp_path / "score.musicxml")
+    output = tmp_path / "result.musicxml"
+    run_plugin(score, {"server": f"http://127.0.0.1:{recorder.server_port}", "staff": staff,
+                       "last_staff": last_staff, "first_measure": first, "last_measure": last,
+                       "bars": bars, "seed": 7, "output": str(output)}, tmp_path)
+    error = Path(f"{output}.error")
+    assert not error.exists(), error.read_text()
+    assert output.exists()
+    assert len(recorder.exchanges) == 1
+    check_continuation(read(score), read(output), list(range(staff, last_staff + 1)), first,
+                       last, bars, recorder.exchanges[0])
+
+
+def test_answer_past_the_bars_asked_for_is_not_written(recorder: Recorder,
+                                                       tmp_path: Path) -> None:
+    """An answer holding more than the bars asked for (it should not) is cut at their end:
+    the bars after them stay as they were and the score gets no bar it did not need."""
+    def overlong(answer: dict[str, Any]) -> None:
+        answer["events"]["staves"][0] += [
+            {"onset": "1/2", "duration": "1/2", "pitches": [62], "tpcs": [16], "tie": True,
+             "voice": 1},
+            {"onset": "3/4", "duration": "3/2", "pitches": [60], "tpcs": [14], "tie": False,
+             "voice": 0}]
+
+    recorder.edit = overlong
+    score = flats_in_three(tmp_path / "score.musicxml")
+    output = tmp_path / "result.musicxml"
+    run_plugin(score, {"server": f"http://127.0.0.1:{recorder.server_port}", "staff": 0,
+                       "first_measure": 1, "last_measure": 2, "bars": 1, "seed": 3,
+                       "output": str(output)}, tmp_path)
+    assert not Path(f"{output}.error").exists(), Path(f"{output}.error").read_text()
+    check_continuation(read(score), read(output), [0], 1, 2, 1, recorder.exchanges[0])
+
+
+def test_no_server_changes_nothing(tmp_path: Path) -> None:
+    score = flats_in_three(tmp_path / "score.musicxml")
+    output = tmp_path / "result.musicxml"
+    run_plugin(score, {"server": f"http://127.0.0.1:{free_port()}", "staff": 0,
+                       "first_measure": 1, "last_measure": 2, "bars": 2,
+                       "output": str(output)}, tmp_path)
+    assert not output.exists()
+    message = Path(f"{output}.error").read_text()
+    assert "not running" in message and "segue serve" in message
+
+
+def test_bars_outside_the_score_are_refused(tmp_path: Path) -> None:
+    score = flats_in_three(tmp_path / "score.musicxml")
+    output = tmp_path / "result.musicxml"
+    run_plugin(score, {"server": "http://127.0.0.1:9", "staff": 0, "first_measure": 3,
+                       "last_measure": 9, "bars": 2, "output": str(output)}, tmp_path)
+    assert not output.exists()
+    assert "not in the score" in Path(f"{output}.error").read_text()
+
+
+def test_plugin_header_and_musescore_4_api() -> None:
+    """MuseScore 4.4 reads title and category from `//4.4` comments (MuseScore 3 refuses
+    them as properties), and MuseScore 4 lacks writeScore/readScore/closeScore (and Qt.quit
+    crashes it): those may appear only in the batch-mode function."""
+    text = PLUGIN.read_text("utf-8")
+    assert re.search(r"^\s*//4\.4 title: \"[^\"]+\"$", text, re.M)
+    assert re.search(r"^\s*//4\.4 categoryCode: \"[^\"]+\"$", text, re.M)
+    code = "\n".join(re.sub(r"(^|\s)//.*$", "", line) for line in text.splitlines())
+    assert not re.search(r"^\s*(title|categoryCode|thumbnailName)\s*:", code, re.M)
+    batch = function_body(code, "runBatch")
+    rest = code.replace(batch, "")
+    for name in ("writeScore", "readScore", "closeScore", "newQProcess"):
+        assert not re.search(rf"\b{name}\s*\(", rest), name
+    assert re.search(r"\bwriteScore\s*\(", batch)
+    assert re.findall(r"Qt\.quit\(\)", code) == ["Qt.quit()"]          # the MuseScore 3 fallback
+    assert 'typeof quit === "function"' in code
+
+
+def function_body(code: str, name: str) -> str:
+    start = code.index("{", code.index(f"function {name}("))
+    depth = 0
+    for index in range(start, len(code)):
+        depth += {"{": 1, "}": -1}.get(code[index], 0)
+        if depth == 0:
+            return code[start:index + 1]
+    raise AssertionError(f"function {name} never closes")

@@ -1,0 +1,94 @@
+"""The app built by installers/build.sh (dist/segue/segue): skipped until it has been built.
+
+Build it first (installers/build.sh, about 10 minutes on 2 cores), then
+`python -m pytest tests/test_app.py -s` also prints its start-to-served-request time.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import __version__
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "dist" / "segue" / ("segue.exe" if os.name == "nt" else "segue")
+TUNE = "X:1\nT:Test\nM:6/8\nL:1/8\nK:D\nA|dfa afd|gbg fdB|AFA dfa|e3 e2A|\n"
+
+pytestmark = pytest.mark.skipif(not APP.is_file(), reason=f"the app is not built ({APP})")
+
+
+def app(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(home), "SEGUE_HOME": str(home / ".segue")}
+    return subprocess.run([str(APP), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def health(port: int) -> dict | None:
+    """GET /v1/health, or None while nothing answers yet."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/v1/health")
+        return json.loads(connection.getresponse().read())
+    except OSError:
+        return None
+    finally:
+        connection.close()
+
+
+def test_version(tmp_path: Path) -> None:
+    result = app("--version", home=tmp_path)
+    assert result.returncode == 0 and result.stdout.strip() == f"segue {__version__}"
+
+
+def test_continue_a_tune(model_path: Path, tmp_path: Path) -> None:
+    tune = tmp_path / "tune.abc"
+    tune.write_text(TUNE)
+    result = app("continue", str(tune), "--bars", "2", "--seed", "1", "--model",
+                 str(model_path), "-o", str(tmp_path / "next.musicxml"), home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    from engine.music import read_score
+
+    assert len(read_score(tmp_path / "next.musicxml").parts[0].getElementsByClass(
+        "Measure")) == 2
+
+
+def test_plugins_ship_in_the_app(tmp_path: Path) -> None:
+    (tmp_path / "Documents" / "MuseScore3").mkdir(parents=True)
+    result = app("install-plugins", "--dry-run", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "would install" in result.stdout and "Segue.qml" in result.stdout
+
+
+def test_serve_answers_health(model_path: Path, tmp_path: Path) -> None:
+    port = free_port()
+    start = time.perf_counter()
+    server = subprocess.Popen(
+        [str(APP), "serve", "--model", str(model_path), "--port", str(port), "--no-osc"],
+        env={**os.environ, "HOME": str(tmp_path), "SEGUE_HOME": str(tmp_path / ".segue")},
+        stderr=subprocess.PIPE, text=True)
+    try:
+        answer = None
+        while answer is None and server.poll() is None and time.perf_counter() - start < 240:
+            answer = health(port)
+            time.sleep(0.05)
+        assert answer is not None, server.stderr.read() if server.poll() is not None else ""
+        print(f"\napp start to served /v1/health: {time.perf_counter() - start:.2f} s")
+        assert answer["status"] == "ok" and answer["version"] == __version__
+        assert answer["model"] == model_path.name
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -40,7 +40,7 @@ SWITCH_ON = {
     "MuseScore 3": "MuseScore 3: Plugins > Plugin Manager, tick \"Segue\", OK; then select bars "
                    "and choose Plugins > Continue with Segue.",
     "MuseScore 4": "MuseScore 4: Home > Plugins, click \"Segue: Continue\", Enable; then select "
-                   "bars and choose Plugins > Continue with Segue.",
+                   "bars and choose Plugins > Composing/arranging tools > Segue: Continue.",
     "FL Studio": "FL Studio: Options > MIDI settings: pick the input \"Segue Out\", set its "
                  "controller type to \"Segue\" and its port number to that of the output "
                  "\"Segue In\" (Windows: make those two ports with loopMIDI first).",

@@ -169,6 +169,11 @@ def _finish_element(state: BarState) -> BarState | None:
                    length="")
 
 
+def _ends_the_music(state: BarState) -> bool:
+    """Whether the last bar is full: a tie here would lead to no note."""
+    return state.bars_left == 1 and state.time == state.bar
+
+
 def _length_can_grow(state: BarState, text: str) -> bool:
     """Whether a length text can still become a length that keeps the bar finishable."""
     return _fits(state.bar, state.time, state.triplet_left, text)
@@ -218,7 +223,7 @@ def _feed(state: BarState, ch: str) -> BarState | None:
     if finished is None:
         return None
     if ch == "-":
-        if state.pending == "rest" or state.triplet_left:
+        if state.pending == "rest" or state.triplet_left or _ends_the_music(finished):
             return None
         return replace(finished, previous=ch)
     return _start_of_element(finished, ch)
@@ -249,7 +254,7 @@ def _feed_group(state: BarState, ch: str) -> BarState | None:
     if ch == state.octave_mark and state.octave_marks < MAX_OCTAVE_MARKS:
         return replace(state, octave_marks=state.octave_marks + 1, previous=ch)
     if ch == "-" and state.mode == "chord" and state.previous not in "-[" and \
-            not state.accidental:
+            not state.accidental and state.bars_left > 1:  # no tie out of the last bar
         return replace(state, octave_mark="", previous=ch)
     if state.mode == "grace" and ch in "/2" and state.previous not in LENGTH_CHARS | {"{"} \
             and not state.accidental:  # one length mark per grace note: {g2}, {g/}

@@ -79,7 +79,7 @@ def tunes_from_folder(folder: Path) -> Iterator[Tune]:
             try:
                 normalized = normalize_tune(write_abc(read_score(path)))
             except SegueError:
-                continue  # unreadable files are reported by `segue corpus --stats`, not fatal
+                continue  # skip an unreadable score: one bad file must not stop a run
             if normalized is not None:
                 yield Tune(str(path), normalized, split_of(normalized))
 

@@ -4,7 +4,7 @@ One process loads the model once and answers every host. HTTP (JSON under /v1: G
 GET /v1/models, POST /v1/continue) listens on TCP --port; OSC (namespace /segue) on UDP
 --osc-port. Both listen on 127.0.0.1 unless --host says otherwise: any other address lets
 other machines use Segue, and Segue warns. Requests from web pages are refused either way.
-Ctrl-C stops it. The README's "Server: HTTP and OSC API" section lists every route and address.
+Ctrl-C stops it. The README's "Server: segue serve" section lists every route and address.
 
 examples:
   segue serve                                 HTTP on 127.0.0.1:8765, OSC on 127.0.0.1:8766

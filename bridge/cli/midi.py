@@ -1,0 +1,164 @@
+"""Call and response with a DAW over MIDI: play a phrase, Segue answers with the next bars.
+
+Segue opens an input port (your DAW sends the phrase, MIDI clock and SysEx there) and an output
+port (the answer comes from there): virtual ports named --input / --output on macOS and
+Linux, existing loopback ports (loopMIDI) with those names on Windows. It follows MIDI clock
+(and Start, Stop, Continue, Song Position) when the DAW sends it, else --bpm, and answers from
+the first bar line after the phrase, at the DAW's tempo.
+
+A phrase ends with the trigger (--trigger-cc or --trigger-note), after --silence-bars of
+silence, or at --max-bars. Control Change on any channel: CC 20 temperature, CC 21 bars,
+CC 22 another take of the last phrase, CC 23 panic. FL Studio: see plugins/flstudio and the
+README ("MIDI bridge (FL Studio and other DAWs)").
+
+examples:
+  segue midi --list                             the MIDI ports Segue can see
+  segue midi                                    ports "Segue In" / "Segue Out", 4-bar answers
+  segue midi --bars 8 --trigger-cc 64           the sustain pedal ends the phrase
+  segue midi --bpm 96 --meter 3/4 --key Em      no MIDI clock: a set tempo, meter and key
+  segue midi --api jack --input in --output out --trigger-note 36
+  segue midi --input "loopMIDI Port" --output "loopMIDI Port 1"      (Windows)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Any
+
+SUMMARY = "answer phrases played in a DAW, over MIDI ports, in time (FL Studio and others)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    ports = parser.add_argument_group("ports")
+    ports.add_argument("--input", default="Segue In", metavar="NAME",
+                       help='the port Segue listens on (default "Segue In")')
+    ports.add_argument("--output", default="Segue Out", metavar="NAME",
+                       help='the port Segue answers on (default "Segue Out")')
+    ports.add_argument("--api", default="auto",
+                       choices=("auto", "alsa", "jack", "coremidi", "winmm"),
+                       help="the MIDI system (default auto: CoreMIDI, WinMM, or ALSA on Linux "
+                            "and JACK where ALSA's sequencer is missing)")
+    ports.add_argument("--list", action="store_true", help="list the MIDI ports and exit")
+    ports.add_argument("--channel", type=int, default=1, metavar="1-16",
+                       help="the MIDI channel of the answer (default 1)")
+    time = parser.add_argument_group("time (used while no MIDI clock or host tempo comes)")
+    time.add_argument("--bpm", type=float, default=120.0, metavar="B",
+                      help="tempo (default 120)")
+    time.add_argument("--meter", default="4/4", metavar="N/D",
+                      help="meter, e.g. 3/4 (default 4/4; MIDI clock carries none)")
+    phrase = parser.add_argument_group("the phrase")
+    phrase.add_argument("--trigger-cc", type=int, metavar="C",
+                        help="a Control Change (value 64 or more) that ends the phrase")
+    phrase.add_argument("--trigger-note", type=int, metavar="P",
+                        help="a note that ends the phrase (it is not part of the phrase)")
+    phrase.add_argument("--silence-bars", type=float, default=1.0, metavar="S",
+                        help="bars of silence that end a phrase (default 1)")
+    phrase.add_argument("--max-bars", type=int, default=8, metavar="M",
+                        help="the longest phrase, in bars (default 8)")
+    phrase.add_argument("--key", help="the phrase's key, e.g. G, Bb, F#m (default: estimated)")
+    answer = parser.add_argument_group("the answer")
+    answer.add_argument("--bars", type=int, default=4, metavar="N",
+                        help="bars in an answer (default 4)")
+    answer.add_argument("--temperature", type=float, default=1.0, metavar="T",
+                        help="randomness, 0 = greedy (default 1.0; CC 20 changes it)")
+    answer.add_argument("--seed", type=int, metavar="N",
+                        help="seed of the first answer, then seed+1, ... (default: random)")
+    answer.add_argument("--model", metavar="NAME|PATH",
+                        help="a checkpoint name or folder (default: the bundled model)")
+    answer.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+                        help="where the model runs (default auto)")
+
+
+def check(args: argparse.Namespace) -> Any:
+    """The Settings the arguments ask for; SegueError for values out of range."""
+    from bridge.clock import parse_meter
+    from bridge.midi import MAX_BARS, Settings, parse_key
+    from engine.errors import SegueError
+
+    def midi_number(value: int | None, name: str) -> int | None:
+        if value is not None and not 0 <= value <= 127:
+            raise SegueError(f"{name} must be a MIDI number from 0 to 127, not {value}")
+        return value
+
+    if not 1 <= args.bars <= MAX_BARS:
+        raise SegueError(f"--bars must be between 1 and {MAX_BARS}, not {args.bars}")
+    if not 1 <= args.max_bars <= 64:
+        raise SegueError(f"--max-bars must be between 1 and 64, not {args.max_bars}")
+    if not 0 < args.silence_bars <= 16:
+        raise SegueError(f"--silence-bars must be above 0 and at most 16, not "
+                         f"{args.silence_bars}")
+    if not 20 <= args.bpm <= 400:
+        raise SegueError(f"--bpm must be between 20 and 400, not {args.bpm}")
+    if not 1 <= args.channel <= 16:
+        raise SegueError(f"--channel must be between 1 and 16, not {args.channel}")
+    try:
+        parse_meter(args.meter)
+    except ValueError:
+        raise SegueError(f"--meter {args.meter!r}: write a meter such as 4/4, 3/4 or 6/8") \
+            from None
+    return Settings(bars=args.bars, temperature=args.temperature, seed=args.seed,
+                    key=parse_key(args.key) if args.key else None,
+                    trigger_cc=midi_number(args.trigger_cc, "--trigger-cc"),
+                    trigger_note=midi_number(args.trigger_note, "--trigger-note"),
+                    channel=args.channel - 1, silence_bars=args.silence_bars,
+                    max_bars=args.max_bars)
+
+
+def print_ports(api: str) -> None:
+    """Print the ports Segue can listen on and answer on."""
+    from bridge.midi_ports import list_ports, resolve_api
+
+    inputs, outputs = list_ports(api)
+    print(f"MIDI ports ({resolve_api(api)}):")
+    print("  Segue can listen on (DAW outputs, loopback ports):")
+    for name in inputs or ["(none)"]:
+        print(f"    {name}")
+    print("  Segue can answer on:")
+    for name in outputs or ["(none)"]:
+        print(f"    {name}")
+
+
+def interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM handler: stop as Ctrl-C does, so every note gets its note-off."""
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        print_ports(args.api)
+        return 0
+    settings = check(args)
+    import torch
+
+    from bridge.clock import Clock, parse_meter
+    from bridge.midi import Bridge, EngineComposer
+    from bridge.midi_ports import open_ports, resolve_api
+    from engine.continuation import Engine, Sampling
+
+    Sampling(temperature=settings.temperature).check()
+    # The player and the input threads must get the interpreter and a CPU quickly while the
+    # model thinks in the main thread: switch threads every 0.5 ms rather than every 5 ms, and
+    # leave one core to them.
+    sys.setswitchinterval(0.0005)
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
+    engine = Engine.load(args.model, device=args.device)
+    say = lambda text: print(text, flush=True)  # noqa: E731
+    say(f"model {engine.name} on {engine.device}")
+    inport, outport = open_ports(args.input, args.output, args.api)
+    bridge = Bridge(outport, Clock(args.bpm, parse_meter(args.meter)), EngineComposer(engine),
+                    settings, say=say)
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        inport.callback = bridge.on_message
+        say(f"ports: input {inport.name!r}, output {outport.name!r} ({resolve_api(args.api)})")
+        bridge.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        inport.callback = None
+        bridge.close()
+        inport.close()
+        outport.close()
+    return 0

@@ -1,0 +1,300 @@
+"""Call and response over MIDI: hear a phrase on the input port, answer it on the output port.
+
+The loop: listen (capture the phrase, bridge/phrase.py) -> the phrase ends -> quantize it into
+an events document, key estimated unless given -> the engine continues it by `bars` bars ->
+the answer plays from the first bar line after it is ready (and after the phrase) at the
+host's tempo (bridge/player.py) -> listen again. While Segue thinks and plays, what arrives on
+the input is not captured, so an answer that a DAW routes back to Segue is not heard as a call.
+
+Controls, by Control Change on any channel (as Magenta's call-and-response demo did):
+
+    CC 20  temperature: 0 -> 0.5, 64 -> 1.0, 127 -> 2.0 (it doubles every 64 steps)
+    CC 21  bars of the answer: 1 + value // 8, so 1 to 16
+    CC 22  another take of the last phrase (value 64 or more)
+    CC 23  panic: stop the answer, all notes off on every channel (value 64 or more)
+    --trigger-cc C (value 64 or more) or --trigger-note P: the phrase ends now
+    CC 120 / 123 (All Sound / Notes Off, which FL Studio sends when it starts): held notes end
+
+The host's tempo, meter, song position and the CONTINUE / AGAIN / PANIC commands may also come
+as SysEx (bridge/sysex.py); once a host speaks it, Segue reports its state back the same way.
+MIDI clock, Start, Stop, Continue and Song Position go to the clock (bridge/clock.py); Start
+and Stop also drop the phrase being captured and the answer being played.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import mido
+
+from bridge import sysex
+from bridge.clock import Clock
+from bridge.phrase import Capture, Phrase, estimate_key, phrase_events
+from bridge.player import Player, timed_notes
+from engine.errors import SegueError
+
+log = logging.getLogger("segue.midi")
+CC_TEMPERATURE, CC_BARS, CC_AGAIN, CC_PANIC = 20, 21, 22, 23
+ALL_OFF = (120, 123)
+POLL = 0.01  # seconds between looks at the phrase (silence, length) and the player
+MARGIN = 0.02  # seconds the player needs between an answer being ready and its first note
+MAX_BARS = 16
+# Tonics by fifths from Cb (-7); a minor key's tonic is three fifths above its major's.
+TONICS = ["Cb", "Gb", "Db", "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#",
+          "G#", "D#", "A#"]
+
+
+class Composer(Protocol):
+    """What the bridge asks for an answer: (answer events, answer ABC)."""
+
+    def __call__(self, events: dict, bars: int, temperature: float,
+                 seed: int | None) -> tuple[dict, str]: ...
+
+
+class EngineComposer:
+    """The Engine as a Composer: events -> music21 -> the model -> music21 -> events."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def __call__(self, events: dict, bars: int, temperature: float,
+                 seed: int | None) -> tuple[dict, str]:
+        from bridge.events import events_to_score, score_to_events
+        from engine.continuation import Sampling
+
+        score = events_to_score(events)
+        [take] = self.engine.continue_score(score, bars=bars, sampling=Sampling(
+            temperature=temperature, seed=seed))
+        return score_to_events(take.score()), take.abc
+
+
+@dataclass
+class Settings:
+    """What the musician sets: on the command line, and some by CC while playing."""
+
+    bars: int = 4
+    temperature: float = 1.0
+    seed: int | None = None
+    key: tuple[int, str] | None = None  # (fifths, mode); None: estimated from the phrase
+    trigger_cc: int | None = None
+    trigger_note: int | None = None
+    channel: int = 0  # of the answer, 0-15
+    silence_bars: float = 1.0
+    max_bars: int = 8
+
+
+def key_name(key: tuple[int, str]) -> str:
+    """(2, 'major') -> 'D', (-1, 'minor') -> 'Dm'."""
+    fifths, mode = key
+    return TONICS[fifths + 7 + 3 * (mode == "minor")] + ("m" if mode == "minor" else "")
+
+
+def parse_key(text: str) -> tuple[int, str]:
+    """'D' -> (2, 'major'), 'Dm' -> (-1, 'minor'), as --key takes them."""
+    tonic, minor = (text[:-1], True) if text.endswith("m") else (text, False)
+    tonic = tonic[:1].upper() + tonic[1:]
+    fifths = TONICS.index(tonic) - 7 - 3 * minor if tonic in TONICS else 99
+    if not -7 <= fifths <= 7:
+        raise SegueError(f"--key {text!r}: write a key such as C, G, Bb, F#m or Ebm")
+    return fifths, "minor" if minor else "major"
+
+
+class Bridge:
+    """The call-and-response loop between one input and one output port."""
+
+    def __init__(self, output: Any, clock: Clock, composer: Composer, settings: Settings,
+                 say: Callable[[str], None] = print) -> None:
+        self.output = output
+        self.clock = clock
+        self.composer = composer
+        self.settings = settings
+        self.say = say
+        self.capture = Capture(clock, settings.silence_bars, settings.max_bars)
+        self.player = Player(output, clock)
+        self.commands: queue.Queue[tuple[str, float]] = queue.Queue()
+        self.listening = True
+        self.host_speaks_sysex = False
+        self.last: tuple[Phrase, dict] | None = None
+        self.takes = 0
+        # The answer's first bar line (None once it has begun) and its end, in beats.
+        self.answer_beats: tuple[float | None, float] | None = None
+
+    # -- the input thread ---------------------------------------------------------------
+    def on_message(self, message: Any) -> None:
+        """Take one message from the input port (called on rtmidi's thread)."""
+        t = time.perf_counter()
+        try:
+            self.dispatch(message, t)
+        except Exception:  # no message, however odd, may stop the bridge
+            log.exception("could not handle %r", message)
+
+    def dispatch(self, message: Any, t: float) -> None:
+        """Route one input message: transport to the clock, notes to the phrase, CC, SysEx."""
+        kind = message.type
+        if kind in ("clock", "start", "stop", "continue", "songpos"):
+            self.clock.on_message(message, t)
+            if kind in ("start", "stop"):  # song time starts again, or stops
+                self.capture.reset()
+                self.player.stop()
+                self.commands.put(("transport", t))
+        elif kind == "note_on" and message.velocity > 0:
+            if message.note == self.settings.trigger_note:
+                self.commands.put(("end", t))
+            elif self.listening:
+                if not self.capture.notes:
+                    self.status(sysex.HEARING, "hearing a phrase")
+                self.capture.note_on(message.note, message.velocity, t)
+        elif kind in ("note_on", "note_off"):
+            self.capture.note_off(message.note, t)
+        elif kind == "control_change":
+            self.control(message.control, message.value, t)
+        elif kind == "sysex":
+            self.host_sysex(message.data, t)
+
+    def control(self, number: int, value: int, t: float) -> None:
+        """A Control Change: the trigger, the CC controls, All Notes Off."""
+        pressed = value >= 64
+        if number == self.settings.trigger_cc and pressed:
+            self.commands.put(("end", t))
+        elif number == CC_TEMPERATURE:
+            self.settings.temperature = round(2 ** ((value - 64) / 64), 3)
+            self.say(f"temperature {self.settings.temperature}")
+        elif number == CC_BARS:
+            self.settings.bars = 1 + value // 8
+            self.say(f"answers of {self.settings.bars} bars")
+        elif number == CC_AGAIN and pressed:
+            self.commands.put(("again", t))
+        elif number == CC_PANIC and pressed:
+            self.commands.put(("panic", t))
+        elif number in ALL_OFF:
+            self.capture.all_off(t)
+
+    def host_sysex(self, data: Any, t: float) -> None:
+        """A SysEx message from the host (bridge/sysex.py); others' SysEx is ignored."""
+        command = sysex.decode(data)
+        if command is None:
+            return
+        self.host_speaks_sysex = True
+        if command.command == sysex.TEMPO:
+            self.clock.set_tempo(command.values[0], t)
+        elif command.command == sysex.METER:
+            self.clock.set_meter(*command.values)
+        elif command.command == sysex.POSITION:
+            self.clock.set_position(*command.values, t)
+        elif command.command in (sysex.CONTINUE, sysex.AGAIN, sysex.PANIC):
+            name = {sysex.CONTINUE: "end", sysex.AGAIN: "again", sysex.PANIC: "panic"}
+            self.commands.put((name[command.command], t))
+
+    # -- the main thread ----------------------------------------------------------------
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Listen and answer until `stop` is set (or KeyboardInterrupt)."""
+        self.status(sysex.LISTENING, f"listening; {self.clock.describe()}")
+        while stop is None or not stop.is_set():
+            try:
+                command, t = self.commands.get(timeout=POLL)
+            except queue.Empty:
+                command, t = "", time.perf_counter()
+            if command:
+                self.handle(command, t)
+            elif self.clock.lost(t):  # the DAW went away mid-song: as if it had stopped
+                self.player.stop()
+                self.listen()
+            elif self.listening:
+                reason = self.capture.ending(t)
+                if reason:
+                    self.answer(self.capture.take(t, reason), since=t)
+            elif self.answer_beats is not None:
+                start, end = self.answer_beats
+                beat = self.clock.line(t).beat_at(t)
+                if start is not None and beat >= start:
+                    self.answer_beats = (None, end)
+                    self.status(sysex.PLAYING, "playing")
+                elif beat >= end and not self.player.busy:
+                    self.listen()
+
+    def handle(self, command: str, t: float) -> None:
+        """Carry out a command from the input thread: end, again, panic, transport."""
+        if command == "end" and self.listening:
+            self.answer(self.capture.take(t, "trigger"), since=t)
+        elif command == "again" and self.last:
+            self.player.stop()
+            self.answer(self.last[0], self.last[1], since=t)
+        elif command == "panic":
+            self.player.panic()
+            self.listen()
+        elif command == "transport":
+            self.player.stop()  # again: an answer composed meanwhile is dropped too
+            if not self.listening:
+                self.listen()
+
+    def listen(self) -> None:
+        """Drop the answer's bookkeeping and the phrase so far; wait for a new phrase."""
+        self.answer_beats = None
+        self.capture.reset()
+        self.listening = True
+        self.status(sysex.LISTENING, "listening")
+
+    def answer(self, phrase: Phrase | None, events: dict | None = None, *,
+               since: float) -> None:
+        """Compose an answer to `phrase` and queue it on the next bar line.
+
+        `events`: the phrase's events document when it is known (another take);
+        `since`: when the answer was asked for (the phrase's end, or the AGAIN command).
+        """
+        if phrase is None:
+            return
+        self.listening = False
+        settings = self.settings
+        try:
+            if events is None:
+                events = phrase_events(phrase, settings.key)
+                if settings.key is None:
+                    events = phrase_events(phrase, estimate_key(events))
+                self.say(f"phrase: {len(phrase.notes)} notes, {phrase.bars} bars "
+                         f"({phrase.reason}), key {key_name((events['key'], events['mode']))}")
+            self.last = (phrase, events)
+            self.status(sysex.THINKING, f"thinking: {settings.bars} bars")
+            seed = None if settings.seed is None else settings.seed + self.takes
+            self.takes += 1
+            answer, abc = self.composer(events, settings.bars, settings.temperature, seed)
+            notes = timed_notes(answer)
+        except SegueError as error:
+            self.status(sysex.ERROR, f"error: {error}")
+            self.listen()
+            return
+        except Exception as error:  # a fault of ours: report it and keep listening
+            log.exception("could not answer")
+            self.status(sysex.ERROR, f"internal error: {type(error).__name__}: {error}")
+            self.listen()
+            return
+        ready = time.perf_counter()
+        line = self.clock.line(ready)
+        start = max(self.clock.next_bar_line(line.beat_at(ready + MARGIN)), phrase.end_bar)
+        self.player.play(notes, start, phrase.velocity, settings.channel)
+        self.answer_beats = (start, start + settings.bars * self.clock.bar_beats)
+        bar = round(start / self.clock.bar_beats) + 1
+        self.status(sysex.READY, f"answer: {settings.bars} bars from bar {bar} at "
+                                 f"{60 / line.spb:.1f} BPM, ready "
+                                 f"{ready - since:.2f} s after it was asked for")
+        self.say("\n".join("  " + row for row in abc.strip().splitlines()))
+
+    def status(self, code: int, text: str) -> None:
+        """Say what Segue is doing: on the terminal, and to a host that speaks our SysEx."""
+        self.say(text)
+        if self.host_speaks_sysex:
+            self.player.send(mido.Message("sysex", data=sysex.state(code, f"Segue: {text}")))
+
+    def close(self) -> None:
+        """Stop the answer (every note-on gets its note-off) and end the player thread."""
+        self.player.close()
+        lateness = sorted(self.player.lateness)
+        if lateness:
+            p50, p99 = (lateness[int(q * (len(lateness) - 1))] * 1000 for q in (0.5, 0.99))
+            self.say(f"played {len(lateness)} messages; sent late by {p50:.2f} ms (median), "
+                     f"{p99:.2f} ms (99th percentile)")

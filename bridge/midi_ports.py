@@ -1,0 +1,141 @@
+"""MIDI ports through mido's rtmidi backend: pick an API, list ports, open Segue's two ports.
+
+On macOS and Linux Segue makes virtual ports that DAWs see as devices named after them
+(`--input "Segue In"` is a port the DAW sends to, `--output "Segue Out"` one it receives
+from); a name that is already an existing port's (an IAC bus on macOS) opens that port
+instead. Windows' WinMM has no virtual ports, so there Segue opens existing loopback ports
+(loopMIDI, Windows MIDI Services) by name; a unique prefix or part of a name is enough, since
+WinMM adds port numbers to names.
+
+The APIs: auto (the platform's usual one; on Linux ALSA, or JACK where ALSA's sequencer is
+missing), alsa, jack, coremidi, winmm. Failures to reach the MIDI system become a
+`SegueError` that says what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from engine.errors import SegueError
+
+APIS = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE",
+        "winmm": "WINDOWS_MM"}
+CLIENT_NAME = "Segue"
+ALSA_SEQUENCER = Path("/dev/snd/seq")
+HELP = {
+    "jack": "no JACK server is running: start one (QjackCtl, or `jackd -d alsa`; without sound "
+            "hardware `jackd -d dummy -p 128`) or choose another --api",
+    "alsa": "ALSA's MIDI sequencer is not available (no /dev/snd/seq): load it with "
+            "`sudo modprobe snd-seq`, or use a JACK server with --api jack",
+    "coremidi": "CoreMIDI could not be opened: check Audio MIDI Setup",
+    "winmm": "Windows MIDI could not be opened: check that loopMIDI is running",
+}
+
+
+def resolve_api(api: str = "auto") -> str:
+    """The API a name stands for: 'auto' becomes the platform's usual one."""
+    if api != "auto":
+        if api not in APIS:
+            raise SegueError(f"--api {api!r}: choose one of auto, {', '.join(APIS)}")
+        return api
+    if sys.platform == "darwin":
+        return "coremidi"
+    if sys.platform == "win32":
+        return "winmm"
+    return "alsa" if ALSA_SEQUENCER.exists() else "jack"
+
+
+def backend(api: str = "auto") -> Any:
+    """The mido backend for an API, e.g. mido.Backend('mido.backends.rtmidi/UNIX_JACK')."""
+    import mido
+
+    return mido.Backend(f"mido.backends.rtmidi/{APIS[resolve_api(api)]}", load=True)
+
+
+@contextlib.contextmanager
+def midi_system(api: str) -> Iterator[None]:
+    """Turn the MIDI system's failures into a SegueError; keep its C libraries' chatter quiet."""
+    name = resolve_api(api)
+    try:
+        with quiet_stderr():
+            yield
+    except ValueError as error:  # mido: the API is not compiled into python-rtmidi
+        raise SegueError(f"--api {name}: this python-rtmidi was built without it ({error})") \
+            from None
+    except OSError:  # rtmidi.SystemError is an OSError
+        raise SegueError(HELP[name]) from None
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence what C code writes to the process's stderr (libjack, libasound) for a moment."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def list_ports(api: str = "auto") -> tuple[list[str], list[str]]:
+    """(ports Segue can read from, ports Segue can write to) under an API."""
+    with midi_system(api):
+        midi = backend(api)
+        return midi.get_input_names(), midi.get_output_names()
+
+
+def find_port(name: str, names: list[str], kind: str) -> str:
+    """The one existing port `name` means: exact, else a unique prefix, else a unique part."""
+    if name in names:
+        return name
+    for matches in ([n for n in names if n.lower().startswith(name.lower())],
+                    [n for n in names if name.lower() in n.lower()]):
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise SegueError(f"{kind} {name!r} matches several ports ({', '.join(matches)}); "
+                             "give more of the name")
+    known = ", ".join(names) if names else "none"
+    raise SegueError(f"no {kind} port named {name!r} (ports: {known}); on Windows create it "
+                     "first with loopMIDI")
+
+
+def open_ports(input_name: str, output_name: str, api: str = "auto",
+               callback: Callable[[Any], None] | None = None) -> tuple[Any, Any]:
+    """Open Segue's input (messages go to `callback`, on rtmidi's thread) and its output.
+
+    A name that is an existing port's (exactly, or as its only match on WinMM) opens that
+    port: a loopback port, an IAC bus, a keyboard. Any other name makes a virtual port, where
+    the API has them (not on WinMM).
+    """
+    api_name = resolve_api(api)
+    with midi_system(api):
+        midi = backend(api)
+
+        def port(name: str, names: list[str], kind: str) -> str | None:
+            if api_name == "winmm":
+                return find_port(name, names, kind)
+            return name if name in names else None
+
+        found = port(input_name, midi.get_input_names(), "input")
+        inport = (midi.open_input(found, callback=callback) if found else
+                  midi.open_input(input_name, client_name=CLIENT_NAME, callback=callback))
+        try:
+            found = port(output_name, midi.get_output_names(), "output")
+            outport = (midi.open_output(found) if found else
+                       midi.open_output(output_name, client_name=CLIENT_NAME))
+        except BaseException:
+            inport.close()
+            raise
+        return inport, outport

@@ -1,0 +1,182 @@
+"""Playing an answer: note-ons and note-offs sent on time from a thread of their own.
+
+rtmidi sends a message the moment it is given one and has no timestamps, so the `Player`
+keeps a queue of events in beats and sends each at its time on the host's timeline
+(bridge/clock.py), read afresh as the moment nears, so the answer follows the host's tempo
+while it plays. The thread sleeps until `LEAD` before an event and waits out the rest on the
+CPU; where the system allows it, the thread runs at real-time priority, as audio threads do.
+
+Every note-on gets its note-off: on `stop`, `panic`, `close` (Ctrl-C and errors go through
+it) the notes still sounding are switched off at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import mido
+
+from bridge.clock import Clock
+
+log = logging.getLogger("segue.midi")
+LEAD = 0.002  # seconds: wake this long before an event, then wait out the rest precisely
+RESYNC = 0.005  # seconds: read the timeline again at least this often while waiting
+PRIORITY = 10  # SCHED_FIFO priority of the player thread, where allowed
+
+
+@dataclass(frozen=True, order=True)
+class Event:
+    """A message due at `beat`; at the same beat note-offs (kind 0) go before note-ons (1)."""
+
+    beat: float
+    kind: int
+    pitch: int
+    velocity: int = 0
+    channel: int = 0
+
+
+def timed_notes(events: dict) -> list[tuple[float, float, int]]:
+    """(start, end, pitch) in beats from an events document; tied notes become one note.
+
+    A pitch never overlaps itself: a note is cut where the same pitch starts again.
+    """
+    notes: list[list[Any]] = []
+    for staff in events["staves"]:
+        tied: dict[int, list[Any]] = {}
+        for item in sorted(staff, key=lambda e: Fraction(e["onset"])):
+            start = Fraction(item["onset"]) * 4
+            end = start + Fraction(item["duration"]) * 4
+            still_tied = {}
+            for pitch in item["pitches"]:
+                note = tied.get(pitch)
+                if note is not None and note[1] == start:
+                    note[1] = end
+                else:
+                    note = [start, end, pitch]
+                    notes.append(note)
+                if item.get("tie"):
+                    still_tied[pitch] = note
+            tied = still_tied
+    notes.sort(key=lambda n: (n[2], n[0]))
+    for this, after in itertools.pairwise(notes):
+        if this[2] == after[2] and after[0] < this[1]:
+            this[1] = after[0]
+    return sorted((float(s), float(e), p) for s, e, p in notes if e > s)
+
+
+def realtime_priority() -> bool:
+    """Ask for SCHED_FIFO for the calling thread; False where the system does not allow it."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(PRIORITY))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
+class Player:
+    """Sends queued notes on `port` at their times on `clock`'s timeline."""
+
+    def __init__(self, port: Any, clock: Clock) -> None:
+        self.port = port
+        self.clock = clock
+        self.queue: list[Event] = []
+        self.sounding: set[tuple[int, int]] = set()  # (channel, pitch)
+        self.lateness: deque[float] = deque(maxlen=10_000)  # seconds, of each message sent
+        self.condition = threading.Condition()
+        self.closed = False
+        self.thread = threading.Thread(target=self.run, name="segue-player", daemon=True)
+        self.thread.start()
+
+    def play(self, notes: list[tuple[float, float, int]], at: float, velocity: int = 96,
+             channel: int = 0) -> None:
+        """Queue notes (start, end, pitch in beats from 0) to play from beat `at`."""
+        with self.condition:
+            for start, end, pitch in notes:
+                heapq.heappush(self.queue, Event(at + start, 1, pitch, velocity, channel))
+                heapq.heappush(self.queue, Event(at + end, 0, pitch, 0, channel))
+            self.condition.notify()
+
+    @property
+    def busy(self) -> bool:
+        """Whether anything is queued or sounding."""
+        with self.condition:
+            return bool(self.queue or self.sounding)
+
+    def stop(self) -> None:
+        """Drop what is queued and switch off what sounds."""
+        with self.condition:
+            self.queue.clear()
+            for channel, pitch in sorted(self.sounding):
+                self.send(mido.Message("note_off", channel=channel, note=pitch))
+            self.sounding.clear()
+            self.condition.notify()
+
+    def panic(self) -> None:
+        """Stop, then All Notes Off and All Sound Off on all sixteen channels."""
+        self.stop()
+        with self.condition:
+            for channel in range(16):
+                for control in (123, 120):
+                    self.send(mido.Message("control_change", channel=channel,
+                                           control=control, value=0))
+
+    def close(self) -> None:
+        """Stop and end the thread."""
+        self.stop()
+        with self.condition:
+            self.closed = True
+            self.condition.notify()
+        self.thread.join(timeout=2)
+
+    def send(self, message: Any) -> None:
+        """Send one message now (from any thread: the port is not thread-safe)."""
+        try:
+            with self.condition:
+                self.port.send(message)
+        except Exception as error:  # a vanished port must not take the thread down
+            log.warning("could not send %s: %s", message.type, error)
+
+    def run(self) -> None:
+        """The player thread: send each queued event at its time."""
+        realtime_priority()
+        while True:
+            with self.condition:
+                while not self.closed and not self.queue:
+                    self.condition.wait()
+                if self.closed:
+                    return
+                event = self.queue[0]
+                due = self.clock.line().time_of(event.beat)
+                wait = due - time.perf_counter()
+                if wait > LEAD:
+                    self.condition.wait(min(wait - LEAD, RESYNC))
+                    continue
+            while time.perf_counter() < due:
+                pass
+            with self.condition:
+                if self.queue and self.queue[0] == event:
+                    heapq.heappop(self.queue)
+                    self.emit(event, due)
+
+    def emit(self, event: Event, due: float) -> None:
+        """Send one event now (under the lock), keeping `sounding` and `lateness`."""
+        key = (event.channel, event.pitch)
+        if event.kind == 1:
+            if key in self.sounding:  # the same pitch again: end the old note first
+                self.send(mido.Message("note_off", channel=event.channel, note=event.pitch))
+            self.send(mido.Message("note_on", channel=event.channel, note=event.pitch,
+                                   velocity=event.velocity))
+            self.sounding.add(key)
+        elif key in self.sounding:
+            self.send(mido.Message("note_off", channel=event.channel, note=event.pitch))
+            self.sounding.discard(key)
+        self.lateness.append(time.perf_counter() - due)

@@ -1,0 +1,200 @@
+"""`segue midi` over real JACK MIDI ports: a host plays a phrase with MIDI clock and records the
+answer; the answer must have the bars asked for, start on the bar line after the phrase (within
+5 ms), play at the host's tempo, and end every note it starts. Junk and a vanished peer must
+not stop the bridge.
+
+Needs Debian's jackd2 (a dummy-driver server is started when none runs) and the JACK API in
+python-rtmidi.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mido
+import pytest
+from midi_helpers import (
+    BARS,
+    ROOT,
+    SCALE,
+    TRIGGER_CC,
+    Host,
+    SegueProcess,
+    call_and_response,
+    jack_port,
+    jack_server,
+    unpaired,
+)
+
+from bridge import sysex
+
+
+@pytest.fixture(scope="session")
+def jack() -> None:
+    with jack_server():
+        yield
+
+
+@pytest.fixture(scope="module")
+def segue(jack: None, model_path: Path) -> SegueProcess:
+    """One `segue midi` for the module's tests; each test leaves it listening."""
+    process = SegueProcess(model_path, "bridge-test", "--bars", str(BARS), "--trigger-cc",
+                           str(TRIGGER_CC), "--seed", "1")
+    process.wait_for(r"^listening")
+    yield process
+    assert process.stop() == 130
+    assert "Traceback" not in "\n".join(process.lines), "\n".join(process.lines)
+
+
+@pytest.mark.parametrize(("bpm", "meter", "end"), [
+    (90, "4/4", "trigger"), (140, "3/4", "silence"), (90, "3/4", "trigger"),
+    (140, "4/4", "silence")])
+def test_answer_starts_on_the_bar_line_at_the_hosts_tempo(
+        segue: SegueProcess, bpm: float, meter: str, end: str) -> None:
+    figures = call_and_response(segue, bpm, meter, end)
+    errors = figures["errors_ms"]
+    print(f"{bpm} BPM {meter}: first note {errors[0]:+.2f} ms, worst note "
+          f"{max(map(abs, errors)):.2f} ms, ready {figures['ready_s']:.2f} s after the phrase")
+
+
+def test_junk_does_not_stop_the_bridge(segue: SegueProcess) -> None:
+    import rtmidi
+
+    raw = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name="junk")
+    raw.open_port(raw.get_ports().index(jack_port(segue.input, outputs=True)))
+    host = Host(segue)
+    try:
+        header = [0xF0, *sysex.HEADER]
+        # One by one: a JACK port carries 512 bytes a cycle at -p 128 and drops the rest, and
+        # RtMidi takes all that follows an unterminated SysEx into it until an F7 comes.
+        for junk in ([0xF0, 1, 2, 3], [0xF7], [0x80], [0x45, 0x33], [0xF0, *[0x55] * 400, 0xF7],
+                     [*header, sysex.TEMPO, 0xF7], [*header, sysex.TEMPO, 0x7F, 0x7F, 0x7F, 0xF7],
+                     [*header, sysex.METER, 0, 0, 0xF7], [*header, sysex.POSITION, 1, *[0] * 6,
+                                                          0xF7],
+                     [*header, sysex.STATE, 9, 0xF7], [*header, 0x7F, 0xF7]):
+            raw.send_message(junk)
+            time.sleep(0.02)
+        host.send(mido.Message("start"))
+        for _ in range(3000):  # a flood of clock
+            host.send(mido.Message("clock"))
+        host.send(mido.Message("songpos", pos=16383))
+        host.send(mido.Message("stop"))
+        time.sleep(0.6)  # the host's own port takes ~0.2 s to pass the flood on
+        host.sysex(sysex.meter(4, 4))  # a host that speaks SysEx hears Segue's state
+        since = time.perf_counter()
+        host.send(mido.Message("control_change", control=21, value=0))  # answers of 1 bar
+        for channel in range(16):  # notes on every channel, then what FL sends on start
+            host.send(mido.Message("note_on", channel=channel, note=40 + channel, velocity=80))
+        for channel in range(16):
+            for control in (123, 120):
+                host.send(mido.Message("control_change", channel=channel, control=control))
+        host.send(mido.Message("control_change", control=TRIGGER_CC, value=127))
+        ready = host.wait_state(sysex.READY, since)
+        host.wait_state(sysex.LISTENING, ready)
+        assert not unpaired(host.notes(since))
+        host.send(mido.Message("control_change", control=21, value=8))  # back to 2 bars
+        call_and_response(segue, 140, "4/4")
+    finally:
+        raw.close_port()
+        raw.delete()
+        host.close()
+
+
+def test_peer_closing_mid_phrase_does_not_stop_the_bridge(segue: SegueProcess) -> None:
+    gone = Host(segue)
+    lines = len(segue.lines)
+    gone.sysex(sysex.tempo(120))
+    gone.start(120)
+    gone.at(4, mido.Message("note_on", note=50, velocity=90))  # held as the port closes
+    time.sleep(gone.time_of(5) - time.perf_counter())
+    gone.close()  # no Stop, no note-off: the DAW vanished
+    segue.wait_for(r"^listening", lines, timeout=5)
+    call_and_response(segue, 140, "3/4", pitches=[72, 71, 69])
+
+
+def test_stop_panic_and_ctrl_c_end_every_note(jack: None, model_path: Path) -> None:
+    segue = SegueProcess(model_path, "stop-test", "--bars", "8", "--trigger-note", "36")
+    try:
+        segue.wait_for(r"^listening")
+        host = Host(segue)
+        since = time.perf_counter()
+        host.sysex(sysex.meter(4, 4))
+        host.start(200)
+        for i in range(8):
+            host.at(4 + i / 2, mido.Message("note_on", note=SCALE[i], velocity=90))
+            host.at(4.4 + i / 2, mido.Message("note_off", note=SCALE[i]))
+        host.at(7.9, mido.Message("note_on", note=36, velocity=90))
+        playing = host.wait_state(sysex.PLAYING, since)
+        time.sleep(1.0)
+        host.stop()  # Stop mid-answer: what sounds ends at once
+        stopped = host.wait_state(sysex.LISTENING, playing)
+        assert host.notes(since) and not unpaired(host.notes(since))
+        assert not host.notes(stopped + 0.05)
+
+        again = time.perf_counter()
+        host.send(mido.Message("control_change", control=22, value=127))  # another take
+        host.wait_state(sysex.PLAYING, again)
+        time.sleep(0.5)
+        assert unpaired(host.notes(again)), "nothing sounded when panic came"
+        host.send(mido.Message("control_change", control=23, value=127))  # panic
+        calm = host.wait_state(sysex.LISTENING, again)
+        time.sleep(0.1)
+        assert host.notes(again) and not unpaired(host.notes(again))
+        all_off = {(h.message.channel, h.message.control) for h in host.heard
+                   if h.time >= again and h.message.type == "control_change"}
+        assert all_off == {(channel, cc) for channel in range(16) for cc in (120, 123)}
+        assert not host.notes(calm + 0.05)
+
+        again = time.perf_counter()
+        host.send(mido.Message("control_change", control=22, value=127))
+        host.wait_state(sysex.PLAYING, again)
+        time.sleep(0.5)
+        assert unpaired(host.notes(again)), "nothing sounded when Ctrl-C came"
+        assert segue.stop(signal.SIGINT) == 130
+        time.sleep(0.1)
+        assert host.notes(again) and not unpaired(host.notes(again))
+        host.close()
+    finally:
+        segue.stop()
+
+
+def test_list_ports_and_a_missing_server(segue: SegueProcess) -> None:
+    command = [sys.executable, "-m", "bridge", "midi", "--api", "jack", "--list"]
+    listing = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0
+    assert segue.input in listing.stdout and segue.output in listing.stdout
+
+    env = {**os.environ, "JACK_DEFAULT_SERVER": "no-such-segue-server"}
+    missing = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                             env=env)
+    assert missing.returncode == 1
+    [line] = missing.stderr.strip().splitlines()
+    assert line.startswith("segue midi: error: no JACK server is running: start one"), line
+
+
+def test_fl_studio_script_speaks_the_bridges_sysex() -> None:
+    pytest.importorskip("fl_classes", reason="the dev extra's fl-studio-api-stubs")
+    sys.path.insert(0, str(Path(__file__).parent.parent / "plugins" / "flstudio"))
+    try:
+        import device_Segue as script
+    finally:
+        sys.path.pop(0)
+
+    def framed(data: tuple[int, ...]) -> bytes:
+        return bytes([0xF0, *data, 0xF7])
+
+    assert script.tempo_message(137.25) == framed(sysex.tempo(137.25))
+    assert sysex.decode(sysex.tempo(137.25)).values == (137.25,)
+    assert script.meter_message(7, 8) == framed(sysex.meter(7, 8))
+    assert script.position_message(True, 123_456, 96) == framed(sysex.position(True, 123_456, 96))
+    assert sysex.decode(sysex.position(True, 123_456, 96)).values == (True, 123_456, 96)
+    assert script.message(script.CONTINUE, []) == framed(sysex.encode(sysex.CONTINUE))
+    assert script.message(script.AGAIN, []) == framed(sysex.encode(sysex.AGAIN))
+    state = framed(sysex.state(sysex.THINKING, "Segue: thinking \u00e9"))
+    assert script.state_text(state) == "Segue: thinking ?"
+    assert script.state_text(framed(sysex.tempo(90))) is None

@@ -36,3 +36,16 @@ def tiny_engine(model_path: Path):
     from engine.continuation import Engine
 
     return Engine.load(str(model_path), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def segue_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A private $SEGUE_HOME for one test file, its canonical cache of the file's `LIMIT`
+    corpus tunes made once (a file uses it with `pytestmark = usefixtures("segue_home")`)."""
+    from engine.dataset import load_corpus
+
+    home = tmp_path_factory.mktemp("segue-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEGUE_HOME", str(home))
+        load_corpus(limit=request.module.LIMIT, workers=1, progress=False)
+        yield home

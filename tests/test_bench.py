@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
 
 from bridge.cli import main
 from engine.bench import QUICK, BenchConfig, bench
-from engine.dataset import load_corpus
 from engine.errors import SegueError
 
 LIMIT = 30
@@ -21,18 +19,7 @@ LENGTHS = [64, 256]
 STEPS = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def segue_home(tmp_path_factory: pytest.TempPathFactory):
-    """A private $SEGUE_HOME with the canonical cache of the few tunes used here."""
-    home = tmp_path_factory.mktemp("segue-home")
-    before = os.environ.get("SEGUE_HOME")
-    os.environ["SEGUE_HOME"] = str(home)
-    load_corpus(limit=LIMIT, workers=1, progress=False)
-    yield home
-    if before is None:
-        del os.environ["SEGUE_HOME"]
-    else:
-        os.environ["SEGUE_HOME"] = before
+pytestmark = pytest.mark.usefixtures("segue_home")  # conftest.py: a private home
 
 
 @pytest.fixture(scope="module")

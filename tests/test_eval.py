@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ import pytest
 import torch
 
 from bridge.cli import main
-from engine.dataset import load_corpus
 from engine.evaluate import SYSTEMS, bars_right, distance, diversity, repetition
 from engine.ngram import NGram
 from engine.tokenizer import CharTokenizer
@@ -24,18 +22,7 @@ SHARES = ("parse_share", "bar_share", "in_key_share", "pitch_class_distance",
           "interval_distance", "repetition", "repetition_gap")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def segue_home(tmp_path_factory: pytest.TempPathFactory):
-    """A private $SEGUE_HOME with the canonical cache of the few tunes used here."""
-    home = tmp_path_factory.mktemp("segue-home")
-    before = os.environ.get("SEGUE_HOME")
-    os.environ["SEGUE_HOME"] = str(home)
-    load_corpus(limit=LIMIT, workers=1, progress=False)
-    yield home
-    if before is None:
-        del os.environ["SEGUE_HOME"]
-    else:
-        os.environ["SEGUE_HOME"] = before
+pytestmark = pytest.mark.usefixtures("segue_home")  # conftest.py: a private home
 
 
 @pytest.fixture(scope="module")

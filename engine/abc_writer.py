@@ -361,21 +361,25 @@ def voice_bars(part: stream.Stream) -> list[list[Bar]]:
             )
             voice.append(bar_)
     for voice in voices:
-        open_repeats_explicitly(voice)
+        balance_repeats(voice)
     return voices
 
 
-def open_repeats_explicitly(bars: list[Bar]) -> None:
-    """Add the `|:` that a first ending implies after an earlier `:|` (abc2midi wants it)."""
-    section_start, opened = 0, True
+def balance_repeats(bars: list[Bar]) -> None:
+    """Write the repeat signs that are implied but missing (abc2midi wants every one): the `|:`
+    that a first ending implies after an earlier `:|`, and the `:|` that closes a section
+    opened by `|:` at the end of the tune."""
+    section_start, opened, explicit = 0, True, False
     for index, bar_ in enumerate(bars):
         if bar_.start_repeat:
-            opened = True
+            opened = explicit = True
         if bar_.ending and bar_.ending.startswith("1") and not opened:
             bars[section_start].start_repeat = True
-            opened = True
+            opened = explicit = True
         if bar_.end_repeat:
-            section_start, opened = index + 1, False
+            section_start, opened, explicit = index + 1, False, False
+    if explicit and bars:
+        bars[-1].end_repeat = True
 
 
 def false_ties(bars: list[Bar]) -> set[int]:

@@ -73,6 +73,18 @@ def bar_lines(abc: str) -> dict[str, int]:
     return counts
 
 
+def abc2midi_errors(abc: str) -> list[str]:
+    """The errors abc2midi (Debian abcmidi, the reference ABC player) reports for `abc`."""
+    with tempfile.TemporaryDirectory() as folder:
+        source, midi = Path(folder) / "tune.abc", Path(folder) / "tune.mid"
+        source.write_text(abc)
+        result = subprocess.run(["abc2midi", str(source), "-o", str(midi)],
+                                capture_output=True, text=True, timeout=30)
+        errors = [line for line in (result.stdout + result.stderr).splitlines()
+                  if line.startswith("Error")]
+        return errors if midi.exists() else [*errors, "no MIDI file written"]
+
+
 def check_bars(abc: str, bars: int) -> None:
     """Assert every voice of `abc` has exactly `bars` bars of the meter's length.
 

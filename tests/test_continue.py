@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from music21 import key, meter, stream
-from server_helpers import check_bars
+from server_helpers import abc2midi_errors, check_bars
 
 from engine.bars import BarState
 from engine.continuation import Engine, Sampling
@@ -198,3 +198,30 @@ def test_cli_corrupt_checkpoint_is_a_clear_error(model_path: Path, tmp_path: Pat
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert str(broken) in result.stderr or "broken" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def shipped_engine() -> Engine:
+    """The model that ships with Segue, as `segue continue` loads it with no --model."""
+    return Engine.load(None, device="cpu")
+
+
+@pytest.mark.parametrize("signature", sorted(TUNES))
+def test_shipped_model_writes_exact_bars_that_music21_and_abc2midi_read(shipped_engine: Engine,
+                                                                        signature: str):
+    bar = Fraction(meter.TimeSignature(signature).barDuration.quarterLength) / 4
+    for bars in (1, 4, 8, 16):
+        [result] = shipped_engine.continue_abc(TUNES[signature], bars=bars,
+                                               sampling=Sampling(seed=bars))
+        assert bar_lengths(result.abc) == [bar] * bars, result.abc
+        assert key_of(result.abc) == key_of(TUNES[signature])
+        assert not abc2midi_errors(result.abc), result.abc
+
+
+def test_shipped_model_same_seed_same_music(shipped_engine: Engine):
+    def answer(seed: int) -> str:
+        [result] = shipped_engine.continue_abc(TUNES["6/8"], bars=4, sampling=Sampling(seed=seed))
+        return result.abc
+
+    assert answer(5) == answer(5)
+    assert len({answer(seed) for seed in (5, 6, 7)}) == 3

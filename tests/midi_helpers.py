@@ -309,17 +309,21 @@ def unpaired(notes: list[Heard]) -> list[Any]:
     return left + list(sounding.values())
 
 
+ATTEMPTS = 3
+
+
 def call_and_response(segue: SegueProcess, bpm: float, meter: str, end: str = "trigger",
                       pitches: list[int] = SCALE) -> dict[str, Any]:
-    """`play_and_check` on a new host; once more if JACK had xruns meanwhile (on an overloaded
-    machine JACK loses or repeats the MIDI events of a late client: a lost clock tick puts
-    Segue a 24th of a beat behind)."""
-    for attempt in range(2):
+    """`play_and_check` on a new host; again (up to ATTEMPTS in all) if JACK had xruns meanwhile
+    (JACK loses or repeats the MIDI events of a late client: a lost clock tick puts Segue a
+    24th of a beat behind). Both Segue and this host run Python in JACK's real-time thread
+    (rtmidi's callbacks), so a busy interpreter makes them late: a known limit, in the README."""
+    for attempt in range(ATTEMPTS):
         before, host = xruns(), Host(segue)
         try:
             return play_and_check(host, segue, bpm, meter, end, pitches)
         except AssertionError as error:
-            if attempt or xruns() == before:
+            if attempt == ATTEMPTS - 1 or xruns() == before:
                 raise
             print(f"{xruns() - before} JACK xruns, again after: {str(error).splitlines()[0]}")
         finally:

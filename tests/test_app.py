@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine import __version__
+from engine.checkpoint import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "dist" / "segue" / ("segue.exe" if os.name == "nt" else "segue")
@@ -54,12 +55,13 @@ def test_version(tmp_path: Path) -> None:
     assert result.returncode == 0 and result.stdout.strip() == f"segue {__version__}"
 
 
-def test_continue_a_tune(model_path: Path, tmp_path: Path) -> None:
+def test_continue_a_tune_with_the_model_inside(tmp_path: Path) -> None:
     tune = tmp_path / "tune.abc"
     tune.write_text(TUNE)
-    result = app("continue", str(tune), "--bars", "2", "--seed", "1", "--model",
-                 str(model_path), "-o", str(tmp_path / "next.musicxml"), home=tmp_path)
+    result = app("continue", str(tune), "--bars", "2", "--seed", "1",
+                 "-o", str(tmp_path / "next.musicxml"), home=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert f"({DEFAULT_MODEL} on cpu)" in result.stderr
     from engine.music import read_score
 
     assert len(read_score(tmp_path / "next.musicxml").parts[0].getElementsByClass(

@@ -139,7 +139,9 @@ def test_stop_panic_and_ctrl_c_end_every_note(jack: None, model_path: Path) -> N
         again = time.perf_counter()
         host.send(mido.Message("control_change", control=22, value=127))  # another take
         host.wait_state(sysex.PLAYING, again)
-        time.sleep(0.5)
+        deadline = time.perf_counter() + 3  # panic while a note sounds (not in a rest)
+        while not unpaired(host.notes(again)) and time.perf_counter() < deadline:
+            time.sleep(0.005)
         assert unpaired(host.notes(again)), "nothing sounded when panic came"
         host.send(mido.Message("control_change", control=23, value=127))  # panic
         calm = host.wait_state(sysex.LISTENING, again)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import mido
+import pytest
 from server_helpers import check_bars
 
 from bridge import sysex
@@ -318,17 +319,37 @@ def call_and_response(segue: SegueProcess, bpm: float, meter: str, end: str = "t
     (JACK loses or repeats the MIDI events of a late client: a lost clock tick puts Segue a
     24th of a beat behind). Both Segue and this host run Python in JACK's real-time thread
     (rtmidi's callbacks), so a busy interpreter makes them late: a known limit, in the README."""
-    for attempt in range(ATTEMPTS):
+    for _ in range(ATTEMPTS - 1):
         before, host = xruns(), Host(segue)
         try:
             return play_and_check(host, segue, bpm, meter, end, pitches)
         except AssertionError as error:
-            if attempt == ATTEMPTS - 1 or xruns() == before:
+            if xruns() == before:
                 raise
             print(f"{xruns() - before} JACK xruns, again after: {str(error).splitlines()[0]}")
         finally:
             host.close()
-    raise AssertionError("unreachable")
+    host = Host(segue)
+    try:
+        with unless_jack_lost_midi():
+            return play_and_check(host, segue, bpm, meter, end, pitches)
+    finally:
+        host.close()
+
+
+@contextlib.contextmanager
+def unless_jack_lost_midi() -> Iterator[None]:
+    """A failure becomes a skip, with its reason, when JACK reported xruns meanwhile: JACK then
+    drops or repeats MIDI, so what the host heard says nothing sure about Segue. Where JACK
+    keeps up (no xruns), every failure stands."""
+    before = xruns()
+    try:
+        yield
+    except AssertionError as error:
+        if xruns() > before:
+            pytest.skip(f"JACK lost MIDI ({xruns() - before} xruns) in every try: "
+                        f"{str(error).splitlines()[0][:200]}")
+        raise
 
 
 def play_and_check(host: Host, segue: SegueProcess, bpm: float, meter: str,

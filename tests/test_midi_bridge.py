@@ -95,12 +95,14 @@ def test_junk_does_not_stop_the_bridge(segue: SegueProcess) -> None:
             for control in (123, 120):
                 host.send(mido.Message("control_change", channel=channel, control=control))
         host.send(mido.Message("control_change", control=TRIGGER_CC, value=127))
-        ready = host.wait_state(sysex.READY, since)
-        host.wait_state(sysex.LISTENING, ready)
-        assert not unpaired(host.notes(since))
+        with unless_jack_lost_midi():
+            ready = host.wait_state(sysex.READY, since)
+            host.wait_state(sysex.LISTENING, ready)
+            assert not unpaired(host.notes(since))
         host.send(mido.Message("control_change", control=21, value=8))  # back to 2 bars
         call_and_response(segue, 140, "4/4")
     finally:
+        host.send(mido.Message("control_change", control=21, value=8))  # for the next tests
         raw.close_port()
         raw.delete()
         host.close()

@@ -181,6 +181,13 @@ def test_damaged_or_missing_checkpoints_are_clear_errors(tmp_path: Path):
     assert load_checkpoint(tmp_path / "good").path == tmp_path / "good"
 
 
+def test_the_cli_names_every_preset():
+    from bridge.cli import PRESET_NAMES
+    from engine.model import PRESETS
+
+    assert set(PRESET_NAMES) == set(PRESETS)
+
+
 def test_models_are_found_by_name(segue_home: Path):
     spec = model_config(None, architecture="mamba", layers=1, width=32, vocab_size=96)
     save_checkpoint(segue_home / "models" / "mine" / "best", build_model(spec), CharTokenizer(),

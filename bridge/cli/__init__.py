@@ -30,6 +30,9 @@ COMMANDS = {
     "doctor": "doctor",
 }
 
+# The model presets (engine.model.PRESETS), named here so that `--help` need not import torch.
+PRESET_NAMES = ("gpt2-6m", "gpt2-60m", "mamba-6m", "mamba-60m")
+
 EPILOG = """\
 examples:
   segue continue tune.abc --bars 8            write 8 more bars of tune.abc to the terminal

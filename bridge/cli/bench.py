@@ -40,12 +40,14 @@ import shlex
 import sys
 from typing import Any
 
+from bridge.cli import PRESET_NAMES
+
 SUMMARY = "benchmark training and inference speed of the model presets"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--presets", nargs="+", metavar="PRESET",
-                        choices=["gpt2-6m", "gpt2-60m", "mamba-6m", "mamba-60m"],
+                        choices=PRESET_NAMES,
                         help="presets to measure (default: all four)")
     parser.add_argument("--quick", action="store_true",
                         help="4 steps of 4 x 128 tokens, prompts of 64, 512 and 2048 tokens")

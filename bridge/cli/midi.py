@@ -23,7 +23,6 @@ examples:
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from typing import Any
@@ -131,7 +130,6 @@ def run(args: argparse.Namespace) -> int:
         print_ports(args.api)
         return 0
     settings = check(args)
-    import torch
 
     from bridge.clock import Clock, parse_meter
     from bridge.midi import Bridge, EngineComposer
@@ -139,11 +137,10 @@ def run(args: argparse.Namespace) -> int:
     from engine.continuation import Engine, Sampling
 
     Sampling(temperature=settings.temperature).check()
-    # The player and the input threads must get the interpreter and a CPU quickly while the
-    # model thinks in the main thread: switch threads every 0.5 ms rather than every 5 ms, and
-    # leave one core to them.
+    # The player and the input threads must get the interpreter quickly while the model
+    # thinks in the main thread (on one core: engine.continuation.one_cpu_thread): switch
+    # threads every 0.5 ms rather than every 5 ms.
     sys.setswitchinterval(0.0005)
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
     engine = Engine.load(args.model, device=args.device)
     say = lambda text: print(text, flush=True)  # noqa: E731
     say(f"model {engine.name} on {engine.device}")

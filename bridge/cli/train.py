@@ -28,6 +28,8 @@ import argparse
 import shlex
 import sys
 
+from bridge.cli import PRESET_NAMES
+
 SUMMARY = "train a model on the bundled corpus and/or your own folders of tunes"
 
 # Options that map onto engine.train.TrainConfig fields of the same name (dest).
@@ -39,7 +41,7 @@ CONFIG_OPTIONS = ("preset", "architecture", "layers", "width", "heads", "dropout
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
-    model.add_argument("--preset", choices=["gpt2-6m", "gpt2-60m", "mamba-6m", "mamba-60m"],
+    model.add_argument("--preset", choices=PRESET_NAMES,
                        help="a named size (default gpt2-6m unless --architecture is given)")
     model.add_argument("--architecture", choices=["gpt2", "mamba"],
                        help="build your own size with --layers/--width (and --heads for gpt2)")

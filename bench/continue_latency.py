@@ -47,7 +47,7 @@ def main() -> None:
         started = time.perf_counter()
         [result] = engine.continue_abc(abc, bars=args.bars, sampling=Sampling(seed=seed))
         warm.append(time.perf_counter() - started)
-        tokens.append(len(result.abc.split("\nK:", 1)[1]))
+        tokens.append(result.tokens)
 
     command = [sys.executable, "-m", "bridge", "continue", str(TUNE), "--bars", str(args.bars)]
     if args.model:
@@ -61,7 +61,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"model: {engine.name}, {args.bars} bars of {TUNE.name}, "
-          f"about {statistics.median(tokens):.0f} characters an answer")
+          f"median {statistics.median(tokens):.0f} tokens sampled an answer")
     print(f"model loading in-process: {load_s:.3f} s")
     print(f"warm (model loaded):      {summary(warm)}")
     print(f"cold (`segue continue`):  {summary(cold)}")

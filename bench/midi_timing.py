@@ -1,13 +1,14 @@
 """Timing of `segue midi` over JACK: played notes against their ideal times, and how long after
 the end of a phrase the answer is ready.
 
-    python bench/midi_timing.py --model PATH                 # 120 BPM 4/4, 10 phrases
-    python bench/midi_timing.py --model PATH --bpm 90 --rounds 20
+    python bench/midi_timing.py                              # 120 BPM 4/4, 10 phrases
+    python bench/midi_timing.py --bpm 90 --rounds 20 --latency 2
 
 A host in this process (tests/midi_helpers.py) sends MIDI clock at the tempo, plays a bar of
 eighths and ends it with the trigger CC; `segue midi` runs in its own process, as with a DAW.
 Each note of each answer is compared with where its ABC puts it on the host's timeline; the
-error includes both JACK hops (clock in, note out), each up to one JACK period. Uses the running
+error includes both JACK hops (clock in, note out), each up to one JACK period; `--latency`
+is passed to `segue midi`, which then sends every note that many ms early. Uses the running
 JACK server, else starts `jackd -d dummy -p 128` for the run (real-time where the system allows
 it). Results differ with the machine's load: JACK clients that are late miss cycles (xruns).
 """
@@ -45,18 +46,22 @@ def main() -> None:
     parser.add_argument("--bpm", type=float, default=120.0)
     parser.add_argument("--meter", default="4/4")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--latency", type=float, default=0.0, metavar="MS",
+                        help="segue midi's --latency (default 0)")
     args = parser.parse_args()
 
     errors: list[float] = []
     ready: list[float] = []
     with jack_server():
         start_xruns = xruns()
-        options = ["--bars", str(BARS), "--trigger-cc", str(TRIGGER_CC), "--seed", "1"]
+        options = ["--bars", str(BARS), "--trigger-cc", str(TRIGGER_CC), "--seed", "1",
+                   "--latency", str(args.latency)]
         segue = SegueProcess(args.model, "bench", *options)
         segue.wait_for(r"^listening", timeout=120)
         try:
             for _ in range(args.rounds):
-                figures = call_and_response(segue, args.bpm, args.meter)
+                figures = call_and_response(segue, args.bpm, args.meter,
+                                            early=args.latency / 1000)
                 errors += figures["errors_ms"]
                 ready.append(figures["ready_s"])
         finally:
@@ -65,7 +70,8 @@ def main() -> None:
     own = [line for line in segue.lines if line.startswith("played ")]
     absolute = [abs(e) for e in errors]
     print(f"segue midi over JACK, {args.bpm:g} BPM {args.meter}, {args.rounds} answers of {BARS}"
-          f" bars, {len(errors)} notes ({platform.processor() or platform.machine()})")
+          f" bars, {len(errors)} notes, --latency {args.latency:g} "
+          f"({platform.processor() or platform.machine()})")
     print(f"  note-on error at the host: p50 {percentile(absolute, 0.5):.2f} ms, "
           f"p99 {percentile(absolute, 0.99):.2f} ms, max {max(absolute):.2f} ms, "
           f"mean {statistics.fmean(errors):+.2f} ms (late > 0)")

@@ -1,7 +1,10 @@
 """`python -m bridge` is the `segue` command."""
 
+import multiprocessing
 import sys
 
 from bridge.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    multiprocessing.freeze_support()  # the packaged app's worker processes start here
+    sys.exit(main())

@@ -1,10 +1,11 @@
 """Call and response over MIDI: hear a phrase on the input port, answer it on the output port.
 
 The loop: listen (capture the phrase, bridge/phrase.py) -> the phrase ends -> quantize it into
-an events document, key estimated unless given -> the engine continues it by `bars` bars ->
-the answer plays from the first bar line after it is ready (and after the phrase) at the
-host's tempo (bridge/player.py) -> listen again. While Segue thinks and plays, what arrives on
-the input is not captured, so an answer that a DAW routes back to Segue is not heard as a call.
+an events document, key estimated unless given -> the engine continues it by `bars` bars, in a
+process of its own (bridge/composer.py) -> the answer plays from the first bar line after it is
+ready (and after the phrase) at the host's tempo (bridge/player.py) -> listen again. While
+Segue thinks and plays, what arrives on the input is not captured, so an answer that a DAW
+routes back to Segue is not heard as a call.
 
 Controls, by Control Change on any channel (as Magenta's call-and-response demo did):
 
@@ -29,13 +30,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import mido
 
 from bridge import sysex
 from bridge.clock import Clock
-from bridge.phrase import Capture, Phrase, estimate_key, phrase_events
+from bridge.composer import Composer
+from bridge.phrase import Capture, Phrase, phrase_events
 from bridge.player import Player, timed_notes
 from engine.errors import SegueError
 
@@ -48,30 +50,6 @@ MAX_BARS = 16
 # Tonics by fifths from Cb (-7); a minor key's tonic is three fifths above its major's.
 TONICS = ["Cb", "Gb", "Db", "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#",
           "G#", "D#", "A#"]
-
-
-class Composer(Protocol):
-    """What the bridge asks for an answer: (answer events, answer ABC)."""
-
-    def __call__(self, events: dict, bars: int, temperature: float,
-                 seed: int | None) -> tuple[dict, str]: ...
-
-
-class EngineComposer:
-    """The Engine as a Composer: events -> music21 -> the model -> music21 -> events."""
-
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-
-    def __call__(self, events: dict, bars: int, temperature: float,
-                 seed: int | None) -> tuple[dict, str]:
-        from bridge.events import events_to_score, score_to_events
-        from engine.continuation import Sampling
-
-        score = events_to_score(events)
-        [take] = self.engine.continue_score(score, bars=bars, sampling=Sampling(
-            temperature=temperature, seed=seed))
-        return score_to_events(take.score()), take.abc
 
 
 @dataclass
@@ -87,6 +65,7 @@ class Settings:
     channel: int = 0  # of the answer, 0-15
     silence_bars: float = 1.0
     max_bars: int = 8
+    latency: float = 0.0  # seconds each message is sent early (--latency, in ms there)
 
 
 def key_name(key: tuple[int, str]) -> str:
@@ -116,7 +95,7 @@ class Bridge:
         self.settings = settings
         self.say = say
         self.capture = Capture(clock, settings.silence_bars, settings.max_bars)
-        self.player = Player(output, clock)
+        self.player = Player(output, clock, settings.latency)
         self.commands: queue.Queue[tuple[str, float]] = queue.Queue()
         self.listening = True
         self.host_speaks_sysex = False
@@ -126,9 +105,9 @@ class Bridge:
         self.answer_beats: tuple[float | None, float] | None = None
 
     # -- the input thread ---------------------------------------------------------------
-    def on_message(self, message: Any) -> None:
-        """Take one message from the input port (called on rtmidi's thread)."""
-        t = time.perf_counter()
+    def on_message(self, message: Any, t: float) -> None:
+        """Take one message from the input port and the time it arrived (on its reading
+        thread)."""
         try:
             self.dispatch(message, t)
         except Exception:  # no message, however odd, may stop the bridge
@@ -255,7 +234,7 @@ class Bridge:
             if events is None:
                 events = phrase_events(phrase, settings.key)
                 if settings.key is None:
-                    events = phrase_events(phrase, estimate_key(events))
+                    events = phrase_events(phrase, self.composer.key(events))
                 self.say(f"phrase: {len(phrase.notes)} notes, {phrase.bars} bars "
                          f"({phrase.reason}), key {key_name((events['key'], events['mode']))}")
             self.last = (phrase, events)
@@ -275,7 +254,8 @@ class Bridge:
             return
         ready = time.perf_counter()
         line = self.clock.line(ready)
-        start = max(self.clock.next_bar_line(line.beat_at(ready + MARGIN)), phrase.end_bar)
+        start = max(self.clock.next_bar_line(line.beat_at(ready + MARGIN + settings.latency)),
+                    phrase.end_bar)
         self.player.play(notes, start, phrase.velocity, settings.channel)
         self.answer_beats = (start, start + settings.bars * self.clock.bar_beats)
         bar = round(start / self.clock.bar_beats) + 1

@@ -10,6 +10,8 @@ WinMM adds port numbers to names.
 The APIs: auto (the platform's usual one; on Linux ALSA, or JACK where ALSA's sequencer is
 missing), alsa, jack, coremidi, winmm. Failures to reach the MIDI system become a
 `SegueError` that says what to do.
+
+Input is read by `Input`, from a thread of Segue's own, never in rtmidi's callback: see there.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,8 @@ from engine.errors import SegueError
 APIS = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE",
         "winmm": "WINDOWS_MM"}
 CLIENT_NAME = "Segue"
+READ_EVERY = 0.001  # seconds between looks at an input's queue
+OFFSETS = 256  # the last messages whose read times place the MIDI system's clock on ours
 ALSA_SEQUENCER = Path("/dev/snd/seq")
 HELP = {
     "jack": "no JACK server is running: start one (QjackCtl, or `jackd -d alsa`; without sound "
@@ -111,9 +118,95 @@ def find_port(name: str, names: list[str], kind: str) -> str:
                      "first with loopMIDI")
 
 
+class ArrivalTimes:
+    """The `perf_counter` times messages arrived, from rtmidi's gaps between them.
+
+    rtmidi gives each message the time since the one before, on the MIDI system's clock. The
+    sum of those gaps places a message on that clock; the offset to ours is the smallest
+    (read time - MIDI time) among the last `window` messages, since no message is read
+    before it arrives. So a stamp does not carry the delay of the reading, only the least of
+    the recent delays; the window lets the offset follow a MIDI clock that drifts from ours.
+    """
+
+    def __init__(self, window: int = OFFSETS) -> None:
+        self.source_time = 0.0  # of the last message, on the MIDI system's clock
+        self.offsets: deque[float] = deque(maxlen=window)
+
+    def __call__(self, delta: float, read_at: float) -> float:
+        """The arrival time of a message `delta` seconds after the one before, read at
+        `read_at`."""
+        self.source_time += delta
+        self.offsets.append(read_at - self.source_time)
+        return self.source_time + min(self.offsets)
+
+
+class Input:
+    """An input port whose messages a thread of Segue's own reads and passes to `handle`.
+
+    rtmidi would call Python on the MIDI system's thread, which under JACK is the real-time
+    thread that must finish each period's work in time. Python there first waits for the
+    interpreter's lock, and when another thread holds it (or was preempted holding it), JACK
+    drops that period's MIDI (an "xrun"). So rtmidi only queues messages here, in C++, and a
+    thread reads the queue every millisecond, stamping each message with the time it arrived
+    (`ArrivalTimes`), not the time it was read.
+    """
+
+    def __init__(self, api: str, name: str, *, virtual: bool = False,
+                 client: str = CLIENT_NAME,
+                 handle: Callable[[Any, float], None] | None = None) -> None:
+        """Open the port `name` of the MIDI system `api` (alsa, jack, coremidi, winmm), or make
+        a virtual port of that name; `client` is the name the MIDI system shows for us."""
+        import rtmidi
+
+        rtapi = getattr(rtmidi, f"API_{APIS[api]}")
+        if rtapi not in rtmidi.get_compiled_api():
+            raise ValueError(f"{api} is not compiled in")
+        self.rt = rtmidi.MidiIn(rtapi, name=client)
+        try:
+            if virtual:
+                self.rt.open_virtual_port(name)
+            else:
+                self.rt.open_port(self.rt.get_ports().index(name))
+            self.rt.ignore_types(sysex=False, timing=False, active_sense=True)
+        except BaseException:
+            self.rt.delete()
+            raise
+        self.name = name
+        self.handle = handle
+        self.arrival = ArrivalTimes()
+        self.closed = threading.Event()
+        self.reader = threading.Thread(target=self.read, name="segue-midi-in", daemon=True)
+        self.reader.start()
+
+    def read(self) -> None:
+        """Pass on each message with its arrival time, until the port is closed."""
+        import mido
+
+        while not self.closed.is_set():
+            got = self.rt.get_message()
+            if got is None:
+                time.sleep(READ_EVERY)
+                continue
+            data, delta = got
+            t = self.arrival(delta, time.perf_counter())
+            try:
+                message = mido.Message.from_bytes(data)
+            except ValueError:  # not a MIDI message: junk is dropped
+                continue
+            if self.handle is not None:
+                self.handle(message, t)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.reader.join(timeout=5)
+        self.rt.close_port()
+        self.rt.delete()
+
+
 def open_ports(input_name: str, output_name: str, api: str = "auto",
-               callback: Callable[[Any], None] | None = None) -> tuple[Any, Any]:
-    """Open Segue's input (messages go to `callback`, on rtmidi's thread) and its output.
+               handle: Callable[[Any, float], None] | None = None) -> tuple[Input, Any]:
+    """Open Segue's input (each message and its arrival time go to `handle`, on the input's
+    reading thread) and its output (a mido port).
 
     A name that is an existing port's (exactly, or as its only match on WinMM) opens that
     port: a loopback port, an IAC bus, a keyboard. Any other name makes a virtual port, where
@@ -129,8 +222,7 @@ def open_ports(input_name: str, output_name: str, api: str = "auto",
             return name if name in names else None
 
         found = port(input_name, midi.get_input_names(), "input")
-        inport = (midi.open_input(found, callback=callback) if found else
-                  midi.open_input(input_name, client_name=CLIENT_NAME, callback=callback))
+        inport = Input(api_name, found or input_name, virtual=found is None, handle=handle)
         try:
             found = port(output_name, midi.get_output_names(), "output")
             outport = (midi.open_output(found) if found else

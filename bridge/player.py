@@ -4,7 +4,9 @@ rtmidi sends a message the moment it is given one and has no timestamps, so the 
 keeps a queue of events in beats and sends each at its time on the host's timeline
 (bridge/clock.py), read afresh as the moment nears, so the answer follows the host's tempo
 while it plays. The thread sleeps until `LEAD` before an event and waits out the rest on the
-CPU; where the system allows it, the thread runs at real-time priority, as audio threads do.
+CPU; where the system allows it, the thread runs at real-time priority, as audio threads do,
+but the lowest one: the MIDI system's own threads (JACK's run at its priority less 5) must
+always be able to take the CPU from it, or they miss their period and drop MIDI.
 
 Every note-on gets its note-off: on `stop`, `panic`, `close` (Ctrl-C and errors go through
 it) the notes still sounding are switched off at once.
@@ -30,7 +32,7 @@ from bridge.clock import Clock
 log = logging.getLogger("segue.midi")
 LEAD = 0.002  # seconds: wake this long before an event, then wait out the rest precisely
 RESYNC = 0.005  # seconds: read the timeline again at least this often while waiting
-PRIORITY = 10  # SCHED_FIFO priority of the player thread, where allowed
+PRIORITY = 1  # SCHED_FIFO priority of the player thread, where allowed: below the MIDI system
 
 
 @dataclass(frozen=True, order=True)
@@ -85,9 +87,11 @@ def realtime_priority() -> bool:
 class Player:
     """Sends queued notes on `port` at their times on `clock`'s timeline."""
 
-    def __init__(self, port: Any, clock: Clock) -> None:
+    def __init__(self, port: Any, clock: Clock, latency: float = 0.0) -> None:
+        """`latency`: seconds to send each message early, for the path from Segue to the ear."""
         self.port = port
         self.clock = clock
+        self.latency = latency
         self.queue: list[Event] = []
         self.sounding: set[tuple[int, int]] = set()  # (channel, pitch)
         self.lateness: deque[float] = deque(maxlen=10_000)  # seconds, of each message sent
@@ -155,7 +159,7 @@ class Player:
                 if self.closed:
                     return
                 event = self.queue[0]
-                due = self.clock.line().time_of(event.beat)
+                due = self.clock.line().time_of(event.beat) - self.latency
                 wait = due - time.perf_counter()
                 if wait > LEAD:
                     self.condition.wait(min(wait - LEAD, RESYNC))

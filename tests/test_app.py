@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from midi_helpers import BARS, TRIGGER_CC, SegueProcess, call_and_response, jack_server
 
 from engine import __version__
 from engine.checkpoint import DEFAULT_MODEL
@@ -94,3 +95,17 @@ def test_serve_answers_health(model_path: Path, tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_midi_bridge_answers_with_the_model_inside() -> None:
+    """`segue midi` in the app: its model runs in a worker process, which a frozen app must
+    be able to start (multiprocessing.freeze_support)."""
+    with jack_server():
+        segue = SegueProcess(None, "app-test", "--bars", str(BARS), "--trigger-cc",
+                             str(TRIGGER_CC), "--seed", "1", program=(str(APP),))
+        try:
+            segue.wait_for(r"^listening", timeout=120)
+            figures = call_and_response(segue, 120, "4/4")
+        finally:
+            assert segue.stop() == 130
+    assert figures["errors_ms"]

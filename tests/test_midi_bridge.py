@@ -10,7 +10,9 @@ python-rtmidi.
 from __future__ import annotations
 
 import os
+import random
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -33,6 +35,7 @@ from midi_helpers import (
 )
 
 from bridge import sysex
+from bridge.midi_ports import ArrivalTimes
 
 
 @pytest.fixture(scope="session")
@@ -171,6 +174,33 @@ def test_stop_panic_and_ctrl_c_end_every_note(jack: None, model_path: Path) -> N
             host.close()
     finally:
         segue.stop()
+
+
+def test_latency_sends_every_note_early(jack: None, model_path: Path) -> None:
+    """--latency 25: the answer leaves 25 ms early, for a DAW that hears it 25 ms late."""
+    segue = SegueProcess(model_path, "latency-test", "--bars", str(BARS), "--trigger-cc",
+                         str(TRIGGER_CC), "--seed", "1", "--latency", "25")
+    try:
+        segue.wait_for(r"^listening")
+        figures = call_and_response(segue, 120, "4/4", early=0.025)
+    finally:
+        segue.stop()
+    assert -30 < statistics.median(figures["errors_ms"]) < -20, figures
+
+
+def test_arrival_times_leave_out_the_reading_delay() -> None:
+    """Messages read 0.1 to 8 ms after they arrived are stamped with when they arrived: never
+    early, and after a few dozen messages within a millisecond."""
+    rng = random.Random(7)
+    arrivals = [1000 + i / 48 for i in range(600)]  # MIDI clock at 120 BPM, on our clock
+    arrival = ArrivalTimes(window=256)
+    errors = []
+    for before, now in zip([arrivals[0], *arrivals], arrivals, strict=False):
+        stamp = arrival(now - before, now + rng.uniform(0.0001, 0.008))
+        errors.append(stamp - now)
+    assert all(0 <= error < 0.008 for error in errors)
+    assert max(errors[50:]) < 0.001
+    assert statistics.fmean(errors[50:]) < 0.0005
 
 
 def test_list_ports_and_a_missing_server(segue: SegueProcess) -> None:

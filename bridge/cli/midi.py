@@ -65,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="randomness, 0 = greedy (default 1.0; CC 20 changes it)")
     answer.add_argument("--seed", type=int, metavar="N",
                         help="seed of the first answer, then seed+1, ... (default: random)")
+    answer.add_argument("--latency", type=float, default=0.0, metavar="MS",
+                        help="send each note this many milliseconds early, to make up for the "
+                             "delay between Segue and what you hear: the MIDI system's and the "
+                             "DAW's buffers (default 0; see the README's Timing section)")
     answer.add_argument("--model", metavar="NAME|PATH",
                         help="a checkpoint name or folder (default: the bundled model)")
     answer.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
@@ -91,6 +95,8 @@ def check(args: argparse.Namespace) -> Any:
                          f"{args.silence_bars}")
     if not 20 <= args.bpm <= 400:
         raise SegueError(f"--bpm must be between 20 and 400, not {args.bpm}")
+    if not 0 <= args.latency <= 100:
+        raise SegueError(f"--latency must be between 0 and 100 ms, not {args.latency}")
     if not 1 <= args.channel <= 16:
         raise SegueError(f"--channel must be between 1 and 16, not {args.channel}")
     try:
@@ -103,7 +109,7 @@ def check(args: argparse.Namespace) -> Any:
                     trigger_cc=midi_number(args.trigger_cc, "--trigger-cc"),
                     trigger_note=midi_number(args.trigger_note, "--trigger-note"),
                     channel=args.channel - 1, silence_bars=args.silence_bars,
-                    max_bars=args.max_bars)
+                    max_bars=args.max_bars, latency=args.latency / 1000)
 
 
 def print_ports(api: str) -> None:
@@ -132,30 +138,33 @@ def run(args: argparse.Namespace) -> int:
     settings = check(args)
 
     from bridge.clock import Clock, parse_meter
-    from bridge.midi import Bridge, EngineComposer
+    from bridge.composer import ComposerProcess
+    from bridge.midi import Bridge
     from bridge.midi_ports import open_ports, resolve_api
-    from engine.continuation import Engine, Sampling
 
-    Sampling(temperature=settings.temperature).check()
-    # The player and the input threads must get the interpreter quickly while the model
-    # thinks in the main thread (on one core: engine.continuation.one_cpu_thread): switch
-    # threads every 0.5 ms rather than every 5 ms.
+    # The player and the input threads must get the interpreter quickly: switch threads every
+    # 0.5 ms rather than every 5 ms. The model runs in a process of its own (bridge/composer.py).
     sys.setswitchinterval(0.0005)
-    engine = Engine.load(args.model, device=args.device)
     say = lambda text: print(text, flush=True)  # noqa: E731
-    say(f"model {engine.name} on {engine.device}")
-    inport, outport = open_ports(args.input, args.output, args.api)
-    bridge = Bridge(outport, Clock(args.bpm, parse_meter(args.meter)), EngineComposer(engine),
-                    settings, say=say)
+    composer = ComposerProcess(args.model, args.device)
+    try:
+        composer.check(settings.temperature)
+        say(f"model {composer.name} on {composer.device}")
+        inport, outport = open_ports(args.input, args.output, args.api)
+    except BaseException:
+        composer.close()
+        raise
+    bridge = Bridge(outport, Clock(args.bpm, parse_meter(args.meter)), composer, settings,
+                    say=say)
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        inport.callback = bridge.on_message
+        inport.handle = bridge.on_message
         say(f"ports: input {inport.name!r}, output {outport.name!r} ({resolve_api(args.api)})")
         bridge.run()
     finally:
         signal.signal(signal.SIGTERM, previous)
-        inport.callback = None
-        bridge.close()
         inport.close()
+        bridge.close()
         outport.close()
+        composer.close()
     return 0

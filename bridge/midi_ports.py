@@ -32,6 +32,8 @@ APIS = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE",
         "winmm": "WINDOWS_MM"}
 CLIENT_NAME = "Segue"
 READ_EVERY = 0.001  # seconds between looks at an input's queue
+QUEUE = 4096  # messages rtmidi keeps for us: a flood of MIDI clock comes thousands at once
+PRIORITY = 1  # SCHED_FIFO priority of our MIDI threads: the lowest, below the MIDI system's own
 OFFSETS = 256  # the last messages whose read times place the MIDI system's clock on ours
 ALSA_SEQUENCER = Path("/dev/snd/seq")
 HELP = {
@@ -95,6 +97,17 @@ def quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def realtime_priority() -> bool:
+    """Ask for SCHED_FIFO for the calling thread, at PRIORITY; False where the system does not
+    allow it. The lowest real-time priority keeps the thread ahead of ordinary work, and the
+    MIDI system's threads (JACK's run at its priority less 5) able to take the CPU from it."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(PRIORITY))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
 def list_ports(api: str = "auto") -> tuple[list[str], list[str]]:
     """(ports Segue can read from, ports Segue can write to) under an API."""
     with midi_system(api):
@@ -147,13 +160,13 @@ class Input:
     thread that must finish each period's work in time. Python there first waits for the
     interpreter's lock, and when another thread holds it (or was preempted holding it), JACK
     drops that period's MIDI (an "xrun"). So rtmidi only queues messages here, in C++, and a
-    thread reads the queue every millisecond, stamping each message with the time it arrived
-    (`ArrivalTimes`), not the time it was read.
+    thread reads the queue every `read_every` seconds, at real-time priority where allowed,
+    stamping each message with the time it arrived (`ArrivalTimes`), not the time it was read.
     """
 
     def __init__(self, api: str, name: str, *, virtual: bool = False,
-                 client: str = CLIENT_NAME,
-                 handle: Callable[[Any, float], None] | None = None) -> None:
+                 client: str = CLIENT_NAME, handle: Callable[[Any, float], None] | None = None,
+                 read_every: float = READ_EVERY) -> None:
         """Open the port `name` of the MIDI system `api` (alsa, jack, coremidi, winmm), or make
         a virtual port of that name; `client` is the name the MIDI system shows for us."""
         import rtmidi
@@ -161,7 +174,7 @@ class Input:
         rtapi = getattr(rtmidi, f"API_{APIS[api]}")
         if rtapi not in rtmidi.get_compiled_api():
             raise ValueError(f"{api} is not compiled in")
-        self.rt = rtmidi.MidiIn(rtapi, name=client)
+        self.rt = rtmidi.MidiIn(rtapi, name=client, queue_size_limit=QUEUE)
         try:
             if virtual:
                 self.rt.open_virtual_port(name)
@@ -173,6 +186,7 @@ class Input:
             raise
         self.name = name
         self.handle = handle
+        self.read_every = read_every
         self.arrival = ArrivalTimes()
         self.closed = threading.Event()
         self.reader = threading.Thread(target=self.read, name="segue-midi-in", daemon=True)
@@ -182,10 +196,11 @@ class Input:
         """Pass on each message with its arrival time, until the port is closed."""
         import mido
 
+        realtime_priority()
         while not self.closed.is_set():
             got = self.rt.get_message()
             if got is None:
-                time.sleep(READ_EVERY)
+                time.sleep(self.read_every)
                 continue
             data, delta = got
             t = self.arrival(delta, time.perf_counter())

@@ -17,7 +17,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -28,11 +27,11 @@ from typing import Any
 import mido
 
 from bridge.clock import Clock
+from bridge.midi_ports import realtime_priority
 
 log = logging.getLogger("segue.midi")
 LEAD = 0.002  # seconds: wake this long before an event, then wait out the rest precisely
 RESYNC = 0.005  # seconds: read the timeline again at least this often while waiting
-PRIORITY = 1  # SCHED_FIFO priority of the player thread, where allowed: below the MIDI system
 
 
 @dataclass(frozen=True, order=True)
@@ -73,15 +72,6 @@ def timed_notes(events: dict) -> list[tuple[float, float, int]]:
         if this[2] == after[2] and after[0] < this[1]:
             this[1] = after[0]
     return sorted((float(s), float(e), p) for s, e, p in notes if e > s)
-
-
-def realtime_priority() -> bool:
-    """Ask for SCHED_FIFO for the calling thread; False where the system does not allow it."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(PRIORITY))
-    except (AttributeError, OSError):
-        return False
-    return True
 
 
 class Player:

@@ -27,8 +27,8 @@ from server_helpers import check_bars
 
 from bridge import sysex
 from bridge.events import score_to_events
-from bridge.midi_ports import Input, quiet_stderr
-from bridge.player import realtime_priority, timed_notes
+from bridge.midi_ports import Input, quiet_stderr, realtime_priority
+from bridge.player import timed_notes
 from engine.music import parse_abc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,8 +192,10 @@ class Host:
         backend = mido.Backend(JACK, load=True)
         with quiet_stderr():  # opening a port by name connects to it
             self.out = backend.open_output(jack_port(self.segue.input, outputs=True))
+            # Read often: a new port places the arrival times it reports by its first few reads
+            # (bridge.midi_ports.ArrivalTimes), and a DAW's are right from the first note.
             self.inp = Input("jack", jack_port(self.segue.output, outputs=False),
-                             client="test-host", handle=self.hear)
+                             client="test-host", handle=self.hear, read_every=0.0002)
         self.lock = threading.Lock()
         self.origin = 0.0  # the time of beat 0
         self.spb = 0.5

@@ -60,8 +60,7 @@ def main() -> None:
         segue.wait_for(r"^listening", timeout=120)
         try:
             for _ in range(args.rounds):
-                figures = call_and_response(segue, args.bpm, args.meter,
-                                            early=args.latency / 1000)
+                figures = call_and_response(segue, args.bpm, args.meter, within=0.05)
                 errors += figures["errors_ms"]
                 ready.append(figures["ready_s"])
         finally:

@@ -150,7 +150,12 @@ class ArrivalTimes:
         `read_at`."""
         self.source_time += delta
         self.offsets.append(read_at - self.source_time)
-        return self.source_time + min(self.offsets)
+        return self.source_time + self.offset
+
+    @property
+    def offset(self) -> float:
+        """perf_counter time minus MIDI time, as well as the recent messages place it."""
+        return min(self.offsets)
 
 
 class Input:

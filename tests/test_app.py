@@ -15,7 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
-from midi_helpers import BARS, TRIGGER_CC, SegueProcess, call_and_response, jack_server
+from midi_helpers import (
+    BARS,
+    JACK_LATENCY,
+    TRIGGER_CC,
+    SegueProcess,
+    call_and_response,
+    jack_server,
+)
 
 from engine import __version__
 from engine.checkpoint import DEFAULT_MODEL
@@ -102,7 +109,7 @@ def test_midi_bridge_answers_with_the_model_inside() -> None:
     be able to start (multiprocessing.freeze_support)."""
     with jack_server():
         segue = SegueProcess(None, "app-test", "--bars", str(BARS), "--trigger-cc",
-                             str(TRIGGER_CC), "--seed", "1", program=(str(APP),))
+                             str(TRIGGER_CC), "--seed", "1", *JACK_LATENCY, program=(str(APP),))
         try:
             segue.wait_for(r"^listening", timeout=120)
             figures = call_and_response(segue, 120, "4/4")

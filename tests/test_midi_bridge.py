@@ -1,7 +1,8 @@
 """`segue midi` over real JACK MIDI ports: a host plays a phrase with MIDI clock and records the
-answer; the answer must have the bars asked for, start on the bar line after the phrase (within
-5 ms), play at the host's tempo, and end every note it starts. Junk and a vanished peer must
-not stop the bridge.
+answer; the answer must have the bars asked for, start on the bar line after the phrase (the
+host hears it within 5 ms, Segue being told JACK's period: midi_helpers.JACK_LATENCY), play at
+the host's tempo, and end every note it starts. Junk and a vanished peer must not stop the
+bridge.
 
 Needs Debian's jackd2 (a dummy-driver server is started when none runs) and the JACK API in
 python-rtmidi.
@@ -22,6 +23,7 @@ import mido
 import pytest
 from midi_helpers import (
     BARS,
+    JACK_LATENCY,
     ROOT,
     SCALE,
     TRIGGER_CC,
@@ -48,7 +50,7 @@ def jack() -> None:
 def segue(jack: None, model_path: Path) -> SegueProcess:
     """One `segue midi` for the module's tests; each test leaves it listening."""
     process = SegueProcess(model_path, "bridge-test", "--bars", str(BARS), "--trigger-cc",
-                           str(TRIGGER_CC), "--seed", "1")
+                           str(TRIGGER_CC), "--seed", "1", *JACK_LATENCY)
     process.wait_for(r"^listening")
     yield process
     assert process.stop() == 130

@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     from bridge.clock import Clock, parse_meter
     from bridge.composer import ComposerProcess
     from bridge.midi import Bridge
-    from bridge.midi_ports import open_ports, resolve_api
+    from bridge.midi_ports import open_ports, realtime_priority, resolve_api
 
     # The player and the input threads must get the interpreter quickly: switch threads every
     # 0.5 ms rather than every 5 ms. The model runs in a process of its own (bridge/composer.py).
@@ -157,6 +157,10 @@ def run(args: argparse.Namespace) -> int:
     bridge = Bridge(outport, Clock(args.bpm, parse_meter(args.meter)), composer, settings,
                     say=say)
     previous = signal.signal(signal.SIGTERM, interrupt)
+    # Every thread of this process at the same real-time priority where allowed (the model's
+    # process, started above, keeps the ordinary one): a thread that waits for the interpreter
+    # lock must never wait for an ordinary thread that the system has put aside.
+    realtime_priority()
     try:
         inport.handle = bridge.on_message
         say(f"ports: input {inport.name!r}, output {outport.name!r} ({resolve_api(args.api)})")

@@ -1,13 +1,12 @@
 """The MIDI bridge's answers: the model and music21, in a process of their own.
 
-rtmidi runs the bridge's input callback on the MIDI system's own thread (under JACK, its
-real-time process thread), and that thread must take the interpreter's lock before it can
-run. Composing holds the lock for long stretches (music21, the model's Python, loading
-libraries, the garbage collector): a process that composes makes its MIDI thread wait past
-JACK's period, and JACK then drops that period's MIDI (an "xrun": a lost clock tick puts the
-answer a 24th of a beat late). So the bridge's process keeps only the light, timed work
-(clock, phrase, player) and asks `ComposerProcess`, a child process, for keys and answers.
-"""
+The bridge's threads (the input reader, the player, the main loop) must each get Python's
+interpreter lock within a fraction of a millisecond to keep time. Composing holds that lock for
+long stretches (music21, the model's Python, loading libraries, the garbage collector), so
+in the same process it would make notes late and, before Segue stopped running Python on
+JACK's thread (bridge/midi_ports.Input), made JACK drop MIDI. So the bridge's process keeps
+only the light, timed work (clock, phrase, player) and asks `ComposerProcess`, a child
+process, for keys and answers."""
 
 from __future__ import annotations
 

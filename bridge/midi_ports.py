@@ -165,15 +165,15 @@ class Input:
     thread that must finish each period's work in time. Python there first waits for the
     interpreter's lock, and when another thread holds it (or was preempted holding it), JACK
     drops that period's MIDI (an "xrun"). So rtmidi only queues messages here, in C++, and a
-    thread reads the queue every `read_every` seconds, at real-time priority where allowed,
+    thread reads the queue every READ_EVERY seconds, at real-time priority where allowed,
     stamping each message with the time it arrived (`ArrivalTimes`), not the time it was read.
     """
 
     def __init__(self, api: str, name: str, *, virtual: bool = False,
-                 client: str = CLIENT_NAME, handle: Callable[[Any, float], None] | None = None,
-                 read_every: float = READ_EVERY) -> None:
+                 client: str = CLIENT_NAME) -> None:
         """Open the port `name` of the MIDI system `api` (alsa, jack, coremidi, winmm), or make
-        a virtual port of that name; `client` is the name the MIDI system shows for us."""
+        a virtual port of that name; `client` is the name the MIDI system shows for us.
+        Messages go to `handle` once it is set; those before are dropped."""
         import rtmidi
 
         rtapi = getattr(rtmidi, f"API_{APIS[api]}")
@@ -190,8 +190,7 @@ class Input:
             self.rt.delete()
             raise
         self.name = name
-        self.handle = handle
-        self.read_every = read_every
+        self.handle: Callable[[Any, float], None] | None = None
         self.arrival = ArrivalTimes()
         self.closed = threading.Event()
         self.reader = threading.Thread(target=self.read, name="segue-midi-in", daemon=True)
@@ -205,7 +204,7 @@ class Input:
         while not self.closed.is_set():
             got = self.rt.get_message()
             if got is None:
-                time.sleep(self.read_every)
+                time.sleep(READ_EVERY)
                 continue
             data, delta = got
             t = self.arrival(delta, time.perf_counter())
@@ -223,10 +222,8 @@ class Input:
         self.rt.delete()
 
 
-def open_ports(input_name: str, output_name: str, api: str = "auto",
-               handle: Callable[[Any, float], None] | None = None) -> tuple[Input, Any]:
-    """Open Segue's input (each message and its arrival time go to `handle`, on the input's
-    reading thread) and its output (a mido port).
+def open_ports(input_name: str, output_name: str, api: str = "auto") -> tuple[Input, Any]:
+    """Open Segue's input (an `Input`: set its `handle`) and its output (a mido port).
 
     A name that is an existing port's (exactly, or as its only match on WinMM) opens that
     port: a loopback port, an IAC bus, a keyboard. Any other name makes a virtual port, where
@@ -242,7 +239,7 @@ def open_ports(input_name: str, output_name: str, api: str = "auto",
             return name if name in names else None
 
         found = port(input_name, midi.get_input_names(), "input")
-        inport = Input(api_name, found or input_name, virtual=found is None, handle=handle)
+        inport = Input(api_name, found or input_name, virtual=found is None)
         try:
             found = port(output_name, midi.get_output_names(), "output")
             outport = (midi.open_output(found) if found else

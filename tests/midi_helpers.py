@@ -37,8 +37,9 @@ TRIGGER_CC = 102  # the --trigger-cc the bridge is started with
 # JACK passes MIDI on once a period, so the clock reaches Segue and each note reaches the host
 # up to a period late, half a period on average each way. The tests tell Segue so, as a
 # musician would (--latency), and check what the host hears: one period of the server that
-# `jack_server` starts (-p 128 at the dummy driver's 48 kHz), in ms.
-JACK_LATENCY = ("--latency", f"{128 / 48:.2f}")
+# `jack_server` starts, in ms.
+PERIOD, RATE = 128, 48000  # frames a period and a second of the JACK server started here
+JACK_LATENCY = ("--latency", f"{1000 * PERIOD / RATE:.2f}")
 SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
 JACK = "mido.backends.rtmidi/UNIX_JACK"
 JACK_LOG: Path | None = None  # the log of a server `jack_server` started
@@ -74,8 +75,8 @@ def jack_server() -> Iterator[None]:
     JACK_LOG = Path(tempfile.mkstemp(prefix="jackd-", suffix=".log")[1])
     with JACK_LOG.open("w") as log:
         realtime = ["--realtime"] if realtime_allowed() else ["--no-realtime"]
-        server = subprocess.Popen(["jackd", "-n", name, *realtime, "-d", "dummy", "-r", "48000",
-                                   "-p", "128"],
+        server = subprocess.Popen(["jackd", "-n", name, *realtime, "-d", "dummy", "-r",
+                                   str(RATE), "-p", str(PERIOD)],
                                   stdout=log, stderr=subprocess.STDOUT, env=env)
     os.environ["JACK_DEFAULT_SERVER"] = name
     try:

@@ -248,6 +248,35 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
     model.load_state_dict(weights, strict=False)
 
 
+def warm_start(model: torch.nn.Module, name_or_path: str | os.PathLike[str]) -> Path:
+    """Load another checkpoint's weights into a new `model` of the same shape; its folder.
+
+    The new model's vocabulary may be larger (tokens appended at the end): the stored rows
+    of the embedding are copied and the new rows keep their fresh initialization.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = resolve_model(name_or_path)
+    try:
+        weights = load_file(folder / WEIGHTS_FILE)
+    except (OSError, SafetensorError) as error:
+        raise SegueError(f"{folder}: corrupt checkpoint, cannot read {WEIGHTS_FILE} "
+                         f"({error})") from None
+    expected = model.state_dict()
+    for name, stored in weights.items():
+        target = expected.get(name)
+        if target is None or stored.dim() != target.dim() or any(
+                a > b for a, b in zip(stored.shape, target.shape, strict=True)) or (
+                stored.shape[1:] != target.shape[1:]):
+            raise SegueError(f"{folder}: cannot start from these weights: {name} has shape "
+                             f"{tuple(stored.shape)}, the new model "
+                             f"{None if target is None else tuple(target.shape)}")
+        with torch.no_grad():
+            target[: stored.shape[0]].copy_(stored.to(target.dtype))
+    return folder
+
+
 def load_checkpoint(name_or_path: str | os.PathLike[str] | None = None,
                     device: str = "auto") -> Checkpoint:
     """Load a model by name or path (None: the default), in eval mode and float32."""

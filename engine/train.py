@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.checkpoint import STATE_FILE, load_weights, pick_device, save_checkpoint
+from engine.checkpoint import STATE_FILE, load_weights, pick_device, save_checkpoint, warm_start
 from engine.dataset import load_corpus, token_array
 from engine.errors import SegueError
 from engine.files import atomic_path, write_text_atomic
@@ -38,7 +38,8 @@ from engine.tokenizer import CharTokenizer
 
 # What --resume takes from the run as it was: a different value here is an error.
 FIXED_ON_RESUME = ("preset", "architecture", "layers", "width", "heads", "dropout", "data",
-                   "bundled", "limit_tunes", "augment", "block_size", "batch_size", "seed")
+                   "bundled", "limit_tunes", "augment", "block_size", "batch_size", "seed",
+                   "init_from")
 
 
 @dataclass
@@ -68,6 +69,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     seed: int = 1337
+    init_from: str | None = None
     device: str = "auto"
     threads: int | None = None
     workers: int = 2
@@ -289,6 +291,10 @@ def train(config: TrainConfig, given: set[str] | None = None, resume: bool = Fal
     model = build_model(spec)
     if state:
         load_weights(model, out / "checkpoint")
+    elif config.init_from:
+        started_from = warm_start(model, config.init_from)
+        if dist.main:
+            print(f"starting from the weights of {started_from}", flush=True)
     model.to(dist.device).train()
     optimizer = optimizer_for(model, config, dist.device)
     autocast, scaler = precision(dist.device)

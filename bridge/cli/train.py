@@ -11,6 +11,7 @@ examples:
   segue train --preset mamba-6m --steps 20000 --name my-mamba
   segue train --data ~/tunes --no-corpus --name mine     only your folder (ABC, MusicXML, MIDI)
   segue train --architecture gpt2 --layers 4 --width 128 --heads 4 --block-size 128
+  segue train --init-from segue-gpt2-6m --name better    start from the shipped weights
   segue train --name my-mamba --resume           continue after an interruption (or kill)
   segue train --name my-mamba --resume --steps 40000    ... and train for longer
   segue train --limit-tunes 200 --steps 50 --out /tmp/try   a quick try
@@ -36,7 +37,7 @@ SUMMARY = "train a model on the bundled corpus and/or your own folders of tunes"
 CONFIG_OPTIONS = ("preset", "architecture", "layers", "width", "heads", "dropout", "data",
                   "limit_tunes", "augment", "block_size", "batch_size", "steps", "lr", "warmup",
                   "weight_decay", "grad_clip", "eval_every", "eval_batches", "checkpoint_every",
-                  "log_every", "seed", "device", "threads", "workers")
+                  "log_every", "seed", "init_from", "device", "threads", "workers")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--width", type=int, help="embedding (hidden) size")
     model.add_argument("--heads", type=int, help="attention heads (gpt2)")
     model.add_argument("--dropout", type=float, help="dropout (gpt2; default 0)")
+    model.add_argument("--init-from", metavar="MODEL",
+                       help="start from this model's weights (a name or checkpoint folder; "
+                            "same architecture and sizes, the vocabulary may grow) instead "
+                            "of random ones")
 
     data = parser.add_argument_group("data")
     data.add_argument("--data", action="append", metavar="DIR",

@@ -85,14 +85,14 @@ class Case:
 def test_texts(config: EvalConfig) -> list[tuple[str, str]]:
     """(source, canonical text) of the test split's tunes."""
     from engine.corpus import iter_tunes
-    from engine.dataset import canonicalize
+    from engine.dataset import canonicalize, job_of
 
     tunes = []
     for tune in iter_tunes(split="test"):
         tunes.append(tune)
         if config.test_tunes is not None and len(tunes) >= config.test_tunes:
             break
-    texts = canonicalize([(t.text, 0) for t in tunes], workers=config.workers,
+    texts = canonicalize([job_of(t) for t in tunes], workers=config.workers,
                          progress=config.progress)
     return [(t.source, text) for t, text in zip(tunes, texts, strict=True) if text is not None]
 

@@ -1,6 +1,8 @@
 """Training: nanoGPT's loop around a `transformers` GPT-2 or Mamba, on canonical ABC.
 
-Batches are random windows of `block_size + 1` tokens from the concatenated training tunes
+The tunes are cut into windows of at most `block_size` characters at bar lines, each under its
+own head, and `fill` of them made into fill-in-the-middle examples (`engine.windows`). Batches
+are random stretches of `block_size + 1` tokens from the concatenated windows
 (`engine.dataset`). The windows of step s come from a generator seeded with (seed, s), so the
 data position is a function of the step: resuming at step s sees exactly the batches an
 uninterrupted run would have seen. AdamW (weight decay on matrices only), linear warmup then
@@ -30,15 +32,16 @@ import torch
 import torch.nn.functional as F
 
 from engine.checkpoint import STATE_FILE, load_weights, pick_device, save_checkpoint, warm_start
-from engine.dataset import load_corpus, token_array
+from engine.dataset import TUNE_SEPARATOR, load_corpus, token_array
 from engine.errors import SegueError
 from engine.files import atomic_path, write_text_atomic
 from engine.model import build_model, count_parameters, model_config
 from engine.tokenizer import CharTokenizer
+from engine.windows import training_texts
 
 # What --resume takes from the run as it was: a different value here is an error.
 FIXED_ON_RESUME = ("preset", "architecture", "layers", "width", "heads", "dropout", "data",
-                   "bundled", "limit_tunes", "augment", "block_size", "batch_size", "seed",
+                   "bundled", "limit_tunes", "augment", "fill", "block_size", "batch_size", "seed",
                    "init_from")
 
 
@@ -57,6 +60,7 @@ class TrainConfig:
     bundled: bool = True
     limit_tunes: int | None = None
     augment: int = 0
+    fill: float = 0.0
     block_size: int = 256
     batch_size: int = 16
     steps: int = 5000
@@ -275,8 +279,12 @@ def train(config: TrainConfig, given: set[str] | None = None, resume: bool = Fal
                          progress=config.progress and dist.main)
     if dist.main:
         dist.barrier()
-    train_data = token_array(corpus.splits["train"], tokenizer)
-    valid_data = token_array(corpus.splits["valid"], tokenizer)
+    window = config.block_size - len(TUNE_SEPARATOR)
+    train_data = token_array(training_texts(corpus.splits["train"], window,
+                                            fill_share=config.fill, seed=config.seed), tokenizer)
+    valid_data = token_array(training_texts(corpus.splits["valid"], window,
+                                            fill_share=config.fill, seed=config.seed + 1),
+                             tokenizer)
     if len(valid_data) <= config.block_size + 1:
         raise SegueError(f"the validation tunes ({len(valid_data)} tokens) are shorter than "
                          f"one --block-size window ({config.block_size}); use a smaller one")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -68,16 +69,32 @@ def test_user_folders_take_abc_musicxml_and_midi(tmp_path: Path):
     (tmp_path / "notes.txt").write_text("not music")
     tunes = list(iter_tunes([tmp_path], bundled=False))
     assert len(tunes) == 3
-    assert any("F2A2c2" in tune.text.replace(" ", "") for tune in tunes)
+    [score] = [tune for tune in tunes if tune.path]
+    assert score.path == str(tmp_path / "waltz.musicxml") and score.text == ""
+    from engine.dataset import canonicalize, job_of, texts_of
+    [result] = canonicalize([job_of(score)], workers=1, progress=False)
+    assert "F2A2c2" in texts_of(result)[0].replace(" ", "")
 
 
-def test_stats_command_counts_a_user_folder(tmp_path: Path):
-    (tmp_path / "set.abc").write_text(MESSY + "\nX:2\nK:D\nDEF|\n")
+def test_stats_command_counts_characters_by_collection_and_licence(tmp_path: Path):
+    mine, free = tmp_path / "mine", tmp_path / "free"
+    mine.mkdir()
+    free.mkdir()
+    (mine / "set.abc").write_text(MESSY + "\nX:2\nK:D\nDEF|\n")
+    (free / "LICENSE.txt").write_text("Creative Commons Legal Code\n\nCC0 1.0 Universal\n")
+    (free / "one.abc").write_text("X:1\nM:3/4\nL:1/8\nK:F\nF2A2c2|f6|\n")
+    env = {**os.environ, "SEGUE_HOME": str(tmp_path / "home")}
     result = subprocess.run([sys.executable, "-m", "bridge", "corpus", "--stats", "--no-bundled",
-                             "--data", str(tmp_path), "--json"],
-                            capture_output=True, text=True, timeout=120)
+                             "--data", str(mine), "--data", str(free), "--json",
+                             "--workers", "1"],
+                            capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout)
-    assert stats["tunes"] == 2
-    assert sum(split["tunes"] for split in stats["splits"].values()) == 2
-    assert stats["collections"] == {str(tmp_path): 2}
+    assert stats["tunes"] == 3
+    assert sum(split["tunes"] for split in stats["splits"].values()) == 3
+    assert {name: c["tunes"] for name, c in stats["collections"].items()} == {"mine": 2, "free": 1}
+    licences = stats["licences"]
+    assert licences["CC0 1.0"]["tunes"] == 1
+    assert licences["unknown (no LICENSE file)"]["tunes"] == 2
+    assert licences["CC0 1.0"]["characters"] > len("F2A2c2|f6|")  # canonical text, head too
+    assert stats["characters"] == sum(c["characters"] for c in licences.values())

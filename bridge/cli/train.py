@@ -35,9 +35,10 @@ SUMMARY = "train a model on the bundled corpus and/or your own folders of tunes"
 
 # Options that map onto engine.train.TrainConfig fields of the same name (dest).
 CONFIG_OPTIONS = ("preset", "architecture", "layers", "width", "heads", "dropout", "data",
-                  "limit_tunes", "augment", "block_size", "batch_size", "steps", "lr", "warmup",
-                  "weight_decay", "grad_clip", "eval_every", "eval_batches", "checkpoint_every",
-                  "log_every", "seed", "init_from", "device", "threads", "workers")
+                  "limit_tunes", "augment", "fill", "block_size", "batch_size", "steps", "lr",
+                  "warmup", "weight_decay", "grad_clip", "eval_every", "eval_batches",
+                  "checkpoint_every", "log_every", "seed", "init_from", "device", "threads",
+                  "workers")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="use only the first N training tunes (and N/10 validation tunes)")
     data.add_argument("--augment", type=int, metavar="K",
                       help="add K transpositions of each training tune (0-6; default 0)")
+    data.add_argument("--fill", type=float, metavar="SHARE",
+                      help="share of training windows made into fill-in-the-middle examples, "
+                           "so the model can fill a gap (0-1; default 0)")
 
     run = parser.add_argument_group("training")
     run.add_argument("--block-size", type=int, help="context length in tokens (default 256)")
@@ -110,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
                  "log_every", "eval_batches"):
         if name in values and values[name] < 1:
             raise SegueError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= values.get("fill", 0) <= 1:
+        raise SegueError("--fill is a share of the windows, from 0 to 1")
     if not 0 <= values.get("augment", 0) <= 6:
         raise SegueError("--augment must be between 0 and 6 transpositions")
     name = args.name or values.get("preset", "gpt2-6m") or f"{args.architecture}-custom"

@@ -64,6 +64,7 @@ class TrainConfig:
     block_size: int = 256
     batch_size: int = 16
     steps: int = 5000
+    minutes: float | None = None
     lr: float = 1e-3
     warmup: int = 200
     weight_decay: float = 0.1
@@ -81,11 +82,15 @@ class TrainConfig:
     command: str = ""
 
 
-def learning_rate(step: int, config: TrainConfig) -> float:
-    """Linear warmup to `lr`, then cosine decay to lr/10 at the last step."""
+def learning_rate(step: int, config: TrainConfig, elapsed: float = 0.0) -> float:
+    """Linear warmup to `lr`, then cosine decay to lr/10 at the last step, or, with a time
+    budget (`minutes`), at whichever of the last step and the end of the budget comes first."""
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup
-    progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    if config.minutes:
+        progress = max(progress, elapsed / (config.minutes * 60))
+    progress = min(1.0, progress)
     return config.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
@@ -381,25 +386,26 @@ def train(config: TrainConfig, given: set[str] | None = None, resume: bool = Fal
     bar = tqdm(total=config.steps, initial=step, unit="step", dynamic_ncols=True,
                disable=not (config.progress and dist.main))
     window_loss, window_steps, window_time = 0.0, 0, 0.0
-    while step < config.steps:
+    while step < config.steps and not (config.minutes and wall() >= config.minutes * 60):
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         x, y = batch(train_data, config, generator, config.batch_size * dist.world, dist.device)
         rows = slice(dist.rank * config.batch_size, (dist.rank + 1) * config.batch_size)
-        lr = learning_rate(step, config)
+        lr = learning_rate(step, config, wall())
         window_loss += train_step(net, model, optimizer, scaler, autocast, x[rows], y[rows],
                                   lr, config.grad_clip)
         window_steps += 1
         step += 1
         window_time += time.perf_counter() - started
         bar.update()
-        if step % config.log_every == 0 or step == config.steps:
+        out_of_time = bool(config.minutes) and wall() >= config.minutes * 60
+        if step % config.log_every == 0 or step == config.steps or out_of_time:
             rate = window_steps * tokens_per_step / max(1e-9, window_time)
             train_loss = dist.mean(window_loss / window_steps)
             log({"train_loss": round(train_loss, 4), "lr": lr, "tokens_per_s": round(rate, 1)})
             bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{best:.3f}", tok_s=f"{rate:.0f}")
             window_loss, window_steps, window_time = 0.0, 0, 0.0
-        if step % config.eval_every == 0 or step == config.steps:
+        if step % config.eval_every == 0 or step == config.steps or out_of_time:
             validate()
         if dist.main and step % config.checkpoint_every == 0 and step < config.steps:
             save("checkpoint", torch.float32, with_state=True)

@@ -210,3 +210,25 @@ def test_torchrun_two_cpu_processes(tmp_path: Path):
     config = load_checkpoint(run / "checkpoint", device="cpu").config
     assert config["training"]["tokens_per_step"] == 2 * 4 * 32
     assert config["training"]["machine"].startswith("2 x CPU")
+
+
+def test_a_time_budget_ends_the_run_and_decays_the_rate(tmp_path: Path):
+    run = train(tiny(tmp_path / "budget", steps=100_000, minutes=0.05, log_every=1))
+    records = metrics(run)
+    steps = max(r["step"] for r in records)
+    assert 0 < steps < 100_000
+    assert records[-1]["time"] >= 3.0  # 0.05 minutes
+    rates = [r["lr"] for r in records if r["lr"] is not None]
+    assert rates[-1] == pytest.approx(3e-4, rel=0.2)  # decayed to a tenth by the end
+
+
+def test_a_run_can_start_from_another_models_weights(tmp_path: Path):
+    first = train(tiny(tmp_path / "first"))
+    second = train(tiny(tmp_path / "second", init_from=str(first), steps=1, eval_every=1))
+    start = metrics(second)[0]["val_loss"]
+    assert start == pytest.approx(min(r["val_loss"] for r in metrics(first)
+                                      if r["val_loss"] is not None), abs=0.05)
+    fresh = train(tiny(tmp_path / "fresh", steps=1, eval_every=1))
+    assert metrics(fresh)[0]["val_loss"] > start + 0.5
+    with pytest.raises(SegueError, match="cannot start from these weights"):
+        train(tiny(tmp_path / "wider", width=64, init_from=str(first)))

@@ -13,20 +13,16 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from musescore_helpers import Recorder, free_port, recording
 from server_helpers import running_server
 
 from bridge.events import events_to_score, part_layout, tpc
@@ -39,12 +35,6 @@ pytestmark = pytest.mark.skipif(shutil.which("mscore3") is None,
                                 reason="needs MuseScore 3 (Debian package musescore3)")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(model_path: Path) -> Iterator[str]:
     """The server `segue serve` runs (bridge.server over a Worker) with the tiny model; its URL."""
@@ -52,54 +42,10 @@ def server(model_path: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{running.http_port}"
 
 
-class Recorder(ThreadingHTTPServer):
-    """A proxy between the plug-in and the server that keeps each request and answer (after
-    `edit`, if a test sets one to change the server's answers)."""
-
-    def __init__(self, target: str) -> None:
-        super().__init__(("127.0.0.1", 0), ProxyHandler)
-        self.target = target
-        self.edit: Callable[[dict[str, Any]], None] | None = None
-        self.exchanges: list[tuple[dict[str, Any], dict[str, Any]]] = []
-
-
-class ProxyHandler(BaseHTTPRequestHandler):
-    server: Recorder
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        headers = {name: value for name, value in self.headers.items()   # as MuseScore sent them
-                   if name.lower() not in ("host", "content-length", "connection")}
-        request = urllib.request.Request(self.server.target + self.path, data=body,
-                                         headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=300) as answer:
-                status, data = answer.status, answer.read()
-        except urllib.error.HTTPError as error:
-            status, data = error.code, error.read()
-        if self.server.edit:
-            answer = json.loads(data)
-            self.server.edit(answer)
-            data = json.dumps(answer).encode()
-        self.server.exchanges.append((json.loads(body), json.loads(data)))
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def recorder(server: str) -> Iterator[Recorder]:
-    proxy = Recorder(server)
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
-    yield proxy
-    proxy.shutdown()
-    proxy.server_close()
+    with recording(server) as proxy:
+        yield proxy
 
 
 def run_plugin(score: Path, job: dict[str, Any], folder: Path, plugin: Path = PLUGIN,

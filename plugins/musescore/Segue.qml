@@ -101,12 +101,12 @@ MuseScore {
     }
     // Note values MuseScore can write in one go: breve to 128th, plain, dotted, double-dotted.
     function noteValues() {
-        var list = [];
+        var values = [];
         for (var d = 1; d <= 256; d *= 2) {
             var base = frac(2, d);
-            list.push(times(base, frac(7, 4)), times(base, frac(3, 2)), base);
+            values.push(times(base, frac(7, 4)), times(base, frac(3, 2)), base);
         }
-        return list;
+        return values;
     }
 
     // ------------------------------------------------------------------- score
@@ -218,11 +218,12 @@ MuseScore {
 
     // Every segment of the score from `from` up to `to` (ticks), in order.
     function segmentsBetween(from, to) {
-        var list = [], c = curScore.newCursor();
+        var segments = [];
+        var c = curScore.newCursor();
         c.rewind(0);
         for (var seg = c.segment; seg && seg.tick < to; seg = seg.next)
-            if (seg.tick >= from) list.push(seg);
-        return list;
+            if (seg.tick >= from) segments.push(seg);
+        return segments;
     }
 
     // The chord symbols (harmony annotations) of the selected staves within [from, to).
@@ -388,10 +389,11 @@ MuseScore {
         id: timeout
         property var xhr: null
         property var done: null
-        interval: requestTimeoutMs
+        interval: segue.requestTimeoutMs
         onTriggered: {
-            xhr.abort();
-            done(-1, "");
+            var callback = timeout.done;
+            timeout.xhr.abort();
+            callback(-1, "");
         }
     }
 
@@ -466,13 +468,13 @@ MuseScore {
         interval: 250
         repeat: true
         onTriggered: {
-            output += bytesText(process.readAllStandardOutput());
-            var waited = Date.now() - since;
-            if (!/^segue serve: ((already )?running|error)/m.test(output)
-                    && !(output === "" && waited > 60000) && waited < startTimeoutMs)
+            starter.output += segue.bytesText(starter.process.readAllStandardOutput());
+            var waited = Date.now() - starter.since, callback = starter.done;
+            if (!/^segue serve: ((already )?running|error)/m.test(starter.output)
+                    && !(starter.output === "" && waited > 60000) && waited < segue.startTimeoutMs)
                 return;                                          // nothing printed in a minute: it did not run
-            stop();
-            done(output);
+            starter.stop();
+            callback(starter.output);
         }
     }
 
@@ -794,7 +796,8 @@ MuseScore {
 
     function clearVoice(staff, voice, from, to) {
         for (var round = 0; round < 2; round++) {          // a chord becomes a rest, a rest goes
-            var c = curScore.newCursor(), found = [];
+            var found = [];
+            var c = curScore.newCursor();
             c.staffIdx = staff; c.voice = voice; c.rewind(0);
             for (; c.segment && c.tick < to; c.next())
                 if (c.tick >= from && c.element) found.push(c.element);

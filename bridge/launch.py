@@ -78,8 +78,6 @@ def start_in_background(serve_args: list[str], host: str, port: int, log_path: P
     """Run `segue serve` with `serve_args` detached and wait for its /v1/health; the line to
     print. SegueError when it stops or stays silent (its last log line says why)."""
     url = f"http://{LOCAL.get(host, host)}:{port}/v1"
-    if health(host, port):
-        return f"segue serve: already running at {url}"
     since = log_path.stat().st_size if log_path.exists() else 0
     process = spawn_detached([*segue_program(), "serve", *serve_args], log_path)
     deadline = time.monotonic() + timeout

@@ -79,10 +79,12 @@ def started(model_path: Path, tmp_path: Path) -> Iterator[tuple[int, int, str]]:
 
 
 def test_detach_starts_a_server_that_outlives_the_command(started, tmp_path: Path) -> None:
-    port, pid, line = started
-    assert line.count("\n") == 1                        # one line, for the program that asked
-    assert line.startswith(f"segue serve: running in the background at "
-                           f"http://127.0.0.1:{port}/v1 (process {pid}, log ")
+    port, pid, stdout = started
+    log = tmp_path / "serve.log"
+    assert stdout.splitlines() == [                      # for the program that asked
+        f"segue serve: starting in the background (log {log})",
+        f"segue serve: running in the background at http://127.0.0.1:{port}/v1 "
+        f"(process {pid}, log {log})"]
     answer = health("127.0.0.1", port)                  # the command has ended; it answers
     assert answer and answer["model"] == "tiny-gpt2"
     assert os.getsid(pid) == pid != os.getsid(0)        # its own session: no hang-up reaches it
@@ -119,7 +121,8 @@ def test_a_server_that_cannot_start_is_one_line_of_error(tmp_path: Path) -> None
     result = segue("serve", "--detach", "--model", str(tmp_path / "nothing"), "--port",
                    str(free_port()), home=tmp_path)
     assert result.returncode == 1 and result.stderr == ""
-    assert re.fullmatch(r"segue serve: error: the server did not start: .*nothing: no such "
+    assert re.fullmatch(r"segue serve: starting in the background \(log .*serve\.log\)\n"
+                        r"segue serve: error: the server did not start: .*nothing: no such "
                         r"checkpoint folder \(log .*serve\.log\)\n", result.stdout), result.stdout
 
 

@@ -8,9 +8,10 @@ Ctrl-C stops it. The README's "Server: segue serve" section lists every route an
 
 --idle-exit MINUTES stops the server once nobody has used it for that long. --detach starts
 the server in the background, detached from this terminal (or from the program that ran the
-command), waits until it answers, and prints one line on standard output: where it runs and
-where its log is ($SEGUE_HOME/serve.log), or the error (exit status 1). The MuseScore plug-in
-starts Segue this way when it finds no server.
+command), and waits until it answers. On standard output it says at once that it is starting,
+then, as its last line, where the server runs and where its log is ($SEGUE_HOME/serve.log),
+or the error (exit status 1); if a Segue answers there already, it says so and starts nothing.
+The MuseScore plug-in starts Segue this way when it finds no server.
 
 examples:
   segue serve                                 HTTP on 127.0.0.1:8765, OSC on 127.0.0.1:8766
@@ -72,17 +73,23 @@ def background_args(args: argparse.Namespace) -> list[str]:
 
 
 def detach(args: argparse.Namespace) -> int:
-    """--detach: start the server in the background; one line on stdout either way."""
-    from bridge.launch import start_in_background
+    """--detach: start the server in the background; the last line on stdout says how it
+    went (a program that started the command reads it)."""
+    from bridge.launch import LOCAL, health, start_in_background
     from engine.dataset import segue_home
     from engine.errors import SegueError
 
+    log = segue_home() / "serve.log"
     try:
         if args.port == 0:
             raise SegueError("--detach needs a fixed --port, so that it can tell when the "
                              "server answers")
-        line = start_in_background(background_args(args), args.host, args.port,
-                                   segue_home() / "serve.log")
+        if health(args.host, args.port):
+            host = LOCAL.get(args.host, args.host)
+            print(f"segue serve: already running at http://{host}:{args.port}/v1", flush=True)
+            return 0
+        print(f"segue serve: starting in the background (log {log})", flush=True)
+        line = start_in_background(background_args(args), args.host, args.port, log)
     except SegueError as error:
         print(f"segue serve: error: {error}", flush=True)
         return 1

@@ -80,7 +80,7 @@ def set_bar_meters(score, meters: list[str]) -> None:
     where the meter changes (music21's ABC reader ignores inline `[M:]` fields)."""
     from music21 import meter, stream
 
-    changes = stream.Stream()
+    changes: stream.Stream = stream.Stream()
     offset = 0.0
     for index, value in enumerate(meters):
         signature = meter.TimeSignature(value)

@@ -2,7 +2,9 @@
 
 A request gives the music as `events` (bridge.events), as a `musicxml` document (with an
 optional `part` and `measures` to take a selection) or as an `abc` tune, plus sampling
-fields. The answer gives the continuation in the same form, and always as ABC. The HTTP
+fields, and optionally `bar_meters`: the meter of each new bar, for a host whose next bars
+exist already in another meter. The answer gives the continuation in the same form, and
+always as ABC. The HTTP
 server uses all of this; OSC and the MIDI bridge use `check_setting` for their controls.
 """
 
@@ -93,6 +95,7 @@ class ContinueRequest:
     seed: int | None = DEFAULTS["seed"]
     variations: int = DEFAULTS["variations"]
     model: str | None = DEFAULTS["model"]
+    bar_meters: list[str] | None = None
     prompt: Any = field(default=None, repr=False)  # the music21 score (events, musicxml)
     layout: list[tuple[int, int]] | None = field(default=None, repr=False)
 
@@ -119,7 +122,7 @@ def parse_request(body: Any) -> ContinueRequest:
     unknown = sorted(set(body) - ALLOWED - {form})
     if unknown:
         raise BadRequest(f"unknown field {unknown[0]!r}; fields are {', '.join(FORMS)}, "
-                         f"part, measures, {', '.join(SETTINGS)}")
+                         f"part, measures, bar_meters, {', '.join(SETTINGS)}")
     music = body[form]
     if form == "events" and not isinstance(music, dict):
         raise BadRequest("events must be an object with time_signature, key and staves")
@@ -131,7 +134,25 @@ def parse_request(body: Any) -> ContinueRequest:
         raise BadRequest("part and measures select from a musicxml document only")
     request.part = check_part(body.get("part"))
     request.measures = check_measures(body.get("measures"))
+    request.bar_meters = check_bar_meters(body.get("bar_meters"), request.bars)
     return request
+
+
+def check_bar_meters(value: Any, bars: int) -> list[str] | None:
+    """The meters of the new bars, in order (at most `bars` of them), or null."""
+    from bridge.events import check_meter
+
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise BadRequest(f"bar_meters must be a list of meters such as [\"3/4\", \"3/4\"], "
+                         f"not {str(value)[:100]!r}")
+    if len(value) > bars:
+        raise BadRequest(f"bar_meters names {len(value)} bars, but bars is {bars}")
+    try:
+        return [check_meter(meter, f"bar_meters[{index}]") for index, meter in enumerate(value)]
+    except SegueError as error:
+        raise BadRequest(str(error)) from None
 
 
 def check_part(value: Any) -> str | int | None:
@@ -241,7 +262,7 @@ def parse_musicxml(text: str) -> Any:
 def run_request(request: ContinueRequest, engine: Any) -> list[Any]:
     """The worker's part: continue the prompt with this engine."""
     options = {"bars": request.bars, "sampling": request.sampling(),
-               "variations": request.variations}
+               "variations": request.variations, "meters": request.bar_meters}
     if request.prompt is None:
         return engine.continue_abc(request.music, **options)
     return engine.continue_score(request.prompt, **options)
@@ -266,7 +287,10 @@ def render_one(request: ContinueRequest, result: Any) -> dict[str, Any]:
         return {"abc": result.abc}
     score = result.score()
     if request.form == "events":
-        return {"events": score_to_events(score, request.layout), "abc": result.abc}
+        events = score_to_events(score, request.layout)
+        if request.bar_meters:
+            events["bar_meters"] = result.meters
+        return {"events": events, "abc": result.abc}
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
     names = [part.partName for part in request.prompt.parts]

@@ -50,13 +50,17 @@ def tpc(pitch) -> int:
 
 
 def time_signature_of(events: dict) -> str:
-    text = events.get("time_signature", "4/4")
+    return check_meter(events.get("time_signature", "4/4"), "time_signature")
+
+
+def check_meter(text: Any, what: str) -> str:
+    """A meter such as "3/4", normalized; SegueError naming `what` for anything else."""
     if not isinstance(text, str) or "/" not in text:
-        raise SegueError(f"time_signature must be written like \"3/4\", not {text!r}")
+        raise SegueError(f"{what} must be written like \"3/4\", not {text!r}")
     numerator, _, denominator = text.partition("/")
     if not (numerator.strip().isdigit() and denominator.strip() in
             {"1", "2", "4", "8", "16", "32"} and 0 < int(numerator) <= 32):
-        raise SegueError(f"time_signature {text!r} is not a meter Segue can write")
+        raise SegueError(f"{what} {text!r} is not a meter Segue can write")
     return f"{int(numerator)}/{int(denominator)}"
 
 

@@ -98,6 +98,7 @@ class OscServer(socketserver.UDPServer):
         self.settings: dict[str, Any] = {name: DEFAULTS[name] for name in SETTINGS}
         self.reply_ports: dict[str, int] = {}
         self.lock = threading.Lock()
+        self.last_active = time.monotonic()  # when a message last came
 
     # --- sending -----------------------------------------------------------------------
     def target(self, client: tuple[str, int]) -> tuple[str, int]:
@@ -125,6 +126,7 @@ class OscServer(socketserver.UDPServer):
     # --- receiving ---------------------------------------------------------------------
     def receive(self, data: bytes, client: tuple[str, int]) -> None:
         """One datagram: a message or a bundle of them (time tags are not waited for)."""
+        self.last_active = time.monotonic()
         try:
             messages = [timed.message for timed in OscPacket(data).messages]
         except Exception:  # python-osc raises several kinds for junk

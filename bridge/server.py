@@ -96,6 +96,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         """Every method comes here; `route` answers 405 where it does not belong."""
         started = time.monotonic()
+        used = urlsplit(self.path).path != "/v1/health"  # asking whether it is up is no use
+        if used:
+            self.server.last_active = started
         self.notes: dict[str, Any] = {}
         try:
             status, body = self.route()
@@ -107,6 +110,8 @@ class Handler(BaseHTTPRequestHandler):
         if status >= 400:
             self.close_connection = True  # a body may be left unread
         self.send_json(status, body)
+        if used:
+            self.server.last_active = time.monotonic()
         extras = "".join(f" {key}={value}" for key, value in self.notes.items())
         log.info("%s %s %s %d%s %.1f ms", self.client_address[0], self.command, self.path[:80],
                  status, extras, (time.monotonic() - started) * 1000)
@@ -249,6 +254,7 @@ class HTTPServer(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), Handler)
         self.worker, self.loopback = worker, is_loopback(host)
+        self.last_active = time.monotonic()  # when a request (not health) came or was answered
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.names = {socket.gethostname().lower(), f"{socket.gethostname().lower()}.local"}
 
@@ -302,6 +308,14 @@ class Server:
     @property
     def osc_port(self) -> int | None:
         return None if self.osc is None else int(self.osc.server_address[1])
+
+    def idle_seconds(self) -> float:
+        """Seconds since the last request (HTTP or OSC; GET /v1/health does not count) came
+        or was answered; 0 while the worker has work queued or running."""
+        if self.worker.queued():
+            return 0.0
+        last = max(s.last_active for s in (self.http, self.osc) if s is not None)
+        return time.monotonic() - last
 
     def start(self) -> Server:
         for thread in self.threads:

@@ -5,8 +5,11 @@
     print(result.abc)                           # head + exactly 8 bars
 
 Every prompt goes through `engine.abc_writer` (the dialect the models were trained on); the
-tune head keeps its meter, unit length and key, and so does the continuation. A prompt longer
-than the model's context keeps its most recent bars.
+tune head keeps its meter, unit length and key, and so does the continuation, unless the caller
+gives the meter of each new bar (`bar_meters`: the bars a host fills may already exist in
+another meter). Then each bar is written bar-exactly in its own meter, and the engine writes an
+inline `[M:3/4]` field where the meter changes. A prompt longer than the model's context keeps
+its most recent bars.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import contextlib
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -60,12 +63,53 @@ class Continuation:
     bars: int
     tokens: int
     elapsed_ms: float
+    meters: list[str] = field(default_factory=list)  # the meter of each new bar
 
     def score(self):
-        """The continuation as a music21 Score."""
+        """The continuation as a music21 Score, each bar in its own meter."""
         from engine.music import parse_abc
 
-        return parse_abc(self.abc)
+        score = parse_abc(self.abc)
+        if len(set(self.meters)) > 1:
+            set_bar_meters(score, self.meters)
+        return score
+
+
+def set_bar_meters(score, meters: list[str]) -> None:
+    """Re-bar each part of `score` so that bar i lasts `meters[i]`, with a time signature
+    where the meter changes (music21's ABC reader ignores inline `[M:]` fields)."""
+    from music21 import meter, stream
+
+    changes: stream.Stream = stream.Stream()
+    offset = 0.0
+    for index, value in enumerate(meters):
+        signature = meter.TimeSignature(value)
+        if index == 0 or value != meters[index - 1]:
+            changes.insert(offset, signature)
+        offset += signature.barDuration.quarterLength
+    for part in list(score.parts):
+        flat = part.flatten().getElementsNotOfClass(meter.TimeSignature).stream()
+        barred = flat.makeMeasures(meterStream=changes)
+        barred.makeTies(inPlace=True)
+        if isinstance(part.id, str):
+            barred.id = part.id
+        barred.partName = part.partName
+        score.replace(part, barred)
+
+
+def bar_meters(requested: list[str] | None, bars: int, meter: str) -> list[str]:
+    """The meter of each of `bars` new bars: `requested` (its last meter repeated when it is
+    shorter), else the prompt's `meter` throughout. SegueError for a meter it cannot write."""
+    if not requested:
+        return [meter] * bars
+    if len(requested) > bars:
+        raise SegueError(f"bar_meters names {len(requested)} bars, but only {bars} are asked for")
+    meters = [*requested, *[requested[-1]] * (bars - len(requested))]
+    for value in set(meters):
+        if not re.fullmatch(r"[1-9][0-9]?/(1|2|4|8|16|32)", value):
+            raise SegueError(f"bar meter {value!r} is not a meter Segue can write "
+                             "(write it like \"3/4\")")
+    return meters
 
 
 @dataclass
@@ -79,10 +123,10 @@ class Prompt:
     key: str
     voices: int
 
-    @property
-    def answer_head(self) -> str:
+    def answer_head(self, meter: str) -> str:
+        """The head of an answer whose first bar is in `meter`."""
         tempo = re.search(r"^Q:.*$", self.head, re.MULTILINE)
-        lines = ["X:1", f"M:{self.meter}", f"L:{self.unit}"]
+        lines = ["X:1", f"M:{meter}", f"L:{self.unit}"]
         return "\n".join(lines + ([tempo.group(0)] if tempo else []) + [f"K:{self.key}"]) + "\n"
 
 
@@ -113,15 +157,38 @@ def make_prompt(score) -> Prompt:
     )
 
 
-def plan_segments(bars: int, voices: int) -> list[tuple[str, int]]:
-    """What to generate, in order: ("bars", n) to sample n bars, ("force", text) to write."""
-    if voices == 1:
-        return [("bars", bars)]
-    plan: list[tuple[str, int]] = []
-    for start in range(0, bars, BARS_PER_LINE):
-        chunk = min(BARS_PER_LINE, bars - start)
-        for voice in range(1, voices + 1):
-            plan += [("force", f"\nV:{voice}\n"), ("bars", chunk)]
+@dataclass(frozen=True)
+class Segment:
+    """One step of generation: sample `bars` bars of `meter`, or force `text` into the tune
+    (`in_answer` False: into the model's context only, as the answer's head says it)."""
+
+    bars: int = 0
+    meter: str = ""
+    text: str = ""
+    in_answer: bool = True
+
+
+def plan_segments(meters: list[str], voices: int, prompt_meter: str) -> list[Segment]:
+    """What to generate, in order, for new bars in `meters`: runs of bars in one meter, an
+    inline meter field where the meter changes, and the voice lines of a multi-voice tune
+    (BARS_PER_LINE bars each, voice after voice)."""
+    plan: list[Segment] = []
+    lines = [(0, len(meters))] if voices == 1 else \
+        [(start, min(start + BARS_PER_LINE, len(meters)))
+         for start in range(0, len(meters), BARS_PER_LINE)]
+    for start, end in lines:
+        for voice in range(1, voices + 1) if voices > 1 else (0,):
+            if voice:
+                plan.append(Segment(text=f"\nV:{voice}\n"))
+            before = meters[start - 1] if start else prompt_meter
+            for index in range(start, end):
+                if meters[index] != before:  # the answer's head says the first bar's meter
+                    plan.append(Segment(text=f"[M:{meters[index]}]", in_answer=index > 0))
+                if plan and plan[-1].bars and plan[-1].meter == meters[index]:
+                    plan[-1] = Segment(bars=plan[-1].bars + 1, meter=meters[index])
+                else:
+                    plan.append(Segment(bars=1, meter=meters[index]))
+                before = meters[index]
     return plan
 
 
@@ -184,15 +251,18 @@ class Engine:
                    name=loaded.name, device=str(loaded.device))
 
     def continue_abc(self, abc: str, bars: int = 8, sampling: Sampling | None = None,
-                     variations: int = 1) -> list[Continuation]:
+                     variations: int = 1,
+                     meters: list[str] | None = None) -> list[Continuation]:
         """Continue an ABC tune (its first tune if the text has several)."""
         from engine.music import parse_abc
 
-        return self.continue_score(parse_abc(abc), bars, sampling, variations)
+        return self.continue_score(parse_abc(abc), bars, sampling, variations, meters)
 
     def continue_score(self, score, bars: int = 8, sampling: Sampling | None = None,
-                       variations: int = 1) -> list[Continuation]:
-        """Continue a music21 score by exactly `bars` bars, `variations` times."""
+                       variations: int = 1,
+                       meters: list[str] | None = None) -> list[Continuation]:
+        """Continue a music21 score by exactly `bars` bars, `variations` times; `meters` gives
+        the meter of each new bar (see `bar_meters`), by default the prompt's."""
         sampling = sampling or Sampling()
         sampling.check()
         if not 1 <= bars <= MAX_BARS:
@@ -202,38 +272,40 @@ class Engine:
         if not any(True for _ in score.recurse().notesAndRests):
             raise SegueError("the prompt is empty: select some bars with notes or rests")
         prompt = make_prompt(score)
+        meters = bar_meters(meters, bars, prompt.meter)
         seed = sampling.seed if sampling.seed is not None else \
             int(torch.randint(0, 2**31 - 1, (1,)))
         results = []
         for index in range(variations):
             started = time.perf_counter()
             with one_cpu_thread(self.device):
-                generated, tokens = self.generate(prompt, bars, sampling, seed + index)
-            new_body = generated.strip() + "]"
+                generated, answer, tokens = self.generate(prompt, meters, sampling,
+                                                          seed + index)
             results.append(Continuation(
-                abc=prompt.answer_head + new_body + "\n",
+                abc=prompt.answer_head(meters[0]) + answer.strip() + "]\n",
                 with_prompt=prompt.head + prompt.body + generated.rstrip() + "]\n",
                 bars=bars, tokens=tokens,
-                elapsed_ms=(time.perf_counter() - started) * 1000,
+                elapsed_ms=(time.perf_counter() - started) * 1000, meters=meters,
             ))
         return results
 
-    def generate(self, prompt: Prompt, bars: int, sampling: Sampling,
-                 seed: int) -> tuple[str, int]:
-        """The text that follows `prompt`: exactly `bars` bars in every voice."""
+    def generate(self, prompt: Prompt, meters: list[str], sampling: Sampling,
+                 seed: int) -> tuple[str, str, int]:
+        """The text that follows `prompt`: a bar in each of `meters`, in every voice; and the
+        same less the meter field the answer's head makes redundant; and the tokens sampled."""
         generator = torch.Generator().manual_seed(seed)
-        bar = bar_units(prompt.meter, prompt.unit)
         decoder = decoder_for(self.model)
         body = prompt.body
         context = self.fit(prompt, body, self.block_size * 3 // 4)
         logits = decoder.prefill(self.encode(context))[0]
         used = len(context)
-        generated = ""
+        generated = answer = ""
 
-        def write(token: int) -> None:
-            nonlocal logits, used, body, generated
+        def write(token: int, in_answer: bool = True) -> None:
+            nonlocal logits, used, body, generated, answer
             text = self.alphabet[token]
             generated += text
+            answer += text if in_answer else ""
             body += text
             used += len(text)
             if used >= self.block_size:  # slide: keep the head and the most recent bars
@@ -244,15 +316,15 @@ class Engine:
                 logits = decoder.step(torch.tensor([token], device=self.device))[0]
 
         tokens = 0
-        plan = plan_segments(bars, prompt.voices)
-        for index, (kind, value) in enumerate(plan):
-            if kind == "force":
-                for token in self.tokenizer.encode(value):
-                    write(token)
+        plan = plan_segments(meters, prompt.voices, prompt.meter)
+        for index, segment in enumerate(plan):
+            if segment.text:
+                for token in self.tokenizer.encode(segment.text):
+                    write(token, segment.in_answer)
                 continue
-            state = BarState(bar=bar, bars_left=value,
+            state = BarState(bar=bar_units(segment.meter, prompt.unit), bars_left=segment.bars,
                              previous="|" if prompt.voices == 1 else "\n")
-            budget, spent = value * 96 + 32, 0
+            budget, spent = segment.bars * 96 + 32, 0
             while not state.done:
                 successors = state.successors(self.alphabet)
                 allowed = torch.tensor([s is not None for s in successors])
@@ -263,10 +335,11 @@ class Engine:
                 spent += 1
                 if state.done and index == len(plan) - 1:
                     generated += self.alphabet[token]  # the last bar line: nothing follows
+                    answer += self.alphabet[token]
                 else:
                     write(token)
             tokens += spent
-        return generated, tokens
+        return generated, answer, tokens
 
     def encode(self, text: str) -> torch.Tensor:
         return torch.tensor([self.tokenizer.encode(TUNE_SEPARATOR + text)], device=self.device)

@@ -1,8 +1,10 @@
-"""`segue midi` over real JACK MIDI ports: a host plays a phrase with MIDI clock and records the
-answer; the answer must have the bars asked for, start on the bar line after the phrase (the
-host hears it within 5 ms, Segue being told JACK's period: midi_helpers.JACK_LATENCY), play at
-the host's tempo, and end every note it starts. Junk and a vanished peer must not stop the
-bridge.
+"""`segue midi` over real JACK MIDI ports: a host plays a phrase and records the answer, as FL
+Studio does (SysEx and MIDI clock), as DAWs that send MIDI clock alone do (from the song start,
+or from a song position with Continue; changing tempo mid-answer), and in free time (no clock).
+The answer must have the bars asked for, every note of them heard at its pitch and ended, each
+within 5 ms of its time on the host's timeline (Segue being told JACK's period:
+midi_helpers.JACK_LATENCY), from the first bar line after the phrase it has time for. Junk and
+a vanished peer must not stop the bridge, and stopping it leaves no note sounding.
 
 Needs Debian's jackd2 (a dummy-driver server is started when none runs) and the JACK API in
 python-rtmidi.
@@ -10,6 +12,7 @@ python-rtmidi.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
@@ -23,6 +26,7 @@ import mido
 import pytest
 from midi_helpers import (
     BARS,
+    FREE_BPM,
     JACK_LATENCY,
     ROOT,
     SCALE,
@@ -37,6 +41,7 @@ from midi_helpers import (
 )
 
 from bridge import sysex
+from bridge.clock import CHANGE_TICKS, Clock
 from bridge.midi_ports import ArrivalTimes
 
 
@@ -57,15 +62,49 @@ def segue(jack: None, model_path: Path) -> SegueProcess:
     assert "Traceback" not in "\n".join(process.lines), "\n".join(process.lines)
 
 
+@pytest.fixture(scope="module")
+def daw_segue(jack: None, model_path: Path) -> SegueProcess:
+    """A `segue midi` set up for DAWs that send no SysEx: the meter by --meter, and for free
+    time the tempo by --bpm."""
+    process = SegueProcess(model_path, "daw-test", "--bars", str(BARS), "--trigger-cc",
+                           str(TRIGGER_CC), "--seed", "1", "--meter", "3/4", "--bpm",
+                           str(FREE_BPM), *JACK_LATENCY)
+    process.wait_for(r"^listening")
+    yield process
+    assert process.stop() == 130
+    assert "Traceback" not in "\n".join(process.lines), "\n".join(process.lines)
+
+
+def report(what: str, figures: dict) -> None:
+    errors = figures["errors_ms"]
+    print(f"{what}: first note {errors[0]:+.2f} ms, worst note {max(map(abs, errors)):.2f} ms "
+          f"of {len(errors)}, ready {figures['ready_s']:.2f} s after the phrase")
+
+
 @pytest.mark.parametrize(("bpm", "meter", "end"), [
     (90, "4/4", "trigger"), (140, "3/4", "silence"), (90, "3/4", "trigger"),
     (140, "4/4", "silence")])
 def test_answer_starts_on_the_bar_line_at_the_hosts_tempo(
         segue: SegueProcess, bpm: float, meter: str, end: str) -> None:
-    figures = call_and_response(segue, bpm, meter, end)
-    errors = figures["errors_ms"]
-    print(f"{bpm} BPM {meter}: first note {errors[0]:+.2f} ms, worst note "
-          f"{max(map(abs, errors)):.2f} ms, ready {figures['ready_s']:.2f} s after the phrase")
+    report(f"FL Studio's setup, {bpm} BPM {meter}", call_and_response(segue, bpm, meter, end))
+
+
+@pytest.mark.parametrize(("transport", "bpm"), [
+    ("clock", 132), ("continue", 108), ("free", FREE_BPM)])
+def test_answer_in_time_with_clock_alone_or_none(
+        daw_segue: SegueProcess, transport: str, bpm: float) -> None:
+    """MIDI clock and Start alone, the meter from --meter (the tempo is not --bpm's); Song
+    Position Pointer off the bar lines, then Continue; free time at --bpm, no clock at all."""
+    report(f"{transport}, {bpm} BPM 3/4", call_and_response(daw_segue, bpm, "3/4",
+                                                            transport=transport))
+
+
+@pytest.mark.parametrize(("before", "after"), [(120, 90), (90, 126)])
+def test_answer_follows_a_tempo_change(daw_segue: SegueProcess, before: float,
+                                       after: float) -> None:
+    """The host's clock changes tempo a beat into the answer; the rest of it follows."""
+    report(f"clock {before} -> {after} BPM", call_and_response(
+        daw_segue, before, "3/4", transport="clock", tempo_change=(1.0, after)))
 
 
 def test_junk_does_not_stop_the_bridge(segue: SegueProcess) -> None:
@@ -240,3 +279,49 @@ def test_fl_studio_script_speaks_the_bridges_sysex() -> None:
     state = framed(sysex.state(sysex.THINKING, "Segue: thinking \u00e9"))
     assert script.state_text(state) == "Segue: thinking ?"
     assert script.state_text(framed(sysex.tempo(90))) is None
+
+
+def follow(segments: list[tuple[float, float]], stalls: float = 0.0) -> list[tuple[float, float]]:
+    """A Clock fed MIDI clock whose tempo is `segments` ((from beat, BPM), ...), each tick
+    arriving at the next boundary of a 128-frame JACK period after it was sent, a `stalls`
+    share of them held up 3-30 ms more. Returns, for each tick from beat 4 on, its beat and
+    how far (seconds) the line known just before it arrived put it from when it was sent."""
+    rng = random.Random(3)
+    period = 128 / 48000
+    sent, t = [], 100.0
+    for tick in range(20 * 24):
+        beat = tick / 24
+        bpm = next(b for start, b in reversed(segments) if start <= beat)
+        sent.append(t)
+        t += 60 / bpm / 24
+    clock = Clock(segments[0][1])
+    clock.on_message(mido.Message("start"), sent[0] - 0.001)
+    arrived = 0.0
+    errors = []
+    for tick, at in enumerate(sent):
+        if tick >= 4 * 24:
+            errors.append((tick / 24, clock.line(at).time_of(tick / 24) - at))
+        delay = rng.uniform(0.003, 0.03) if rng.random() < stalls else 0.0
+        arrived = max(arrived, math.ceil((at + delay) / period) * period)
+        clock.on_message(mido.Message("clock"), arrived)
+    return errors
+
+
+@pytest.mark.parametrize(("segments", "stalls"), [
+    ([(0, 120)], 0.05),
+    ([(0, 120), (12, 90)], 0.0), ([(0, 120), (12, 140)], 0.0),
+    ([(0, 120), (12, 90)], 0.05),
+    ([(0, 120), *((8 + j / 3, 120 - 20 * j / 24) for j in range(25))], 0.0)])
+def test_clock_follows_tempo_changes_and_ignores_held_up_ticks(
+        segments: list[tuple[float, float]], stalls: float) -> None:
+    """The line that places the answer's notes, just before each tick: within a JACK period
+    and a little of where the host sent it; a held-up tick does not move it; after a step
+    change of tempo, off only for the ticks that Segue needs to see it (CHANGE_TICKS and the
+    one due as the last comes), by as much as they moved; on a ramp, within 6 ms."""
+    changes = {start: bpm for start, bpm in segments[1:]} if len(segments) == 2 else {}
+    for beat, error in follow(segments, stalls):
+        allowed = 0.0035 if len(segments) < 3 else 0.006
+        for start, bpm in changes.items():
+            if start < beat <= start + (CHANGE_TICKS + 1) / 24:
+                allowed += (CHANGE_TICKS + 1) * abs(60 / bpm - 60 / segments[0][1]) / 24
+        assert abs(error) < allowed, (beat, error)

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import signal
 import traceback
 from typing import Any, Protocol
 
 from engine.errors import SegueError
+
+CLOSE_WAIT = 0.5  # seconds the child has to end when asked, before it is stopped
 
 
 class Composer(Protocol):
@@ -105,10 +108,11 @@ class ComposerProcess:
         return value
 
     def close(self) -> None:
-        """Ask the child to end; stop it if it does not within a few seconds."""
+        """Ask the child to end; stop it if it does not at once (it is composing: nothing it
+        holds needs keeping)."""
         with contextlib.suppress(OSError):  # it has ended already
             self.connection.send(None)
-        self.process.join(timeout=5)
+        self.process.join(timeout=CLOSE_WAIT)
         if self.process.is_alive():
             self.process.terminate()
             self.process.join()
@@ -131,9 +135,11 @@ def serve(connection: Any, model: str | None, device: str) -> None:
         try:
             request = connection.recv()
         except EOFError:  # the bridge is gone
-            return
+            request = None
         if request is None:
-            return
+            # Nothing here is left to write: end now, not after Python's teardown of torch and
+            # music21, which takes seconds that the musician waits for after Ctrl-C.
+            os._exit(0)
         method, args = request
         try:
             reply = ("ok", getattr(composer, method)(*args))

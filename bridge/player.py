@@ -8,8 +8,9 @@ CPU; where the system allows it, the thread runs at real-time priority, as audio
 but the lowest one: the MIDI system's own threads (JACK's run at its priority less 5) must
 always be able to take the CPU from it, or they miss their period and drop MIDI.
 
-Every note-on gets its note-off: on `stop`, `panic`, `close` (Ctrl-C and errors go through
-it) the notes still sounding are switched off at once.
+Every note-on gets its note-off: on `stop`, `panic`, `close` (Ctrl-C, SIGTERM and errors go
+through it) the notes still sounding are switched off at once, and `close` returns only once
+those note-offs have had time to leave the port.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from bridge.midi_ports import realtime_priority
 log = logging.getLogger("segue.midi")
 LEAD = 0.002  # seconds: wake this long before an event, then wait out the rest precisely
 RESYNC = 0.005  # seconds: read the timeline again at least this often while waiting
+# Seconds that the last messages are given to leave before the port may close: rtmidi hands
+# them to JACK in its next period (at most 4096 frames, 93 ms at 44.1 kHz); the other MIDI
+# systems take them at once.
+DRAIN = 0.1
 
 
 @dataclass(frozen=True, order=True)
@@ -124,12 +129,14 @@ class Player:
                                            control=control, value=0))
 
     def close(self) -> None:
-        """Stop and end the thread."""
+        """Stop, end the thread, and give the note-offs time to leave: the port may be closed
+        once this returns."""
         self.stop()
         with self.condition:
             self.closed = True
             self.condition.notify()
         self.thread.join(timeout=2)
+        time.sleep(DRAIN)
 
     def send(self, message: Any) -> None:
         """Send one message now (from any thread: the port is not thread-safe)."""

@@ -217,6 +217,65 @@ def test_stop_panic_and_ctrl_c_end_every_note(jack: None, model_path: Path) -> N
         segue.stop()
 
 
+STOPS = 20
+
+
+@pytest.mark.slow
+def test_stopping_mid_answer_leaves_no_note_sounding(jack: None, model_path: Path) -> None:
+    """Ctrl-C (SIGINT) and SIGTERM by turns, each the moment a note of the answer sounds,
+    STOPS times in a row, every fourth time twice in a row (an impatient musician): every
+    note-on the host heard has its note-off by the time the bridge has gone. Most stops must
+    cut a note short (its note-off coming after the signal), or the test would prove little.
+    The next bridge starts while one plays, to save time."""
+    stuck: dict[str, list] = {}
+    cut = 0
+
+    def start(stop: int) -> SegueProcess:
+        return SegueProcess(model_path, f"stop-{stop}", "--bars", "2", "--bpm", "90",
+                            "--meter", "2/4", "--trigger-note", "36", "--seed", str(stop))
+
+    following: SegueProcess | None = start(0)
+    for stop in range(STOPS):
+        assert following is not None
+        number = signal.SIGTERM if stop % 2 else signal.SIGINT
+        segue, name = following, f"{'twice ' * (stop % 4 == 3)}{number.name} {stop + 1}"
+        host = None
+        try:
+            segue.wait_for(r"^listening", timeout=120)
+            following = start(stop + 1) if stop + 1 < STOPS else None
+            host = Host(segue)
+            since = time.perf_counter()
+            host.start(90, clock=False)
+            host.at(0, mido.Message("note_on", note=60, velocity=90))
+            host.at(0.9, mido.Message("note_off", note=60))
+            host.at(1, mido.Message("note_on", note=64, velocity=90))
+            host.at(1.9, mido.Message("note_off", note=64))
+            host.at(2, mido.Message("note_on", note=36, velocity=90))
+            deadline = time.perf_counter() + 60
+            while not (sounding := unpaired(host.notes(since))):
+                assert time.perf_counter() < deadline and segue.process.poll() is None, \
+                    "no note of the answer sounded:\n" + "\n".join(segue.lines)
+                time.sleep(0.001)
+            signalled = time.perf_counter()
+            if stop % 4 == 3:
+                segue.process.send_signal(number)
+                time.sleep(0.005)
+            assert segue.stop(number) == 130
+            time.sleep(0.1)  # for the host to read what came
+            stuck[name] = unpaired(host.notes(since))
+            cut += any(h.message.note in {m.note for m in sounding}
+                       for h in host.notes(signalled))
+        finally:
+            if host:
+                host.close()
+            segue.stop()
+    if following:
+        following.stop()
+    assert len(stuck) == STOPS and not any(stuck.values()), \
+        f"notes left sounding in {sum(map(bool, stuck.values()))} of {STOPS} stops: {stuck}"
+    assert cut > STOPS // 2, f"only {cut} of {STOPS} stops came while a note sounded"
+
+
 def test_latency_sends_every_note_early(jack: None, model_path: Path) -> None:
     """--latency 25: the answer leaves 25 ms early, for a DAW that hears it 25 ms late."""
     segue = SegueProcess(model_path, "latency-test", "--bars", str(BARS), "--trigger-cc",

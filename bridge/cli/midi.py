@@ -126,9 +126,27 @@ def print_ports(api: str) -> None:
         print(f"    {name}")
 
 
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM handler: stop as Ctrl-C does, so every note gets its note-off."""
+    """Ctrl-C and SIGTERM: stop once, as Ctrl-C does. Another of them (an impatient musician, a
+    service manager) is ignored from now on, so it cannot cut short the switching off of the
+    notes that sound (`stop`)."""
+    for number in SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
     raise KeyboardInterrupt
+
+
+def stop(bridge: Any, inport: Any, outport: Any, composer: Any) -> None:
+    """End it all, with Ctrl-C and SIGTERM ignored: each note-on's note-off delivered before
+    the output port closes (Bridge.close), then the ports and the composer."""
+    for number in SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
+    inport.close()
+    bridge.close()
+    outport.close()
+    composer.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -156,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     bridge = Bridge(outport, Clock(args.bpm, parse_meter(args.meter)), composer, settings,
                     say=say)
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    handlers = {number: signal.signal(number, interrupt) for number in SIGNALS}
     # Every thread of this process at the same real-time priority where allowed (the model's
     # process, started above, keeps the ordinary one): a thread that waits for the interpreter
     # lock must never wait for an ordinary thread that the system has put aside.
@@ -166,9 +184,9 @@ def run(args: argparse.Namespace) -> int:
         say(f"ports: input {inport.name!r}, output {outport.name!r} ({resolve_api(args.api)})")
         bridge.run()
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        inport.close()
-        bridge.close()
-        outport.close()
-        composer.close()
+        try:
+            stop(bridge, inport, outport, composer)
+        finally:
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
     return 0

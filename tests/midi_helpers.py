@@ -185,6 +185,16 @@ class SegueProcess:
 
 
 @dataclass
+class Ports:
+    """The port names and output lines of a bridge run in this process, as a SegueProcess
+    has them."""
+
+    input: str
+    output: str
+    lines: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Heard:
     """A message from Segue's output and when it arrived."""
 
@@ -198,7 +208,7 @@ class Host:
     own timeline (whose tempo may change); everything from Segue's output recorded with its
     arrival time."""
 
-    segue: SegueProcess
+    segue: SegueProcess | Ports
     received: list[tuple[float, Any]] = field(default_factory=list)  # (MIDI time, message)
 
     def __post_init__(self) -> None:

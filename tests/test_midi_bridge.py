@@ -19,6 +19,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,21 +29,26 @@ from midi_helpers import (
     BARS,
     FREE_BPM,
     JACK_LATENCY,
+    PERIOD,
+    RATE,
     ROOT,
     SCALE,
     TRIGGER_CC,
     Host,
+    Ports,
     SegueProcess,
     call_and_response,
     jack_port,
     jack_server,
+    on_time,
     unless_jack_lost_midi,
     unpaired,
 )
 
 from bridge import sysex
 from bridge.clock import CHANGE_TICKS, Clock
-from bridge.midi_ports import ArrivalTimes
+from bridge.midi import Bridge, Settings
+from bridge.midi_ports import ArrivalTimes, open_ports
 
 
 @pytest.fixture(scope="session")
@@ -274,6 +280,92 @@ def test_stopping_mid_answer_leaves_no_note_sounding(jack: None, model_path: Pat
     assert len(stuck) == STOPS and not any(stuck.values()), \
         f"notes left sounding in {sum(map(bool, stuck.values()))} of {STOPS} stops: {stuck}"
     assert cut > STOPS // 2, f"only {cut} of {STOPS} stops came while a note sounded"
+
+
+def test_chord_symbols_play_on_their_own_channel(jack: None) -> None:
+    """--chords-channel 3: an answer's chord symbols (made here as the engine's events carry
+    them) sound as chords on channel 3, each from its onset to the next symbol, N.C. silent,
+    on time with the melody on channel 1; of answers with none, the bridge says so once.
+    The bridge runs in this process, with the model's side replaced by these answers."""
+    melody = [{"onset": "0/1", "duration": "1/2", "pitches": [72]},
+              {"onset": "1/2", "duration": "1/2", "pitches": [74]},
+              {"onset": "1/1", "duration": "1/1", "pitches": [76]}]
+    chords = [{"staff": 0, "onset": "0/1", "symbol": "Am7"},
+              {"staff": 0, "onset": "1/2", "symbol": "D7"},
+              {"staff": 0, "onset": "1/1", "symbol": "Bb/D"},
+              {"staff": 0, "onset": "3/2", "symbol": "N.C."}]
+    plain = {"time_signature": "4/4", "key": 0, "mode": "major", "staves": [melody]}
+    answers = [plain, plain, {**plain, "chords": chords}]
+
+    class Answers:
+        def key(self, events: dict) -> tuple[int, str]:
+            return 0, "major"
+
+        def __call__(self, events: dict, bars: int, temperature: float,
+                     seed: int | None) -> tuple[dict, str]:
+            return answers.pop(0), "X:1\nM:4/4\nL:1/8\nK:C\nc4d4|e8|\n"
+
+    ports = Ports("chords-in", "chords-out")
+    inport, outport = open_ports(ports.input, ports.output, "jack")
+    settings = Settings(bars=2, trigger_cc=TRIGGER_CC, chords_channel=2,
+                        latency=PERIOD / RATE)
+    bridge = Bridge(outport, Clock(), Answers(), settings, say=ports.lines.append)
+    inport.handle = bridge.on_message
+    stop = threading.Event()
+    running = threading.Thread(target=bridge.run, args=(stop,))
+    running.start()
+    host = Host(ports)
+    try:
+        since = time.perf_counter()
+        host.sysex(sysex.tempo(150))
+        host.sysex(sysex.meter(4, 4))
+        host.start(150)
+        host.at(4, mido.Message("note_on", note=60, velocity=90))
+        host.at(4.4, mido.Message("note_off", note=60))
+        host.at(7.98, mido.Message("control_change", control=TRIGGER_CC, value=127))
+        takes = []
+        for _ in range(len(answers)):
+            ready = host.wait_state(sysex.READY, since)
+            done = host.wait_state(sysex.LISTENING, ready)
+            takes.append([h for h in host.notes(since) if h.time < done + 0.05])
+            since = time.perf_counter()
+            host.send(mido.Message("control_change", control=22, value=127))  # again
+        host.stop()
+    finally:
+        stop.set()
+        running.join()
+        inport.close()
+        bridge.close()
+        outport.close()
+        host.close()
+
+    said = [line for line in ports.lines if "no chord symbols" in line]
+    assert len(said) == 1 and said[0].startswith("the answer has no chord symbols"), ports.lines
+    assert [{h.message.channel for h in take} for take in takes] == [{0}, {0}, {0, 2}]
+    take = takes[2]
+    assert not unpaired(take)
+
+    def by_beat(channel: int, on: bool) -> dict[float, list[int]]:
+        """The notes switched on (or off) on `channel`, by beat of the answer."""
+        found: dict[float, list[int]] = {}
+        for heard in take:
+            message = heard.message
+            if message.channel == channel and (message.type == "note_on"
+                                               and message.velocity > 0) == on:
+                beat = round((host.beat_of(heard.time) - start) * 24) / 24
+                found.setdefault(beat, []).append(message.note)
+        return {beat: sorted(notes) for beat, notes in sorted(found.items())}
+
+    start = round(host.beat_of(take[0].time) / 4) * 4
+    assert by_beat(0, True) == {0: [72], 2: [74], 4: [76]}
+    am7, d7, b_flat_over_d = [45, 48, 52, 55], [50, 54, 57, 60], [50, 53, 58]
+    assert by_beat(2, True) == {0: am7, 2: d7, 4: b_flat_over_d}
+    assert by_beat(2, False) == {2: am7, 4: d7, 6: b_flat_over_d}
+    with unless_jack_lost_midi():
+        for heard in take:
+            error = heard.time - host.time_of(start + round((host.beat_of(heard.time) - start)
+                                                            * 24) / 24)
+            on_time(abs(error) < 0.005, f"{heard.message} {error * 1000:+.2f} ms off its beat")
 
 
 def test_latency_sends_every_note_early(jack: None, model_path: Path) -> None:

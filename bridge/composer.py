@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 import signal
 import traceback
 from typing import Any, Protocol
 
 from engine.errors import SegueError
-
-CLOSE_WAIT = 0.5  # seconds the child has to end when asked, before it is stopped
 
 
 class Composer(Protocol):
@@ -108,11 +105,10 @@ class ComposerProcess:
         return value
 
     def close(self) -> None:
-        """Ask the child to end; stop it if it does not at once (it is composing: nothing it
-        holds needs keeping)."""
+        """Ask the child to end; stop it if it does not within a few seconds."""
         with contextlib.suppress(OSError):  # it has ended already
             self.connection.send(None)
-        self.process.join(timeout=CLOSE_WAIT)
+        self.process.join(timeout=5)
         if self.process.is_alive():
             self.process.terminate()
             self.process.join()
@@ -135,11 +131,9 @@ def serve(connection: Any, model: str | None, device: str) -> None:
         try:
             request = connection.recv()
         except EOFError:  # the bridge is gone
-            request = None
+            return
         if request is None:
-            # Nothing here is left to write: end now, not after Python's teardown of torch and
-            # music21, which takes seconds that the musician waits for after Ctrl-C.
-            os._exit(0)
+            return
         method, args = request
         try:
             reply = ("ok", getattr(composer, method)(*args))

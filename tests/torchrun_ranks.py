@@ -9,6 +9,7 @@ that DDP kept the ranks' copies equal (only rank 0 writes checkpoints).
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -19,7 +20,7 @@ built: list[torch.nn.Module] = []
 build_model = engine.train.build_model
 
 
-def build_and_keep(spec: dict) -> torch.nn.Module:
+def build_and_keep(spec: dict[str, Any]) -> torch.nn.Module:
     model = build_model(spec)
     built.append(model)
     return model

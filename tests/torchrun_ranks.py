@@ -20,8 +20,8 @@ built: list[torch.nn.Module] = []
 build_model = engine.train.build_model
 
 
-def build_and_keep(spec: dict[str, Any]) -> torch.nn.Module:
-    model = build_model(spec)
+def build_and_keep(config: dict[str, Any]) -> torch.nn.Module:
+    model = build_model(config)
     built.append(model)
     return model
 

@@ -218,8 +218,12 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def parse_request(self) -> bool:
-        """The base class's parsing, less HTTP/0.9 (a bare `GET /path` line)."""
+        """The base class's parsing, less HTTP/0.9 (a bare `GET /path` line). A request line
+        of nothing but control characters, which the base class takes for a blank line and
+        leaves unanswered, gets a 400; only a truly blank one is let go without an answer."""
         if not super().parse_request():
+            if self.raw_requestline.strip(b"\r\n") and not self.requestline.split():
+                self.send_error(400, "Bad request line")
             return False
         if self.request_version == "HTTP/0.9":
             self.send_error(400, "HTTP/0.9 requests are not served")

@@ -199,17 +199,32 @@ def test_models_are_found_by_name(segue_home: Path):
 
 
 def test_torchrun_two_cpu_processes(tmp_path: Path):
+    """Two ranks train one model: each on its own rows, with DDP keeping their weights equal
+    (each rank saves its own copy, tests/torchrun_ranks.py), and rank 0 writes that model."""
     run = tmp_path / "ddp"
+    script = Path(__file__).parent / "torchrun_ranks.py"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", "2", "-m", "bridge", "train", *TINY, "--steps", "4",
-               "--checkpoint-every", "2", "--eval-every", "2", "--device", "cpu",
-               "--out", str(run)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+               "--nproc_per_node", "2", str(script), str(tmp_path), "train", *TINY,
+               "--steps", "4", "--checkpoint-every", "2", "--eval-every", "2", "--device",
+               "cpu", "--out", str(run)]
+    root = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "PYTHONPATH": root})
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("done: step 4") == 1  # only rank 0 speaks and writes
-    config = load_checkpoint(run / "checkpoint", device="cpu").config
+    checkpoint = load_checkpoint(run / "checkpoint", device="cpu")
+    config = checkpoint.config
     assert config["training"]["tokens_per_step"] == 2 * 4 * 32
     assert config["training"]["machine"].startswith("2 x CPU")
+    ranks = [torch.load(tmp_path / f"rank-{rank}.pt") for rank in (0, 1)]
+    saved = checkpoint.model.state_dict()
+    torch.manual_seed(config["training"]["config"]["seed"])  # as training began
+    start = build_model(config["model"]).state_dict()
+    assert ranks[0].keys() == ranks[1].keys() == saved.keys()
+    for name, weights in ranks[0].items():
+        assert torch.equal(weights, ranks[1][name]), f"the ranks' {name} differ"
+        assert torch.equal(weights, saved[name]), f"rank 0 trained {name} but saved another"
+    assert any(not torch.equal(ranks[0][name], start[name]) for name in start), "not trained"
 
 
 def test_a_time_budget_ends_the_run_and_decays_the_rate(tmp_path: Path):

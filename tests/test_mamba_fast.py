@@ -76,6 +76,24 @@ def test_prefill_then_steps_match(pair, length: int) -> None:
         assert_close(got, want)
 
 
+@pytest.mark.parametrize("length", LENGTHS)
+def test_several_tokens_at_once_continue_the_state(pair, length: int) -> None:
+    """`extend` reads more tokens from the kept windows and states: across chunks, after
+    steps, and again after another extend, it gives the whole sequence's logits."""
+    reference, fast = pair
+    ids = ids_of(7 + 1 + 2 * length)
+    with torch.no_grad():
+        whole = reference(ids).logits
+    decoder = decoder_for(fast)
+    assert_close(decoder.prefill(ids[:, :7]), whole[:, 6])
+    assert_close(decoder.step(ids[:, 7]), whole[:, 7])
+    assert_close(decoder.extend(ids[:, 8:8 + length]), whole[:, 7 + length])
+    assert_close(decoder.extend(ids[:, 8 + length:]), whole[:, -1])
+    cached = CachedDecoder(reference)  # transformers' cache: one step at a time
+    cached.prefill(ids[:, :7])
+    assert_close(cached.extend(ids[:, 7:8 + length]), whole[:, 7 + length])
+
+
 def test_transformers_cache_protocol(pair) -> None:
     """Through transformers' own cache (model(..., cache=...), generate) the fast mixer agrees,
     and a prompt read in two pieces gives what reading it whole gives."""

@@ -43,15 +43,10 @@ IMPORTS = {"python": "pass", "torch": "import torch", "music21": "import music21
 
 def machine() -> str:
     """The CPU's name and cores, the OS and torch's version."""
-    name = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        name = names[0] if names else name
     import torch
+    from mamba_speed import cpu_name  # this folder's sibling script
 
-    return (f"{name}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+    return (f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 

@@ -76,31 +76,29 @@ class GPT2(nn.Module):
         self.heads = int(config["heads"])
         if width % self.heads:
             raise ValueError(f"width {width} is not divisible by {self.heads} heads")
+        wte = nn.Embedding(vocab, width, _weight=torch.empty(vocab, width))
         self.transformer = _module(
-            wte=nn.Embedding(vocab, width, _weight=torch.empty(vocab, width)),
+            wte=wte,
             wpe=nn.Embedding(int(config["positions"]), width,
                              _weight=torch.empty(int(config["positions"]), width)),
             h=nn.ModuleList(_block(width) for _ in range(int(config["layers"]))),
             ln_f=nn.LayerNorm(width, eps=EPS),
         )
         self.lm_head = nn.Linear(width, vocab, bias=False, device="meta")
-        self.lm_head.weight = self.transformer.wte.weight  # tied, as in transformers
+        self.lm_head.weight = wte.weight  # tied, as in transformers
 
     @torch.inference_mode()
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """The next-token logits at every position of a batch of sequences (B, T) -> (B, T, V)."""
-        layers = _layers(self)
-        hidden = _embed(self, ids, 0)
-        for layer in layers:
-            hidden = _sequence_block(layer, hidden, self.heads)
-        return _logits(self, hidden)
+        weights = Weights.of(self)
+        hidden = weights.embed(ids, 0)
+        for layer in weights.layers:
+            hidden = _sequence_block(layer, hidden, weights.heads)
+        return weights.logits(hidden)
 
 
 class _Layer(NamedTuple):
-    """One block's weights, gathered once per prompt so that a step does no module lookups.
-
-    Conv1D weights are (inputs, outputs), as transformers stores them: x @ weight + bias.
-    """
+    """One block's weights. Conv1D weights are (inputs, outputs): x @ weight + bias."""
 
     ln_1: torch.Tensor
     ln_1_bias: torch.Tensor
@@ -116,31 +114,43 @@ class _Layer(NamedTuple):
     out_bias: torch.Tensor
 
     @classmethod
-    def of(cls, block: nn.Module) -> _Layer:
+    def of(cls, block: Any) -> _Layer:
         attn, mlp = block.attn, block.mlp
         return cls(block.ln_1.weight, block.ln_1.bias, attn.c_attn.weight, attn.c_attn.bias,
                    attn.c_proj.weight, attn.c_proj.bias, block.ln_2.weight, block.ln_2.bias,
                    mlp.c_fc.weight, mlp.c_fc.bias, mlp.c_proj.weight, mlp.c_proj.bias)
 
 
-def _layers(model: nn.Module) -> list[_Layer]:
-    return [_Layer.of(block) for block in model.transformer.h]
+class Weights(NamedTuple):
+    """A GPT-2's weights, gathered once per prompt so that a step does no module lookups."""
 
+    tokens: torch.Tensor  # wte, also the output layer
+    positions: torch.Tensor  # wpe
+    ln_f: torch.Tensor
+    ln_f_bias: torch.Tensor
+    layers: list[_Layer]
+    heads: int
 
-def _embed(model: nn.Module, ids: torch.Tensor, start: int) -> torch.Tensor:
-    """Token plus position embeddings for ids (B, T) placed from position `start`."""
-    positions = model.transformer.wpe.weight
-    end = start + ids.shape[-1]
-    if end > positions.shape[0]:
-        raise ValueError(f"position {end - 1} is beyond the model's {positions.shape[0]} "
-                         "positions")
-    return F.embedding(ids, model.transformer.wte.weight) + positions[start:end]
+    @classmethod
+    def of(cls, model: nn.Module) -> Weights:
+        """The weights of this module's `GPT2` or of transformers' `GPT2LMHeadModel`."""
+        found: Any = model
+        heads = found.heads if isinstance(model, GPT2) else found.config.n_head
+        body = found.transformer
+        return cls(body.wte.weight, body.wpe.weight, body.ln_f.weight, body.ln_f.bias,
+                   [_Layer.of(block) for block in body.h], int(heads))
 
+    def embed(self, ids: torch.Tensor, start: int) -> torch.Tensor:
+        """Token plus position embeddings for ids (B, T) placed from position `start`."""
+        end = start + ids.shape[-1]
+        if end > self.positions.shape[0]:
+            raise ValueError(f"position {end - 1} is beyond the model's "
+                             f"{self.positions.shape[0]} positions")
+        return F.embedding(ids, self.tokens) + self.positions[start:end]
 
-def _logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    hidden = F.layer_norm(hidden, hidden.shape[-1:], model.transformer.ln_f.weight,
-                          model.transformer.ln_f.bias, EPS)
-    return F.linear(hidden, model.transformer.wte.weight).float()
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        hidden = F.layer_norm(hidden, hidden.shape[-1:], self.ln_f, self.ln_f_bias, EPS)
+        return F.linear(hidden, self.tokens).float()
 
 
 def _sequence_block(layer: _Layer, hidden: torch.Tensor, heads: int,
@@ -177,14 +187,14 @@ def supports(model: nn.Module) -> bool:
     transformers GPT-2 with the defaults Segue's models keep)."""
     if isinstance(model, GPT2):
         return True
-    config = getattr(model, "config", None)
+    config: Any = getattr(model, "config", None)
     if getattr(config, "model_type", None) != "gpt2":
         return False
-    return (config.activation_function == "gelu_new" and config.scale_attn_weights
-            and not config.scale_attn_by_inverse_layer_idx
-            and not config.reorder_and_upcast_attn and not config.add_cross_attention
-            and config.n_inner in (None, 4 * config.n_embd)
-            and config.layer_norm_epsilon == EPS)
+    return bool(config.activation_function == "gelu_new" and config.scale_attn_weights
+                and not config.scale_attn_by_inverse_layer_idx
+                and not config.reorder_and_upcast_attn and not config.add_cross_attention
+                and config.n_inner in (None, 4 * config.n_embd)
+                and config.layer_norm_epsilon == EPS)
 
 
 class GPT2Decoder:
@@ -197,20 +207,19 @@ class GPT2Decoder:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self.heads = model.heads if isinstance(model, GPT2) else model.config.n_head
-        self.layers: list[_Layer] = []
+        self.weights = Weights.of(model)
         self.caches: list[torch.Tensor] = []
         self.length = 0
 
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
         """Read a batch of prompts (B, T); return the logits for the next token (B, V)."""
-        self.layers = _layers(self.model)
-        positions, width = self.model.transformer.wpe.weight.shape
-        shape = (ids.shape[0], 2, self.heads, positions, width // self.heads)
-        if not self.caches or self.caches[0].shape != shape:
-            weight = self.model.transformer.wte.weight
-            self.caches = [weight.new_empty(shape) for _ in self.layers]
+        self.weights = weights = Weights.of(self.model)  # the model may have moved
+        positions, width = weights.positions.shape
+        shape = (ids.shape[0], 2, weights.heads, positions, width // weights.heads)
+        if not self.caches or self.caches[0].shape != shape or \
+                self.caches[0].device != weights.tokens.device:
+            self.caches = [weights.tokens.new_empty(shape) for _ in weights.layers]
         self.length = 0
         return self.extend(ids)
 
@@ -218,23 +227,23 @@ class GPT2Decoder:
     def extend(self, ids: torch.Tensor) -> torch.Tensor:
         """Feed several tokens per sequence (B, T) at once; return the logits after the last
         (B, V). The same numbers as T steps, for about the cost of one."""
-        start = self.length
-        hidden = _embed(self.model, ids, start)
-        for layer, cache in zip(self.layers, self.caches, strict=True):
-            hidden = _sequence_block(layer, hidden, self.heads, cache, start)
+        weights, start = self.weights, self.length
+        hidden = weights.embed(ids, start)
+        for layer, cache in zip(weights.layers, self.caches, strict=True):
+            hidden = _sequence_block(layer, hidden, weights.heads, cache, start)
         self.length = start + ids.shape[1]
-        return _logits(self.model, hidden[:, -1])
+        return weights.logits(hidden[:, -1])
 
     @torch.inference_mode()
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         """Feed one token per sequence (B,); return the logits for the next token (B, V)."""
-        position = self.length
-        hidden = _embed(self.model, ids[:, None], position)[:, 0]
+        weights, position = self.weights, self.length
+        hidden = weights.embed(ids[:, None], position)[:, 0]
         batch, width = hidden.shape
-        heads = self.heads
+        heads = weights.heads
         size = width // heads
         end = position + 1
-        for layer, cache in zip(self.layers, self.caches, strict=True):
+        for layer, cache in zip(weights.layers, self.caches, strict=True):
             x = F.layer_norm(hidden, (width,), layer.ln_1, layer.ln_1_bias, EPS)
             qkv = torch.addmm(layer.qkv_bias, x, layer.qkv)
             cache[:, :, :, position].copy_(qkv.view(batch, 3, heads, size)[:, 1:])
@@ -247,7 +256,7 @@ class GPT2Decoder:
             x = F.gelu(torch.addmm(layer.fc_bias, x, layer.fc), approximate="tanh")
             hidden = torch.addmm(layer.out_bias, x, layer.out).add_(hidden)
         self.length = end
-        return _logits(self.model, hidden)
+        return weights.logits(hidden)
 
 
-__all__ = ["GPT2", "GPT2Decoder", "supports"]
+__all__ = ["GPT2", "GPT2Decoder", "Weights", "supports"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -108,7 +109,8 @@ def test_other_gpt2_variants_keep_transformers_cache() -> None:
     """A GPT-2 built with settings the lean decoder does not compute falls back, exactly."""
     model = build_model(model_config(architecture="gpt2", vocab_size=VOCAB, layers=1, width=32,
                                      heads=2, positions=64))
-    model.config.activation_function = "relu"
+    config: Any = model.config
+    config.activation_function = "relu"
     assert not supports(model)
     assert isinstance(decoder_for(model), CachedDecoder)
 

@@ -1,10 +1,11 @@
 """GPT-2 for inference in plain PyTorch: a checkpoint's weights without transformers.
 
-transformers' `GPT2LMHeadModel` is the model Segue trains. To use one, two things cost more
-than the arithmetic: importing transformers (seconds of CPU when `segue continue` starts) and,
-per generated token, its module, mask and cache machinery (about 3.7 ms a token for the 6.9M
-default model on one thread, where its matrix products take under 0.5 ms). This module
-computes the same numbers from the same weights without either:
+transformers' `GPT2LMHeadModel` is the model Segue trains. Using it for inference costs more
+than its arithmetic: importing transformers takes seconds of CPU when `segue continue` starts,
+and its module, mask and cache machinery made a token of the 6.9M default model cost 3.4-4.0 ms
+on one thread of a busy 2-core machine, where this module's step takes 2.1-2.4 ms (most of it
+the matrix products, reading 25 MB of weights). This module computes the same numbers from
+the same weights without either:
 
 - `GPT2`: the model as a plain `torch.nn.Module` whose parameters have transformers' names and
   shapes (Conv1D weights stored input-major, the output layer tied to the token embedding), so

@@ -2,8 +2,9 @@
 
 Bar-exact decoding masks the model's logits before every token with what the grammar
 (engine.bars) allows next. The grammar answers with a state per token (None where a token is
-not allowed); turning that into a tensor every token costs more than sampling does, and the
-same states come back again and again (every bar starts alike, tunes repeat). `TokenMasks`
+not allowed); walking the alphabet for a new state and turning the answer into a tensor every
+token costs more than sampling, and the same states come back again and again (every bar
+starts alike, tunes repeat). `TokenMasks`
 keeps, for each state it has seen, the successors, the allowed-token mask, the same mask
 narrowed to the tokens that finish bars quickly (a segment that runs past its budget), and
 whether exactly one token is allowed (the model need not be read before writing it).

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import torch
+from decoder_helpers import assert_close, assert_same_logits
 from test_continue import TUNES, TWO_VOICES
 
 from engine import continuation
@@ -42,10 +43,6 @@ def ids_of(length: int, batch: int = 2, seed: int = 1) -> torch.Tensor:
     return torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
-def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-4)
-
-
 @pytest.mark.parametrize("length", [1, 2, 37, 200])
 def test_whole_sequence_logits_match(pair, length: int) -> None:
     reference, lean = pair
@@ -62,12 +59,7 @@ def test_prompt_then_single_steps_match(pair, length: int) -> None:
     ids = ids_of(length)
     expected, actual = CachedDecoder(reference), decoder_for(lean)
     assert isinstance(actual, GPT2Decoder)
-    want, got = expected.prefill(ids), actual.prefill(ids)
-    assert_close(got, want)
-    for _ in range(12):
-        token = want.argmax(-1)
-        want, got = expected.step(token), actual.step(token)
-        assert_close(got, want)
+    assert_same_logits(expected, actual, ids, steps=12)
 
 
 def test_several_tokens_at_once_match_single_steps(pair) -> None:

@@ -13,6 +13,7 @@ import logging
 
 import pytest
 import torch
+from decoder_helpers import assert_close, assert_same_logits
 from transformers import MambaConfig, MambaForCausalLM
 
 from engine import mamba_fast
@@ -50,10 +51,6 @@ def ids_of(length: int, batch: int = 2, seed: int = 1) -> torch.Tensor:
     return torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
-def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-4)
-
-
 @pytest.mark.parametrize("length", LENGTHS)
 def test_full_sequence_logits_match(pair, length: int) -> None:
     reference, fast = pair
@@ -68,12 +65,7 @@ def test_prefill_then_steps_match(pair, length: int) -> None:
     ids = ids_of(length)
     expected, actual = CachedDecoder(reference), decoder_for(fast)
     assert isinstance(actual, MambaDecoder)
-    want, got = expected.prefill(ids), actual.prefill(ids)
-    assert_close(got, want)
-    for _ in range(6):
-        token = want.argmax(-1)
-        want, got = expected.step(token), actual.step(token)
-        assert_close(got, want)
+    assert_same_logits(expected, actual, ids, steps=6)
 
 
 @pytest.mark.parametrize("length", LENGTHS)

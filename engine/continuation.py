@@ -28,6 +28,7 @@ from engine.bars import BarState, bar_units
 from engine.dataset import TUNE_SEPARATOR
 from engine.errors import SegueError
 from engine.lm import decoder_for
+from engine.token_masks import TokenMasks
 
 MAX_BARS = 128
 MAX_VARIATIONS = 16
@@ -194,11 +195,17 @@ def plan_segments(meters: list[str], voices: int, prompt_meter: str) -> list[Seg
 
 def sample(logits: torch.Tensor, allowed: torch.Tensor, sampling: Sampling,
            generator: torch.Generator) -> int:
-    """One token id from masked logits (1-D), by temperature, top-k and top-p."""
-    logits = logits.masked_fill(~allowed, float("-inf"))
+    """One token id from masked logits (1-D), by temperature, top-k and top-p.
+
+    Each token pays for a dozen tensor operations on a vector of the alphabet's size, so the
+    steps are as few as give the same numbers: no division by a temperature of 1, the nucleus
+    zeroed in sorted order and scattered back in one operation.
+    """
+    logits = torch.where(allowed, logits, float("-inf"))
     if sampling.temperature == 0:
         return int(torch.argmax(logits))
-    logits = logits / sampling.temperature
+    if sampling.temperature != 1:
+        logits = logits / sampling.temperature
     if sampling.top_k:
         kth = torch.topk(logits, min(sampling.top_k, int(allowed.sum()))).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -206,8 +213,7 @@ def sample(logits: torch.Tensor, allowed: torch.Tensor, sampling: Sampling,
     if sampling.top_p < 1:
         sorted_probs, order = torch.sort(probs, descending=True)
         outside = torch.cumsum(sorted_probs, 0) - sorted_probs > sampling.top_p
-        sorted_probs[outside] = 0
-        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+        probs = probs.scatter(0, order, sorted_probs.masked_fill_(outside, 0))
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
@@ -240,13 +246,16 @@ class Engine:
         self.alphabet = tuple(tokenizer.token_text)
         self.finishing = torch.tensor([all(ch in FINISHING for ch in text) and text != ""
                                        for text in self.alphabet])
+        self.masks = TokenMasks(self.alphabet, self.finishing)
+        self.no_logits = torch.zeros(len(self.alphabet))
 
     @classmethod
     def load(cls, model: str | None = None, device: str = "auto") -> Engine:
         """Load a checkpoint by name or path (None: the shipped default) onto a device."""
         from engine.checkpoint import load_checkpoint
 
-        loaded = load_checkpoint(model, device=device)
+        with one_cpu_thread("cpu"):  # the weights are read on the CPU: too little work to share
+            loaded = load_checkpoint(model, device=device, lean=True)
         return cls(loaded.model, loaded.tokenizer, block_size=int(loaded.config["block_size"]),
                    name=loaded.name, device=str(loaded.device))
 
@@ -300,6 +309,7 @@ class Engine:
         logits = decoder.prefill(self.encode(context))[0]
         used = len(context)
         generated = answer = ""
+        unread: list[int] = []  # written, not yet read by the model: read together when needed
 
         def write(token: int, in_answer: bool = True) -> None:
             nonlocal logits, used, body, generated, answer
@@ -312,8 +322,17 @@ class Engine:
                 fitted = self.fit(prompt, body, self.block_size // 2)
                 logits = decoder.prefill(self.encode(fitted))[0]
                 used = len(fitted)
+                unread.clear()
             else:
-                logits = decoder.step(torch.tensor([token], device=self.device))[0]
+                unread.append(token)
+
+        def read() -> torch.Tensor:
+            nonlocal logits
+            if unread:
+                ids = torch.tensor([unread], device=self.device)
+                logits = (decoder.step(ids[0]) if len(unread) == 1 else decoder.extend(ids))[0]
+                unread.clear()
+            return logits.cpu()
 
         tokens = 0
         plan = plan_segments(meters, prompt.voices, prompt.meter)
@@ -326,12 +345,14 @@ class Engine:
                              previous="|" if prompt.voices == 1 else "\n")
             budget, spent = segment.bars * 96 + 32, 0
             while not state.done:
-                successors = state.successors(self.alphabet)
-                allowed = torch.tensor([s is not None for s in successors])
-                if spent > budget and bool((allowed & self.finishing).any()):
-                    allowed &= self.finishing  # a runaway segment: finish its bars quickly
-                token = sample(logits.cpu(), allowed, sampling, generator)
-                state = successors[token]
+                mask = self.masks.of(state)
+                # a runaway segment: finish its bars quickly
+                allowed = mask.finishing if spent > budget else mask.allowed
+                # The only token allowed needs no logits (the model reads it with the next
+                # ones), but is drawn all the same: a seed's music does not change.
+                token = sample(self.no_logits if mask.forced else read(), allowed, sampling,
+                               generator)
+                state = mask.successors[token]
                 spent += 1
                 if state.done and index == len(plan) - 1:
                     generated += self.alphabet[token]  # the last bar line: nothing follows

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import SegueError
+from engine.lm import sequence_logits
 
 SYSTEMS = ("model", "ngram", "repeat", "real")
 BAR_LINE = re.compile(r":*\|+\]?:*|::|\[\d+")
@@ -111,7 +112,7 @@ def bits_per_char(model: torch.nn.Module, data: np.ndarray, block_size: int, bat
         chunk = starts[first: first + batch_size]
         rows = np.stack([data[s: s + block_size + 1] for s in chunk]).astype(np.int64)
         tokens = torch.from_numpy(rows).to(device)
-        logits = model(input_ids=tokens[:, :-1], use_cache=False).logits.float()
+        logits = sequence_logits(model, tokens[:, :-1])
         losses = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
         for row, start in zip(losses, chunk, strict=True):
             scored = row if start == 0 else row[block_size - stride:]

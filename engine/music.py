@@ -2,7 +2,8 @@
 
 music21 is the hub: every reader returns a `music21.stream.Score` with parts and bars, every
 writer takes one. Errors a user can cause (a missing file, junk, a selection outside the
-score) raise `SegueError` with a one-line explanation.
+score) raise `SegueError` with a one-line explanation. music21 is imported only when a
+score is read or written, so the checks before that (a file's type, its presence) are instant.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from fractions import Fraction
 from pathlib import Path
 
 from engine.abc_text import group_voices, read_header, split_tunes
-from engine.abc_writer import frac, write_abc
 from engine.errors import SegueError
 from engine.files import atomic_path, write_text_atomic
 
@@ -228,6 +228,8 @@ def read_midi(path: Path):
 
 def estimate_meter(score) -> str:
     """The candidate meter under which most of the music's weight falls on downbeats."""
+    from engine.abc_writer import frac
+
     onsets: dict[Fraction, float] = {}
     for element in score.flatten().notes:
         onset = frac(element.offset)
@@ -311,6 +313,8 @@ def select(score, *, part: str | None = None, measures: tuple[int, int] | None =
 
 def write_score(score, path: str | os.PathLike[str]) -> None:
     """Write a Score to `path` in the format its extension names, whole or not at all."""
+    from engine.abc_writer import write_abc
+
     kind = format_of(path)
     if kind == "abc":
         write_text_atomic(path, write_abc(score))
@@ -330,6 +334,8 @@ def note_events(score) -> list[list[tuple[Fraction, Fraction, int]]]:
     Tied notes count as one. The measure of a faithful conversion: two scores that agree
     here sound the same.
     """
+    from engine.abc_writer import frac
+
     events = []
     for part in score.parts:
         triples = []

@@ -58,19 +58,22 @@ def numbered(path: Path, index: int, count: int) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.continuation import MAX_BARS, Engine, Sampling
     from engine.errors import SegueError
     from engine.files import write_text_atomic
     from engine.music import format_of, parse_abc, write_score
 
     if args.output:
         format_of(args.output)
+    score = read_selection(args)  # a missing or unknown input fails before torch is imported
+
+    from engine.continuation import MAX_BARS, Engine, Sampling
+
     if not 1 <= args.bars <= MAX_BARS:  # before the model loads: fail fast
         raise SegueError(f"--bars must be between 1 and {MAX_BARS}, not {args.bars}")
-    score = read_selection(args)
-    engine = Engine.load(args.model, device=args.device)
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                         seed=args.seed)
+    sampling.check()
+    engine = Engine.load(args.model, device=args.device)
     results = engine.continue_score(score, args.bars, sampling, args.variations)
     texts = [r.with_prompt if args.with_prompt else r.abc for r in results]
     texts = [text.replace("X:1\n", f"X:{i + 1}\n", 1) for i, text in enumerate(texts)]

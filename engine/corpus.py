@@ -114,13 +114,14 @@ def canonical(text: str) -> str:
 
 
 def roundtrip_failure(text: str) -> str | None:
-    """Why ABC -> stream -> our ABC -> stream changes the notes of `text`, or None if it doesn't.
+    """Why ABC -> stream -> our ABC -> stream changes the notes or chord symbols of `text`, or
+    None if it changes neither.
 
-    Tunes music21 itself cannot read are not our failures: they return None from here and
-    are counted apart by `roundtrip_report`.
+    Tunes the reader cannot read at all are not the writer's failures: `parse_abc` raises
+    SegueError for them and `roundtrip_report` counts them apart.
     """
     from engine.abc_writer import write_abc
-    from engine.music import note_events, parse_abc
+    from engine.music import chord_events, note_events, parse_abc
 
     first = parse_abc(text)
     try:
@@ -147,6 +148,11 @@ def roundtrip_failure(text: str) -> str | None:
                 return "onset changed"
             if pitch_a != pitch_b:
                 return "pitch changed"
+    for part_before, part_after in zip(chord_events(first), chord_events(second), strict=True):
+        if len(part_before) != len(part_after):
+            return "chord symbol count changed"
+        if part_before != part_after:
+            return "chord symbol changed"
     return None
 
 

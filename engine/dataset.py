@@ -30,7 +30,7 @@ from engine.errors import SegueError
 
 TUNE_SEPARATOR = "\n"
 # The sources whose behaviour decides the canonical text; a change to any of them is a new cache.
-WRITER_SOURCES = ("abc_writer.py", "music.py", "abc_text.py")
+WRITER_SOURCES = ("abc_writer.py", "abc_reader.py", "music.py", "abc_text.py")
 # Transpositions for --augment: semitones, spelled the way music21 names the interval.
 TRANSPOSITIONS = {-5: "-P4", -3: "-m3", -2: "-M2", 2: "M2", 3: "m3", 5: "P4"}
 
@@ -45,10 +45,11 @@ def cache_dir() -> Path:
 
 
 def writer_version() -> str:
-    """A short hash of everything that decides a tune's canonical text."""
-    import music21
+    """A short hash of everything that decides a tune's canonical text (our sources, and the
+    versions of music21 and abctoolkit, whose abc2xml reads the ABC)."""
+    from importlib.metadata import version
 
-    digest = hashlib.sha1(music21.__version__.encode())
+    digest = hashlib.sha1(f"{version('music21')} {version('abctoolkit')}".encode())
     for name in WRITER_SOURCES:
         digest.update((Path(__file__).parent / name).read_bytes())
     return digest.hexdigest()[:12]

@@ -45,6 +45,7 @@ from music21 import (
     tie,
 )
 
+from engine.chord_symbols import symbol_text
 from engine.errors import SegueError
 
 # The version of the text this module writes; checkpoints record the version they read.
@@ -55,20 +56,6 @@ MODE_SUFFIX = {
 }
 MISREAD_KEYS = {"FbLyd"}  # music21 reads these with the wrong signature
 ACCIDENTAL_TEXT = {-2: "__", -1: "_", 0: "=", 1: "^", 2: "^^"}
-# Chord-symbol qualities Segue writes, and the one each MusicXML / music21 kind becomes.
-CHORD_QUALITIES = ("", "m", "7", "m7", "maj7", "dim", "dim7", "m7b5", "aug", "sus2", "sus4",
-                   "7sus4", "6", "m6", "9", "m9", "maj9", "add9", "11", "13")
-QUALITY_OF_KIND = {
-    "major": "", "minor": "m", "augmented": "aug", "diminished": "dim", "power": "",
-    "dominant": "7", "dominant-seventh": "7", "major-seventh": "maj7", "minor-seventh": "m7",
-    "diminished-seventh": "dim7", "half-diminished": "m7b5",
-    "half-diminished-seventh": "m7b5", "augmented-seventh": "aug", "minor-major-seventh": "m",
-    "major-minor": "m", "major-sixth": "6", "minor-sixth": "m6", "dominant-ninth": "9",
-    "major-ninth": "maj9", "minor-ninth": "m9", "dominant-11th": "11", "major-11th": "maj9",
-    "minor-11th": "m9", "dominant-13th": "13", "major-13th": "maj9", "minor-13th": "m9",
-    "suspended-second": "sus2", "suspended-fourth": "sus4",
-    "suspended-fourth-seventh": "7sus4",
-}
 CLEF_TEXT = {("G", 2): "treble", ("F", 4): "bass", ("C", 3): "alto", ("C", 4): "tenor"}
 
 
@@ -123,32 +110,6 @@ def tempo_text(mark: tempo.MetronomeMark) -> str | None:
     beat = frac(mark.referent.quarterLength) / 4 if mark.referent else Fraction(1, 4)
     bpm = number / float(beat * 4)
     return f"{beat.numerator}/{beat.denominator}={round(bpm):d}"
-
-
-def note_name(p) -> str:
-    """A pitch's name as chord symbols spell it: `C`, `F#`, `Bb` (double accidentals respelled)."""
-    if abs(p.alter) > 1:
-        p = p.simplifyEnharmonic()
-    return p.name.replace("-", "b")
-
-
-def chord_symbol_text(symbol: harmony.ChordSymbol) -> str | None:
-    """The normalized text of a chord symbol (`Am7`, `D/F#`, `Bbm7b5`), None for no chord."""
-    if isinstance(symbol, harmony.NoChord) or symbol.root() is None:
-        return None
-    kind = (symbol.chordKind or "major").replace("-triad", "")
-    quality = QUALITY_OF_KIND.get(kind, "")
-    added = {(m.modType, int(m.degree)) for m in symbol.getChordStepModifications()
-             if m.degree is not None}
-    if quality == "sus4" and ("add", 7) in added:
-        quality = "7sus4"
-    elif quality == "" and added & {("add", 9), ("add", 2)}:
-        quality = "add9"
-    root = note_name(symbol.root())
-    bass = symbol.bass()
-    slash = f"/{note_name(bass)}" if bass is not None and bass.name != symbol.root().name \
-        else ""
-    return root + quality + slash
 
 
 def clef_of(part: stream.Stream) -> clef.Clef | None:
@@ -454,7 +415,7 @@ def chord_symbols_of(measure: stream.Measure) -> list[tuple[Fraction, str]]:
     """The measure's chord symbols as (onset in the bar, normalized text), in order."""
     found = []
     for symbol in measure.recurse().getElementsByClass(harmony.ChordSymbol):
-        text = chord_symbol_text(symbol)
+        text = symbol_text(symbol)
         if text is not None:
             found.append((frac(symbol.getOffsetInHierarchy(measure)), text))
     return sorted(found, key=lambda item: item[0])

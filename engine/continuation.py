@@ -5,8 +5,14 @@
     print(result.abc)                           # head + exactly 8 bars
 
 Every prompt goes through `engine.abc_writer` (the dialect the models were trained on); the
-tune head keeps its meter, unit length and key, and so does the continuation. A prompt longer
-than the model's context keeps its most recent bars.
+tune head keeps its meter, unit length, voices (names and clefs) and key, and the continuation
+is written in the meter, key and tempo in force at the end of the prompt. A prompt longer than
+the model's context keeps its most recent bars.
+
+A prompt that ends inside a bar is answered by first completing that bar: the answer opens
+with the rest of that bar (written as a short first bar, an anacrusis) and then has the bars
+asked for. Every entry point (CLI, HTTP, OSC, MIDI, plug-in) goes through `continue_score`, so
+all behave alike.
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 
 from engine.abc_text import split_head
-from engine.abc_writer import write_abc
-from engine.bars import BarState, bar_units
+from engine.abc_writer import frac, write_abc
+from engine.bars import BarState, bar_units, grid_for, key_alters
 from engine.dataset import TUNE_SEPARATOR
 from engine.errors import SegueError
 from engine.lm import decoder_for
@@ -72,22 +79,26 @@ class Continuation:
 class Prompt:
     """A prompt split into what the model reads and what the answer's head needs."""
 
-    head: str  # X, M, L, [Q], K lines, as the writer wrote them
-    body: str  # the bars, ending with a bar line
-    meter: str  # meter, unit length and key in force at the end of the prompt
+    head: str  # X, M, L, [Q], [V...], K lines, as the writer wrote them
+    body: str  # the bars, ending with a bar line (or, after an unfinished bar, a space)
+    meter: str  # meter, unit length, key and tempo in force at the end of the prompt
     unit: str
     key: str
+    tempo: str | None
     voices: int
+    time_in_bar: Fraction = Fraction(0)  # where an unfinished last bar stops, in unit notes
 
     @property
     def answer_head(self) -> str:
-        tempo = re.search(r"^Q:.*$", self.head, re.MULTILINE)
+        voices = re.findall(r"^V:.*$", self.head, re.MULTILINE)
         lines = ["X:1", f"M:{self.meter}", f"L:{self.unit}"]
-        return "\n".join(lines + ([tempo.group(0)] if tempo else []) + [f"K:{self.key}"]) + "\n"
+        lines += [f"Q:{self.tempo}"] if self.tempo else []
+        return "\n".join([*lines, *voices, f"K:{self.key}"]) + "\n"
 
 
 def last_field(text: str, name: str, default: str) -> str:
-    """The value of the last `name:` field in force in `text` (header line or inline)."""
+    """The value of the last `name:` field in force in `text` (field line or inline); voice
+    definitions (`V:1 name=... clef=...`) are not fields in force."""
     values = re.findall(rf"(?:^|\[){name}:([^\]\n]*)", text, re.MULTILINE)
     return values[-1].strip() if values else default
 
@@ -98,18 +109,44 @@ def end_with_bar_line(line: str) -> str:
     return line if line.endswith("|") else line + " |"
 
 
-def make_prompt(score) -> Prompt:
-    """The prompt for a score: our ABC, without title, its final bar line made plain."""
-    abc = write_abc(score, title="", bars_per_line=BARS_PER_LINE)
+def unfinished_bar(score, unit: str) -> Fraction:
+    """How far the score's last bar gets, in unit notes, if it stops short of its meter (a
+    pickup alone is a whole bar's start, not an unfinished bar); 0 for a full last bar."""
+    from music21 import stream
+
+    parts = list(score.parts) if isinstance(score, stream.Score) else [score]
+    measures = list(parts[0].getElementsByClass(stream.Measure)) if parts else []
+    if not measures or (len(measures) == 1 and measures[0].paddingLeft):
+        return Fraction(0)
+    last = measures[-1]
+    length = frac(last.duration.quarterLength)
+    if last.timeSignature is None and last.getContextByClass("TimeSignature") is None:
+        return Fraction(0)
+    if length >= frac(last.barDuration.quarterLength) or length == 0:
+        return Fraction(0)
+    return length / (Fraction(unit) * 4)
+
+
+def make_prompt(score, chord_symbols: bool = True) -> Prompt:
+    """The prompt for a score: our ABC without title, its final bar line made plain, or
+    removed when the last bar is unfinished (the answer completes it)."""
+    abc = write_abc(score, title="", bars_per_line=BARS_PER_LINE, chord_symbols=chord_symbols)
     head, body = split_head(abc)
-    lines = [line if line.startswith("V:") else end_with_bar_line(line)
-             for line in body.strip().split("\n")]
-    body = "\n".join(lines)
+    unit = last_field(head, "L", "1/8")
+    time_in_bar = unfinished_bar(score, unit)
+    lines = body.strip().split("\n")
     voices = len({line for line in lines if line.startswith("V:")}) or 1
+    music = [index for index, line in enumerate(lines) if not line.startswith("V:")]
+    for index in music:
+        lines[index] = end_with_bar_line(lines[index])
+    if time_in_bar:  # each voice's last line stops where its bar does
+        for index in music[-voices:]:
+            lines[index] = lines[index].removesuffix("|").rstrip() + " "
+    tempo = last_field(abc, "Q", "")
     return Prompt(
-        head=head, body=body,
-        meter=last_field(abc, "M", "4/4"), unit=last_field(abc, "L", "1/8"),
-        key=last_field(abc, "K", "C"), voices=voices,
+        head=head, body="\n".join(lines),
+        meter=last_field(abc, "M", "4/4"), unit=unit, key=last_field(abc, "K", "C"),
+        tempo=tempo or None, voices=voices, time_in_bar=time_in_bar,
     )
 
 
@@ -164,8 +201,11 @@ class Engine:
     """A loaded model that continues music bar-exactly."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, block_size: int, name: str,
-                 device: str) -> None:
+                 device: str, chord_symbols: bool = False) -> None:
         self.model = model.eval()
+        # Whether the model read chord symbols in training (Segue ABC v2 and later): only then
+        # do prompts carry them and may answers write them.
+        self.chord_symbols = chord_symbols
         self.tokenizer = tokenizer
         self.block_size = block_size
         self.name = name
@@ -181,7 +221,8 @@ class Engine:
 
         loaded = load_checkpoint(model, device=device)
         return cls(loaded.model, loaded.tokenizer, block_size=int(loaded.config["block_size"]),
-                   name=loaded.name, device=str(loaded.device))
+                   name=loaded.name, device=str(loaded.device),
+                   chord_symbols=int(loaded.config.get("abc_language", 1)) >= 2)
 
     def continue_abc(self, abc: str, bars: int = 8, sampling: Sampling | None = None,
                      variations: int = 1) -> list[Continuation]:
@@ -201,7 +242,7 @@ class Engine:
             raise SegueError(f"variations must be between 1 and {MAX_VARIATIONS}")
         if not any(True for _ in score.recurse().notesAndRests):
             raise SegueError("the prompt is empty: select some bars with notes or rests")
-        prompt = make_prompt(score)
+        prompt = make_prompt(score, chord_symbols=self.chord_symbols)
         seed = sampling.seed if sampling.seed is not None else \
             int(torch.randint(0, 2**31 - 1, (1,)))
         results = []
@@ -245,14 +286,23 @@ class Engine:
 
         tokens = 0
         plan = plan_segments(bars, prompt.voices)
+        key = key_alters(prompt.key)
+        segments = 0
         for index, (kind, value) in enumerate(plan):
             if kind == "force":
                 for token in self.tokenizer.encode(value):
                     write(token)
                 continue
-            state = BarState(bar=bar, bars_left=value,
-                             previous="|" if prompt.voices == 1 else "\n")
-            budget, spent = value * 96 + 32, 0
+            # the first segment of each voice first completes an unfinished last bar
+            completing = segments < prompt.voices and prompt.time_in_bar > 0
+            segments += 1
+            state = BarState(bar=bar, bars_left=value + completing, grid=grid_for(prompt.unit),
+                             time=prompt.time_in_bar if completing else Fraction(0),
+                             previous=" " if prompt.voices == 1 and completing else
+                             "|" if prompt.voices == 1 else "\n",
+                             key=key, chord_symbols=self.chord_symbols,
+                             multi_rest=prompt.voices > 1)
+            budget, spent = state.bars_left * 96 + 32, 0
             while not state.done:
                 successors = state.successors(self.alphabet)
                 allowed = torch.tensor([s is not None for s in successors])

@@ -350,17 +350,17 @@ def chord_events(score) -> list[list[tuple[Fraction, str]]]:
     """For each part, its chord symbols as (onset in quarter notes, normalized text), sorted.
 
     With `note_events`, the measure of a faithful conversion: spelling is compared as Segue
-    writes it (`engine.abc_writer.chord_symbol_text`).
+    writes it (`engine.chord_symbols`).
     """
     from music21 import harmony
 
-    from engine.abc_writer import chord_symbol_text
+    from engine.chord_symbols import symbol_text
 
     events = []
     for part in score.parts:
         found = []
         for symbol in part.recurse().getElementsByClass(harmony.ChordSymbol):
-            text = chord_symbol_text(symbol)
+            text = symbol_text(symbol)
             if text is not None:
                 found.append((frac(symbol.getOffsetInHierarchy(part)), text))
         events.append(sorted(found))

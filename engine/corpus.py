@@ -161,7 +161,7 @@ class RoundtripReport:
     """How many tunes survived the round trip, and why the others did not."""
 
     total: int
-    unreadable: int  # music21 itself cannot read them: not counted against the writer
+    unreadable: int  # the reader cannot read them at all: not counted against the writer
     passed: int
     failures: dict[str, list[str]]  # reason -> sources
 

@@ -37,8 +37,15 @@ GAB c2d e2f|]
 
 def test_normalization_keeps_the_music_and_the_fields_the_model_needs():
     text = normalize_tune(MESSY)
-    assert text == ("X:1\nM:6/8\nL:1/8\nQ:3/8=120\nK:G\nGAG GAB|ABA ABd|\nedd gdd|edB dBA|\n"
+    assert text == ("X:1\nM:6/8\nL:1/8\nQ:3/8=120\nK:G\n\"Am\"GAG GAB|ABA ABd|\nedd gdd|edB dBA|\n"
                     "M:9/8\nGAB c2d e2f|]\n")
+
+
+def test_normalization_keeps_voice_definitions_and_chord_symbols_drops_annotations():
+    text = normalize_tune('X:3\nT:t\nM:C\nV:1 name="Fiddle"\nV:2 clef=bass\nK:D\n'
+                          '[V:1]"^slowly""D"d4 "_x"A4|\n[V:2]D,8|\nw:one two\n')
+    assert text == ('X:1\nM:C\nV:1 name="Fiddle"\nV:2 clef=bass\nK:D\n'
+                    '[V:1]"D"d4 A4|\n[V:2]D,8|\n')
 
 
 def test_a_tune_without_key_or_notes_is_dropped():

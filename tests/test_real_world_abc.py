@@ -197,3 +197,27 @@ def test_cli_says_once_that_the_model_writes_no_chord_symbols(model_path: Path):
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("no chord symbols") == 1, done.stderr
     assert "10 chord symbols" in done.stderr
+
+
+def test_events_carry_chord_symbols_both_ways():
+    from bridge.events import events_to_score, score_to_events
+    from engine.errors import SegueError
+
+    events = {"time_signature": "3/4", "key": 1, "staves": [[
+        {"onset": "0", "duration": "3/4", "pitches": [67]},
+        {"onset": "3/4", "duration": "3/4", "pitches": [66]}]],
+        "chords": [{"staff": 0, "onset": "0", "symbol": "G"},
+                   {"staff": 0, "onset": "1/2", "symbol": "Em7"},  # inside the held G
+                   {"staff": 0, "onset": "3/4", "symbol": "D/F#"}]}
+    score = events_to_score(events)
+    assert '"G"G4- "Em7"G2 | "D/F#"F6' in write_abc(score)
+    assert score_to_events(score)["chords"] == [
+        {"staff": 0, "onset": "0/1", "symbol": "G"}, {"staff": 0, "onset": "1/2", "symbol": "Em7"},
+        {"staff": 0, "onset": "3/4", "symbol": "D/F#"}]
+    read = score_to_events(parse_abc(fixture("staves.abc")))
+    assert [c["symbol"] for c in read["chords"]] == ["F", "C7", "F", "Bb", "C7", "F"]
+    assert [c["onset"] for c in read["chords"]][:2] == ["0/1", "3/4"]
+    for bad in ([{"staff": 0, "onset": "0", "symbol": "Gmaj13#11"}],
+                [{"staff": 3, "onset": "0", "symbol": "G"}], "G"):
+        with pytest.raises(SegueError):
+            events_to_score({**events, "chords": bad})

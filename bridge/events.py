@@ -121,7 +121,7 @@ def events_to_score(events: dict):
 
     symbols = chords_of(events, len(staves))
     score = stream.Score()
-    first_voice = {}
+    first_voice: dict[int, int] = {}
     for staff_index, voice in sorted(voices):
         first_voice.setdefault(staff_index, voice)
     for (staff_index, voice), items in sorted(voices.items()):

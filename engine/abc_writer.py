@@ -124,7 +124,7 @@ def clef_text(part: stream.Stream) -> tuple[str, int]:
     """
     mark = clef_of(part)
     octave = int(getattr(mark, "octaveChange", 0) or 0) if mark is not None else 0
-    name = CLEF_TEXT.get((mark.sign, mark.line)) if mark is not None else None
+    name = CLEF_TEXT.get((str(mark.sign), int(mark.line or 0))) if mark is not None else None
     if name is None:
         pitches = [p.midi for n in part.recurse().notes for p in n.pitches]
         name = "bass" if pitches and statistics.median(pitches) < 57 else "treble"
@@ -610,7 +610,7 @@ def rebarred(part: stream.Stream) -> stream.Part:
         mark = first_of(part, kind)
         if mark is not None:
             result.insert(0, mark)
-    result.partName = part.partName
+    result.partName = getattr(part, "partName", None)
     for element in part.flatten().getElementsByClass((note.GeneralNote, harmony.ChordSymbol)):
         result.insert(element.offset, element)
     return result.makeNotation()
@@ -659,7 +659,7 @@ def chunk_line(bars: list[Bar], texts: list[tuple[str, str]], start: int, end: i
 def part_voices(part: stream.Stream, tempo_marks: dict[int, list],
                 chord_symbols: bool) -> list[Voice]:
     """The ABC voices of one part, with the part's name and clef."""
-    name = " ".join((part.partName or "").replace('"', "'").split())
+    name = " ".join((getattr(part, "partName", None) or "").replace('"', "'").split())
     clef_name, octave = clef_text(part)
     return [Voice(bars, name, clef_name, octave)
             for bars in voice_bars(part, tempo_marks, chord_symbols)]

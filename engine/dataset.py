@@ -1,11 +1,12 @@
 """Training data: every corpus tune in canonical form, tokenized into one array per split.
 
-The models read tunes as `engine.corpus.canonical` writes them (music21 + our ABC writer), the
+The models read tunes as `engine.corpus.canonical` writes them (our ABC reader and writer), the
 form every prompt takes at inference. Canonicalizing costs ~30 ms a tune, so results are cached
 in `$SEGUE_HOME/cache` (default `~/.segue/cache`): one JSONL file per writer version (a hash of
-the writer's source and music21's version), one line per tune keyed by a hash of its normalized
-text, appended as tunes are done, so an interrupted build resumes and a new user folder only
-costs its own tunes. Tunes music21 cannot read are skipped and counted.
+the reader's and writer's sources and of the music21 and abctoolkit versions), one line per
+tune keyed by a hash of its normalized text, appended as tunes are done, so an interrupted
+build resumes and a new user folder only costs its own tunes. Tunes that cannot be read are
+skipped and counted.
 
 The token arrays follow nanoGPT: the tunes of a split concatenated, each preceded by
 `TUNE_SEPARATOR`. Since every tune ends with a newline, the separator "\\n" leaves a blank
@@ -30,7 +31,8 @@ from engine.errors import SegueError
 
 TUNE_SEPARATOR = "\n"
 # The sources whose behaviour decides the canonical text; a change to any of them is a new cache.
-WRITER_SOURCES = ("abc_writer.py", "abc_reader.py", "music.py", "abc_text.py")
+WRITER_SOURCES = (
+    "abc_writer.py", "abc_reader.py", "chord_symbols.py", "music.py", "abc_text.py")
 # Transpositions for --augment: semitones, spelled the way music21 names the interval.
 TRANSPOSITIONS = {-5: "-P4", -3: "-m3", -2: "-M2", 2: "M2", 3: "m3", 5: "P4"}
 

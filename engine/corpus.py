@@ -4,8 +4,8 @@ Tunes are normalized (`engine.abc_text.normalize_tune`), deduplicated, and split
 validation and test by a hash of their normalized text, so a tune keeps its split whatever
 else is added and a tune that appears in two collections lands in one split only.
 
-The models read tunes in their *canonical* form: parsed by music21 and written again by
-`engine.abc_writer`, the same path every prompt takes at inference.
+The models read tunes in their *canonical* form: read by `engine.music.parse_abc` (abc2xml,
+then music21) and written again by `engine.abc_writer`, the path every prompt takes.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def iter_tunes(folders: Sequence[str | os.PathLike[str]] = (), *, bundled: bool 
 
 
 def canonical(text: str) -> str:
-    """A normalized tune as the models read it: through music21 and back out as our ABC."""
+    """A normalized tune as the models read it: read into a score and written as our ABC."""
     from engine.abc_writer import write_abc
     from engine.music import parse_abc
 

@@ -23,7 +23,7 @@ for the same letter in every octave. A tie is allowed only where both rules agre
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from fractions import Fraction
 from functools import lru_cache
 
@@ -162,6 +162,13 @@ class BarState:
     def done(self) -> bool:
         return self.mode == "done"
 
+    def __hash__(self) -> int:  # computed once: states are looked up in caches at every step
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(tuple(self.__dict__[name] for name in _FIELD_NAMES))
+            self.__dict__["_hash"] = cached
+        return cached
+
     def feed(self, ch: str) -> BarState | None:
         """The state after writing `ch`, or None if `ch` is not allowed here."""
         return _feed(self, ch)
@@ -169,6 +176,17 @@ class BarState:
     def successors(self, alphabet: tuple[str, ...]) -> tuple[BarState | None, ...]:
         """The state after each token of `alphabet` (None where it is not allowed)."""
         return _successors(self, alphabet)
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(BarState))
+
+
+def _with(state: BarState, **changes) -> BarState:
+    """`dataclasses.replace` without its checks and `__init__` (half the decoder's time)."""
+    assert set(_FIELD_NAMES).issuperset(changes), changes
+    new = object.__new__(BarState)
+    new.__dict__.update(state.__dict__, _hash=None, **changes)
+    return new
 
 
 @lru_cache(maxsize=50_000)
@@ -264,7 +282,7 @@ def _start_letter(state: BarState, ch: str, mode: str) -> BarState | None:
     explicit = ACCIDENTAL_ALTER[state.accidental] if state.accidental else None
     if not _reachable(state, ch, 0, explicit, final=False):
         return None
-    return replace(state, mode=mode, letter=ch.upper(), explicit=explicit, accidental="",
+    return _with(state, mode=mode, letter=ch.upper(), explicit=explicit, accidental="",
                    octave_mark="'" if ch.islower() else ",", octave_marks=0, previous=ch)
 
 
@@ -285,7 +303,7 @@ def _complete_pitch(state: BarState) -> BarState | None:
         letters = frozenset(c for c in letters if c[0] != state.letter) | {
             (state.letter, state.explicit)}
     notes = state.notes if state.mode == "grace" else state.notes | {pitch}
-    return replace(state, letter="", explicit=None, carried=carried, carried_letters=letters,
+    return _with(state, letter="", explicit=None, carried=carried, carried_letters=letters,
                    notes=notes, last=pitch)
 
 
@@ -297,52 +315,52 @@ def _start_of_element(state: BarState, ch: str) -> BarState | None:
     if ch == " ":
         if state.previous in (" ", "\n", "("):
             return None
-        return replace(state, previous=ch)
+        return _with(state, previous=ch)
     if ch == "\n":
-        return replace(state, previous=ch) if state.previous == "|" else None
+        return _with(state, previous=ch) if state.previous == "|" else None
     if ch == "|":
         if state.time != state.bar or in_triplet or state.previous in ("|", "("):
             return None
         left = state.bars_left - 1
-        return replace(state, bars_left=left, time=Fraction(0), previous=ch, carried=frozenset(),
+        return _with(state, bars_left=left, time=Fraction(0), previous=ch, carried=frozenset(),
                        carried_letters=frozenset(), mode="done" if left == 0 else "between")
     if ch == "Z":
         if not state.multi_rest or state.time != 0 or state.tied or in_triplet:
             return None
-        return replace(state, mode="multirest", length="", previous=ch)
+        return _with(state, mode="multirest", length="", previous=ch)
     if not _length_can_grow(state, ""):  # no note of any length fits what is left
         return None
     if ch == '"':
         if not state.chord_symbols or state.previous == "(":
             return None
-        return replace(state, mode="symbol", symbol="", previous=ch)
+        return _with(state, mode="symbol", symbol="", previous=ch)
     return _start_of_event(state, ch)
 
 
 def _start_of_event(state: BarState, ch: str) -> BarState | None:
     """`ch` opening a note, rest, chord, grace group or tuplet."""
     in_triplet = state.triplet_left > 0
-    fresh = replace(state, notes=frozenset(), chord_ties=frozenset())
+    fresh = _with(state, notes=frozenset(), chord_ties=frozenset())
     if ch in ACCIDENTALS:
-        fresh = replace(fresh, pending="note")
+        fresh = _with(fresh, pending="note")
         if not _accidental_allowed(fresh, ch):
             return None
-        return replace(fresh, mode="accidental", accidental=ch, previous=ch)
+        return _with(fresh, mode="accidental", accidental=ch, previous=ch)
     if ch in NOTE_LETTERS:
-        return _start_letter(replace(fresh, pending="note", length="", accidental=""), ch,
+        return _start_letter(_with(fresh, pending="note", length="", accidental=""), ch,
                              "pitch")
     if state.tied and ch != "[":  # a tie leads to a note or chord of the same pitches
         return None
     if ch == "z":
-        return replace(fresh, mode="length", pending="rest", length="", previous=ch)
+        return _with(fresh, mode="length", pending="rest", length="", previous=ch)
     if ch == "[":
-        return replace(fresh, mode="chord", pending="chord", count=0, accidental="",
+        return _with(fresh, mode="chord", pending="chord", count=0, accidental="",
                        octave_mark="", previous=ch)
     if ch == "{" and not in_triplet:  # music21 would count grace notes among the three
-        return replace(fresh, mode="grace", count=0, accidental="", octave_mark="",
+        return _with(fresh, mode="grace", count=0, accidental="", octave_mark="",
                        previous=ch)
     if ch == "(" and not in_triplet and can_finish(state.bar, state.time, 3, state.grid):
-        return replace(fresh, mode="tuplet", previous=ch)
+        return _with(fresh, mode="tuplet", previous=ch)
     return None
 
 
@@ -357,7 +375,7 @@ def _finish_element(state: BarState) -> BarState | None:
     triplet_left = max(0, state.triplet_left - 1)
     if not can_finish(state.bar, time, triplet_left, state.grid):
         return None
-    return replace(state, time=time, triplet_left=triplet_left, mode="between", pending="",
+    return _with(state, time=time, triplet_left=triplet_left, mode="between", pending="",
                    length="", tied=state.chord_ties)
 
 
@@ -390,26 +408,26 @@ def _feed(state: BarState, ch: str) -> BarState | None:
         if ch in "^_" and state.accidental == ch:
             if not _accidental_allowed(state, ch * 2):
                 return None
-            return replace(state, accidental=ch * 2, previous=ch)
+            return _with(state, accidental=ch * 2, previous=ch)
         if ch in NOTE_LETTERS:
             return _start_letter(state, ch, "pitch")
         return None
     if mode == "tuplet":
         if ch == "3":  # `previous` stays "(": no space and no bar line may follow
-            return replace(state, mode="between", triplet_left=3)
+            return _with(state, mode="between", triplet_left=3)
         return None
     if mode in ("chord", "grace"):
         return _feed_group(state, ch)
     if mode == "after_grace":
         if ch in ACCIDENTALS or ch in NOTE_LETTERS or ch == "[":
-            return _start_of_event(replace(state, mode="between"), ch)
+            return _start_of_event(_with(state, mode="between"), ch)
         return None
     if mode == "symbol":
         return _feed_symbol(state, ch)
     if mode == "after_symbol":
         if ch in (" ", "|", "\n", '"', "Z"):
             return None
-        return _start_of_event(replace(state, mode="between"), ch)
+        return _start_of_event(_with(state, mode="between"), ch)
     if mode == "multirest":
         return _feed_multirest(state, ch)
     # "pitch" or "length": a note, rest or chord whose length is being written
@@ -418,17 +436,17 @@ def _feed(state: BarState, ch: str) -> BarState | None:
         letter = state.letter if lowest else state.letter.lower()
         if not _reachable(state, letter, state.octave_marks + 1, state.explicit, final=False):
             return None
-        return replace(state, octave_marks=state.octave_marks + 1, previous=ch)
+        return _with(state, octave_marks=state.octave_marks + 1, previous=ch)
     if mode == "pitch":
         completed = _complete_pitch(state)
         if completed is None:
             return None
-        state = replace(completed, mode="length")
+        state = _with(completed, mode="length")
     if ch in LENGTH_CHARS:
         text = state.length + ch
         if not _length_can_grow(state, text):
             return None
-        return replace(state, mode="length", length=text, previous=ch)
+        return _with(state, mode="length", length=text, previous=ch)
     finished = _finish_element(state)
     if finished is None:
         return None
@@ -436,7 +454,7 @@ def _feed(state: BarState, ch: str) -> BarState | None:
         if state.pending == "rest" or state.triplet_left or _ends_the_music(finished) or \
                 not all(_heard_alike(p) for p in state.notes):
             return None
-        return replace(finished, previous=ch, tied=state.notes)
+        return _with(finished, previous=ch, tied=state.notes)
     return _start_of_element(finished, ch)
 
 
@@ -449,12 +467,12 @@ def _feed_group(state: BarState, ch: str) -> BarState | None:
         letter = state.letter if lowest else state.letter.lower()
         if not _reachable(state, letter, state.octave_marks + 1, state.explicit, final=False):
             return None
-        return replace(state, octave_marks=state.octave_marks + 1, previous=ch)
+        return _with(state, octave_marks=state.octave_marks + 1, previous=ch)
     if ch in ACCIDENTALS and state.accidental:
         if ch != state.accidental or ch == "=" or len(state.accidental) == 2 or \
                 not _accidental_allowed(state, ch * 2):
             return None
-        return replace(state, accidental=state.accidental * 2, previous=ch)
+        return _with(state, accidental=state.accidental * 2, previous=ch)
     completed = _complete_pitch(state)  # a new note, a tie, a length or the end closes it
     if completed is None:
         return None
@@ -465,26 +483,26 @@ def _feed_group(state: BarState, ch: str) -> BarState | None:
         if state.mode == "chord":
             if not state.tied <= state.notes:
                 return None
-            return replace(state, mode="length", length="", previous=ch)
-        return replace(state, mode="after_grace", previous=ch)
+            return _with(state, mode="length", length="", previous=ch)
+        return _with(state, mode="after_grace", previous=ch)
     if ch in ACCIDENTALS:
         if state.count >= limit or not _accidental_allowed(state, ch):
             return None
-        return replace(state, accidental=ch, octave_mark="", previous=ch)
+        return _with(state, accidental=ch, octave_mark="", previous=ch)
     if ch in NOTE_LETTERS:
         if state.count >= limit and not state.accidental:
             return None
         started = _start_letter(state, ch, state.mode)
-        return replace(started, count=state.count + 1) if started is not None else None
+        return _with(started, count=state.count + 1) if started is not None else None
     if ch == "-" and state.mode == "chord" and state.previous not in "-[" and \
             not state.accidental and state.bars_left > 1:  # no tie out of the last bar
         if state.last is None or not _heard_alike(state.last):
             return None
-        return replace(state, octave_mark="", previous=ch,
+        return _with(state, octave_mark="", previous=ch,
                        chord_ties=state.chord_ties | {state.last})
     if state.mode == "grace" and ch in "/2" and state.previous not in LENGTH_CHARS | {"{"} \
             and not state.accidental:  # one length mark per grace note: {g2}, {g/}
-        return replace(state, octave_mark="", previous=ch)
+        return _with(state, octave_mark="", previous=ch)
     return None
 
 
@@ -493,11 +511,11 @@ def _feed_symbol(state: BarState, ch: str) -> BarState | None:
     if ch == '"':
         if state.symbol not in SYMBOLS:
             return None
-        return replace(state, mode="after_symbol", symbol="", previous=ch)
+        return _with(state, mode="after_symbol", symbol="", previous=ch)
     text = state.symbol + ch
     if text not in SYMBOL_PREFIXES:
         return None
-    return replace(state, symbol=text, previous=ch)
+    return _with(state, symbol=text, previous=ch)
 
 
 def _feed_multirest(state: BarState, ch: str) -> BarState | None:
@@ -506,11 +524,11 @@ def _feed_multirest(state: BarState, ch: str) -> BarState | None:
         text = state.length + ch
         if not any(str(n).startswith(text) for n in range(2, state.bars_left + 1)):
             return None
-        return replace(state, length=text, previous=ch)
+        return _with(state, length=text, previous=ch)
     count = int(state.length) if state.length else 1
     if count > state.bars_left or state.length == "1":
         return None
-    ended = replace(state, mode="between", length="", bars_left=state.bars_left - count + 1,
+    ended = _with(state, mode="between", length="", bars_left=state.bars_left - count + 1,
                     time=state.bar)
     return _start_of_element(ended, ch)
 
@@ -525,5 +543,5 @@ def bar_units(meter: str, unit: str) -> Fraction:
     meter = meter.strip()
     meter = {"C": "4/4", "C|": "2/2", "none": "4/4", "": "4/4"}.get(meter, meter)
     numerator, _, denominator = meter.partition("/")
-    total = sum(int(part) for part in numerator.replace("(", "").replace(")", "").split("+"))
+    total = sum(int(part) for part in numerator._with("(", "")._with(")", "").split("+"))
     return Fraction(total, int(denominator)) / Fraction(unit.strip() or "1/8")

@@ -543,5 +543,5 @@ def bar_units(meter: str, unit: str) -> Fraction:
     meter = meter.strip()
     meter = {"C": "4/4", "C|": "2/2", "none": "4/4", "": "4/4"}.get(meter, meter)
     numerator, _, denominator = meter.partition("/")
-    total = sum(int(part) for part in numerator._with("(", "")._with(")", "").split("+"))
+    total = sum(int(part) for part in numerator.replace("(", "").replace(")", "").split("+"))
     return Fraction(total, int(denominator)) / Fraction(unit.strip() or "1/8")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.bars import BarState, grid_for, key_alters
+from engine.bars import BarState, bar_units, grid_for, key_alters
 from engine.tokenizer import ALPHABET
 
 CASES = [  # meter, L, key; the bar in unit notes follows
@@ -136,3 +136,9 @@ def test_key_signatures():
     assert key_alters("F#m") == (1, 0, 0, 1, 1, 0, 0)
     assert key_alters("ADor") == (0, 0, 0, 1, 0, 0, 0)
     assert key_alters("EbMix") == (0, -1, -1, 0, 0, -1, -1)
+
+
+def test_bar_lengths_in_unit_notes():
+    assert bar_units("2+3/8", "1/8") == 5
+    assert bar_units("C|", "1/8") == 8
+    assert bar_units("6/8", "1/16") == 12

@@ -10,6 +10,14 @@ from the start of the first bar, rests as empty `pitches`, `tie` true when the e
 to the next one of the same voice. Answers add `"tpcs"`, MuseScore's tonal pitch classes
 (C = 14, one step per fifth: G = 15, F = 13), so the host spells each note as the engine did.
 
+Chord symbols travel in an optional top-level list, onsets counted like the events':
+
+    "chords": [{"staff": 0, "onset": "1/2", "symbol": "Am7"}]
+
+each symbol in Segue's normalized spelling (`engine.chord_symbols`: root, `#`/`b`, a quality
+such as `m7`, `/bass`). They belong to the staff's first voice. Answers carry the list only
+when the model wrote chord symbols.
+
 Each (staff, voice) becomes one part of the score, and so one ABC voice for the model.
 """
 
@@ -25,6 +33,7 @@ from engine.errors import SegueError
 STEP_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}
 MAX_EVENTS = 20_000
 MAX_STAVES = 16
+MAX_CHORDS = 5_000
 
 
 def parse_fraction(value: Any, what: str) -> Fraction:
@@ -114,7 +123,11 @@ def events_to_score(events: dict):
             voices.setdefault((staff_index, voice), []).append(
                 (onset, length, sorted(set(pitches)), bool(event.get("tie", False))))
 
+    symbols = chords_of(events, len(staves))
     score = stream.Score()
+    first_voice: dict[int, int] = {}
+    for staff_index, voice in sorted(voices):
+        first_voice.setdefault(staff_index, voice)
     for (staff_index, voice), items in sorted(voices.items()):
         part = stream.Part(id=f"staff{staff_index}-voice{voice}")
         part.insert(0, meter.TimeSignature(time_signature))
@@ -140,8 +153,43 @@ def events_to_score(events: dict):
             part.insert(onset * 4, element)
             position = onset + length
         part.makeRests(fillGaps=True, inPlace=True, timeRangeFromBarDuration=False)
-        score.insert(0, part.makeNotation())
+        part = part.makeNotation()
+        if first_voice[staff_index] == voice:
+            for onset, symbol in symbols.get(staff_index, []):
+                measure = part.getElementAtOrBefore(onset * 4, [stream.Measure])
+                if measure is not None:
+                    measure.insert(onset * 4 - frac(measure.offset), symbol)
+        score.insert(0, part)
     return score
+
+
+def chords_of(events: dict, staves: int) -> dict[int, list]:
+    """The optional "chords" list as music21 ChordSymbols by staff: [(onset, symbol)]."""
+    from engine.chord_symbols import from_text
+
+    chords = events.get("chords", [])
+    if not isinstance(chords, list):
+        raise SegueError("chords must be a list of {staff, onset, symbol} objects")
+    if len(chords) > MAX_CHORDS:
+        raise SegueError(f"at most {MAX_CHORDS} chord symbols can be sent at once")
+    by_staff: dict[int, list] = {}
+    for index, item in enumerate(chords):
+        where = f"chord {index}"
+        if not isinstance(item, dict):
+            raise SegueError(f"{where}: a chord must be an object with staff, onset and symbol")
+        staff = item.get("staff", 0)
+        if isinstance(staff, bool) or not isinstance(staff, int) or not 0 <= staff < staves:
+            raise SegueError(f"{where}: staff must be a staff number from 0 to {staves - 1}")
+        onset = parse_fraction(item.get("onset"), f"{where}: onset")
+        if onset < 0:
+            raise SegueError(f"{where}: onset must be >= 0")
+        symbol = item.get("symbol")
+        try:
+            parsed = from_text(symbol if isinstance(symbol, str) else repr(symbol))
+        except ValueError as error:
+            raise SegueError(f"{where}: {error}") from None
+        by_staff.setdefault(staff, []).append((onset, parsed))
+    return by_staff
 
 
 def part_layout(score) -> list[tuple[int, int]]:
@@ -191,6 +239,8 @@ def score_to_events(score, layout: list[tuple[int, int]] | None = None) -> dict:
                 "tie": bool(tie_ is not None and tie_.type in ("start", "continue")),
                 "voice": voice,
             })
+    chords = [{"staff": staff, "onset": fraction_text(onset / 4), "symbol": text}
+              for staff, onset, text in sorted(chord_symbols(parts, layout))]
     result = {
         "time_signature": time_signature.ratioString if time_signature else "4/4",
         "key": key_signature.sharps if key_signature else 0,
@@ -198,4 +248,21 @@ def score_to_events(score, layout: list[tuple[int, int]] | None = None) -> dict:
     }
     if isinstance(key_signature, key.Key):
         result["mode"] = "minor" if key_signature.mode == "minor" else "major"
+    if chords:
+        result["chords"] = chords
     return result
+
+
+def chord_symbols(parts: list, layout: list[tuple[int, int]]) -> list[tuple[int, Fraction, str]]:
+    """(staff, onset in quarter notes, normalized symbol) of every chord symbol of the parts."""
+    from music21 import harmony
+
+    from engine.chord_symbols import symbol_text
+
+    found = []
+    for part, (staff, _) in zip(parts, layout, strict=True):
+        for symbol in part.recurse().getElementsByClass(harmony.ChordSymbol):
+            text = symbol_text(symbol)
+            if text is not None:
+                found.append((staff, frac(symbol.getOffsetInHierarchy(part)), text))
+    return found

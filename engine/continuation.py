@@ -5,11 +5,17 @@
     print(result.abc)                           # head + exactly 8 bars
 
 Every prompt goes through `engine.abc_writer` (the dialect the models were trained on); the
-tune head keeps its meter, unit length and key, and so does the continuation, unless the caller
+tune head keeps its meter, unit length, voices (names and clefs) and key, and the continuation
+is written in the meter, key and tempo in force at the end of the prompt, unless the caller
 gives the meter of each new bar (`bar_meters`: the bars a host fills may already exist in
 another meter). Then each bar is written bar-exactly in its own meter, and the engine writes an
 inline `[M:3/4]` field where the meter changes. A prompt longer than the model's context keeps
 its most recent bars.
+
+A prompt that ends inside a bar is answered by first completing that bar: the answer opens
+with the rest of that bar (written as a short first bar, an anacrusis) and then has the bars
+asked for. Every entry point (CLI, HTTP, OSC, MIDI, plug-in) goes through `continue_score`, so
+all behave alike.
 """
 
 from __future__ import annotations
@@ -19,12 +25,13 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import torch
 
 from engine.abc_text import split_head
-from engine.abc_writer import write_abc
-from engine.bars import BarState, bar_units
+from engine.abc_writer import frac, write_abc
+from engine.bars import BarState, bar_units, grid_for, key_alters
 from engine.dataset import TUNE_SEPARATOR
 from engine.errors import SegueError
 from engine.lm import decoder_for
@@ -117,22 +124,27 @@ def bar_meters(requested: list[str] | None, bars: int, meter: str) -> list[str]:
 class Prompt:
     """A prompt split into what the model reads and what the answer's head needs."""
 
-    head: str  # X, M, L, [Q], K lines, as the writer wrote them
-    body: str  # the bars, ending with a bar line
-    meter: str  # meter, unit length and key in force at the end of the prompt
+    head: str  # X, M, L, [Q], [V...], K lines, as the writer wrote them
+    body: str  # the bars, ending with a bar line (or, after an unfinished bar, a space)
+    meter: str  # meter, unit length, key and tempo in force at the end of the prompt
     unit: str
     key: str
+    tempo: str | None
     voices: int
+    time_in_bar: Fraction = Fraction(0)  # where an unfinished last bar stops, in unit notes
 
     def answer_head(self, meter: str) -> str:
-        """The head of an answer whose first bar is in `meter`."""
-        tempo = re.search(r"^Q:.*$", self.head, re.MULTILINE)
+        """The head of an answer whose first bar is in `meter`: the prompt's voices, and the
+        unit length, tempo and key in force at its end."""
+        voices = re.findall(r"^V:.*$", self.head, re.MULTILINE)
         lines = ["X:1", f"M:{meter}", f"L:{self.unit}"]
-        return "\n".join(lines + ([tempo.group(0)] if tempo else []) + [f"K:{self.key}"]) + "\n"
+        lines += [f"Q:{self.tempo}"] if self.tempo else []
+        return "\n".join([*lines, *voices, f"K:{self.key}"]) + "\n"
 
 
 def last_field(text: str, name: str, default: str) -> str:
-    """The value of the last `name:` field in force in `text` (header line or inline)."""
+    """The value of the last `name:` field in force in `text` (field line or inline); voice
+    definitions (`V:1 name=... clef=...`) are not fields in force."""
     values = re.findall(rf"(?:^|\[){name}:([^\]\n]*)", text, re.MULTILINE)
     return values[-1].strip() if values else default
 
@@ -143,36 +155,66 @@ def end_with_bar_line(line: str) -> str:
     return line if line.endswith("|") else line + " |"
 
 
-def make_prompt(score) -> Prompt:
-    """The prompt for a score: our ABC, without title, its final bar line made plain."""
-    abc = write_abc(score, title="", bars_per_line=BARS_PER_LINE)
+def unfinished_bar(score, unit: str) -> Fraction:
+    """How far the score's last bar gets, in unit notes, if it stops short of its meter (a
+    pickup alone is a whole bar's start, not an unfinished bar); 0 for a full last bar."""
+    from music21 import stream
+
+    parts = list(score.parts) if isinstance(score, stream.Score) else [score]
+    measures = list(parts[0].getElementsByClass(stream.Measure)) if parts else []
+    if not measures or (len(measures) == 1 and measures[0].paddingLeft):
+        return Fraction(0)
+    last = measures[-1]
+    length = frac(last.duration.quarterLength)
+    if last.timeSignature is None and last.getContextByClass("TimeSignature") is None:
+        return Fraction(0)
+    if length >= frac(last.barDuration.quarterLength) or length == 0:
+        return Fraction(0)
+    return length / (Fraction(unit) * 4)
+
+
+def make_prompt(score, chord_symbols: bool = True) -> Prompt:
+    """The prompt for a score: our ABC without title, its final bar line made plain, or
+    removed when the last bar is unfinished (the answer completes it)."""
+    abc = write_abc(score, title="", bars_per_line=BARS_PER_LINE, chord_symbols=chord_symbols)
     head, body = split_head(abc)
-    lines = [line if line.startswith("V:") else end_with_bar_line(line)
-             for line in body.strip().split("\n")]
-    body = "\n".join(lines)
+    unit = last_field(head, "L", "1/8")
+    time_in_bar = unfinished_bar(score, unit)
+    lines = body.strip().split("\n")
     voices = len({line for line in lines if line.startswith("V:")}) or 1
+    music = [index for index, line in enumerate(lines) if not line.startswith("V:")]
+    for index in music:
+        lines[index] = end_with_bar_line(lines[index])
+    if time_in_bar:  # each voice's last line stops where its bar does
+        for index in music[-voices:]:
+            lines[index] = lines[index].removesuffix("|").rstrip() + " "
+    tempo = last_field(abc, "Q", "")
     return Prompt(
-        head=head, body=body,
-        meter=last_field(abc, "M", "4/4"), unit=last_field(abc, "L", "1/8"),
-        key=last_field(abc, "K", "C"), voices=voices,
+        head=head, body="\n".join(lines),
+        meter=last_field(abc, "M", "4/4"), unit=unit, key=last_field(abc, "K", "C"),
+        tempo=tempo or None, voices=voices, time_in_bar=time_in_bar,
     )
 
 
 @dataclass(frozen=True)
 class Segment:
     """One step of generation: sample `bars` bars of `meter`, or force `text` into the tune
-    (`in_answer` False: into the model's context only, as the answer's head says it)."""
+    (`in_answer` False: into the model's context only, as the answer's head says it).
+    `completing`: the segment first completes the prompt's unfinished last bar."""
 
     bars: int = 0
     meter: str = ""
     text: str = ""
     in_answer: bool = True
+    completing: bool = False
 
 
-def plan_segments(meters: list[str], voices: int, prompt_meter: str) -> list[Segment]:
+def plan_segments(meters: list[str], voices: int, prompt_meter: str,
+                  unfinished: bool = False) -> list[Segment]:
     """What to generate, in order, for new bars in `meters`: runs of bars in one meter, an
     inline meter field where the meter changes, and the voice lines of a multi-voice tune
-    (BARS_PER_LINE bars each, voice after voice)."""
+    (BARS_PER_LINE bars each, voice after voice). With an `unfinished` last prompt bar, each
+    voice's first line starts by completing it, in the prompt's meter."""
     plan: list[Segment] = []
     lines = [(0, len(meters))] if voices == 1 else \
         [(start, min(start + BARS_PER_LINE, len(meters)))
@@ -181,11 +223,15 @@ def plan_segments(meters: list[str], voices: int, prompt_meter: str) -> list[Seg
         for voice in range(1, voices + 1) if voices > 1 else (0,):
             if voice:
                 plan.append(Segment(text=f"\nV:{voice}\n"))
+            if unfinished and not start:
+                plan.append(Segment(bars=1, meter=prompt_meter, completing=True))
             before = meters[start - 1] if start else prompt_meter
             for index in range(start, end):
                 if meters[index] != before:  # the answer's head says the first bar's meter
-                    plan.append(Segment(text=f"[M:{meters[index]}]", in_answer=index > 0))
-                if plan and plan[-1].bars and plan[-1].meter == meters[index]:
+                    plan.append(Segment(text=f"[M:{meters[index]}]",
+                                        in_answer=index > 0 or unfinished))
+                if plan and plan[-1].bars and plan[-1].meter == meters[index] \
+                        and not plan[-1].completing:
                     plan[-1] = Segment(bars=plan[-1].bars + 1, meter=meters[index])
                 else:
                     plan.append(Segment(bars=1, meter=meters[index]))
@@ -237,8 +283,11 @@ class Engine:
     """A loaded model that continues music bar-exactly."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, block_size: int, name: str,
-                 device: str) -> None:
+                 device: str, chord_symbols: bool = False) -> None:
         self.model = model.eval()
+        # Whether the model read chord symbols in training (Segue ABC v2 and later): only then
+        # do prompts carry them and may answers write them.
+        self.chord_symbols = chord_symbols
         self.tokenizer = tokenizer
         self.block_size = block_size
         self.name = name
@@ -257,7 +306,8 @@ class Engine:
         with one_cpu_thread("cpu"):  # the weights are read on the CPU: too little work to share
             loaded = load_checkpoint(model, device=device, lean=True)
         return cls(loaded.model, loaded.tokenizer, block_size=int(loaded.config["block_size"]),
-                   name=loaded.name, device=str(loaded.device))
+                   name=loaded.name, device=str(loaded.device),
+                   chord_symbols=int(loaded.config.get("abc_language", 1)) >= 2)
 
     def continue_abc(self, abc: str, bars: int = 8, sampling: Sampling | None = None,
                      variations: int = 1,
@@ -280,7 +330,7 @@ class Engine:
             raise SegueError(f"variations must be between 1 and {MAX_VARIATIONS}")
         if not any(True for _ in score.recurse().notesAndRests):
             raise SegueError("the prompt is empty: select some bars with notes or rests")
-        prompt = make_prompt(score)
+        prompt = make_prompt(score, chord_symbols=self.chord_symbols)
         meters = bar_meters(meters, bars, prompt.meter)
         seed = sampling.seed if sampling.seed is not None else \
             int(torch.randint(0, 2**31 - 1, (1,)))
@@ -291,7 +341,8 @@ class Engine:
                 generated, answer, tokens = self.generate(prompt, meters, sampling,
                                                           seed + index)
             results.append(Continuation(
-                abc=prompt.answer_head(meters[0]) + answer.strip() + "]\n",
+                abc=prompt.answer_head(prompt.meter if prompt.time_in_bar else meters[0])
+                + answer.strip() + "]\n",
                 with_prompt=prompt.head + prompt.body + generated.rstrip() + "]\n",
                 bars=bars, tokens=tokens,
                 elapsed_ms=(time.perf_counter() - started) * 1000, meters=meters,
@@ -335,15 +386,26 @@ class Engine:
             return logits.cpu()
 
         tokens = 0
-        plan = plan_segments(meters, prompt.voices, prompt.meter)
+        plan = plan_segments(meters, prompt.voices, prompt.meter, prompt.time_in_bar > 0)
+        key = key_alters(prompt.key)
+        grid = grid_for(prompt.unit)
+        after_bar_line = "|" if prompt.voices == 1 else "\n"
         for index, segment in enumerate(plan):
             if segment.text:
                 for token in self.tokenizer.encode(segment.text):
                     write(token, segment.in_answer)
+                # after a voice line a bar opens a line; after an inline field, a space may come
+                after_bar_line = "\n" if segment.text.endswith("\n") else "]"
                 continue
             state = BarState(bar=bar_units(segment.meter, prompt.unit), bars_left=segment.bars,
-                             previous="|" if prompt.voices == 1 else "\n")
-            budget, spent = segment.bars * 96 + 32, 0
+                             grid=grid,
+                             time=prompt.time_in_bar if segment.completing else Fraction(0),
+                             previous=" " if segment.completing and prompt.voices == 1
+                             else after_bar_line,
+                             key=key, chord_symbols=self.chord_symbols,
+                             multi_rest=prompt.voices > 1)
+            after_bar_line = "|"
+            budget, spent = state.bars_left * 96 + 32, 0
             while not state.done:
                 mask = self.masks.of(state)
                 # a runaway segment: finish its bars quickly

@@ -11,14 +11,15 @@ Every tune carries its collection (music21's folder, or the user folder's name) 
 music21's corpus is for research and non-commercial use; a folder's licence is read from its
 LICENSE file (CC0 recognised by name).
 
-The models read tunes in their *canonical* form: parsed by music21 and written again by
-`engine.abc_writer`, the same path every prompt takes at inference.
+The models read tunes in their *canonical* form: read by `engine.music.parse_abc` (abc2xml,
+then music21) and written again by `engine.abc_writer`, the path every prompt takes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,16 @@ def split_of(text: str | bytes) -> str:
     return "valid" if bucket < SPLIT_BUCKETS[1] else "test"
 
 
+def split_key(normalized: str) -> str:
+    """The text a tune's split is hashed from: its normalized text without chord symbols and
+    voice definitions, as tunes were normalized when the splits were first drawn, so adding
+    them to the normalized text moved no tune from one split to another."""
+    head, _, body = normalized.partition("\nK:")
+    head = "\n".join(line for line in head.split("\n") if not line.startswith("V:"))
+    lines = [re.sub(r'"[^"\n]*"', "", line).rstrip() for line in body.split("\n")]
+    return head + "\nK:" + "\n".join(line for line in lines if line.strip()) + "\n"
+
+
 def licence_of(folder: Path) -> str:
     """A folder's licence from its LICENSE file: "CC0 1.0", its first line, or "unknown"."""
     for name in LICENCE_FILES:
@@ -91,8 +102,8 @@ def tunes_from_abc_text(text: str, source: str, collection: str,
         reference = raw.split("\n", 1)[0][2:].strip() or str(index + 1)
         normalized = normalize_tune(raw)
         if normalized is not None:
-            yield Tune(f"{source}#{reference}", normalized, split_of(normalized), collection,
-                       licence)
+            yield Tune(f"{source}#{reference}", normalized, split_of(split_key(normalized)),
+                       collection, licence)
 
 
 def tunes_from_folder(folder: Path) -> Iterator[Tune]:
@@ -135,7 +146,7 @@ def iter_tunes(folders: Sequence[str | os.PathLike[str]] = (), *, bundled: bool 
 
 
 def canonical(text: str) -> str:
-    """A normalized tune as the models read it: through music21 and back out as our ABC."""
+    """A normalized tune as the models read it: read into a score and written as our ABC."""
     from engine.abc_writer import write_abc
     from engine.music import parse_abc
 
@@ -143,13 +154,14 @@ def canonical(text: str) -> str:
 
 
 def roundtrip_failure(text: str) -> str | None:
-    """Why ABC -> stream -> our ABC -> stream changes the notes of `text`, or None if it doesn't.
+    """Why ABC -> stream -> our ABC -> stream changes the notes or chord symbols of `text`, or
+    None if it changes neither.
 
-    Tunes music21 itself cannot read are not our failures: they return None from here and
-    are counted apart by `roundtrip_report`.
+    Tunes the reader cannot read at all are not the writer's failures: `parse_abc` raises
+    SegueError for them and `roundtrip_report` counts them apart.
     """
     from engine.abc_writer import write_abc
-    from engine.music import note_events, parse_abc
+    from engine.music import chord_events, note_events, parse_abc
 
     first = parse_abc(text)
     try:
@@ -176,6 +188,11 @@ def roundtrip_failure(text: str) -> str | None:
                 return "onset changed"
             if pitch_a != pitch_b:
                 return "pitch changed"
+    for part_before, part_after in zip(chord_events(first), chord_events(second), strict=True):
+        if len(part_before) != len(part_after):
+            return "chord symbol count changed"
+        if part_before != part_after:
+            return "chord symbol changed"
     return None
 
 
@@ -184,7 +201,7 @@ class RoundtripReport:
     """How many tunes survived the round trip, and why the others did not."""
 
     total: int
-    unreadable: int  # music21 itself cannot read them: not counted against the writer
+    unreadable: int  # the reader cannot read them at all: not counted against the writer
     passed: int
     failures: dict[str, list[str]]  # reason -> sources
 

@@ -1,11 +1,12 @@
 """Training data: every corpus tune in canonical form, tokenized into one array per split.
 
-The models read tunes as `engine.corpus.canonical` writes them (music21 + our ABC writer), the
+The models read tunes as `engine.corpus.canonical` writes them (our ABC reader and writer), the
 form every prompt takes at inference; a MusicXML or MIDI piece gives two texts, the whole score
 and a lead sheet (`VIEWS`). Canonicalizing costs ~30 ms a tune and seconds a score, so results
 are cached in `$SEGUE_HOME/cache` (default `~/.segue/cache`): one JSONL file per writer version
-(a hash of the writer's source and music21's version), one line per tune keyed by a hash of its
-normalized text (or of a score file's bytes), appended as tunes are done, so an interrupted
+(a hash of the reader's and writer's sources and of the music21 and abctoolkit versions), one
+line per tune keyed by a hash of its normalized text (or of a score file's bytes), appended as
+tunes are done, so an interrupted
 build resumes and a new user folder only costs its own tunes. Tunes that cannot be read are
 skipped and counted.
 
@@ -33,7 +34,8 @@ from engine.errors import SegueError
 
 TUNE_SEPARATOR = "\n"
 # The sources whose behaviour decides the canonical text; a change to any of them is a new cache.
-WRITER_SOURCES = ("abc_writer.py", "music.py", "abc_text.py", "lead_sheet.py")
+WRITER_SOURCES = ("abc_writer.py", "abc_reader.py", "chord_symbols.py", "music.py",
+                  "abc_text.py", "lead_sheet.py")
 # Transpositions for --augment: semitones, spelled the way music21 names the interval.
 TRANSPOSITIONS = {-5: "-P4", -3: "-m3", -2: "-M2", 2: "M2", 3: "m3", 5: "P4"}
 # The views of a MusicXML or MIDI piece: the whole score, and a lead sheet (its top part with
@@ -53,10 +55,11 @@ def cache_dir() -> Path:
 
 
 def writer_version() -> str:
-    """A short hash of everything that decides a tune's canonical text."""
-    import music21
+    """A short hash of everything that decides a tune's canonical text (our sources, and the
+    versions of music21 and abctoolkit, whose abc2xml reads the ABC)."""
+    from importlib.metadata import version
 
-    digest = hashlib.sha1(music21.__version__.encode())
+    digest = hashlib.sha1(f"{version('music21')} {version('abctoolkit')}".encode())
     for name in WRITER_SOURCES:
         digest.update((Path(__file__).parent / name).read_bytes())
     return digest.hexdigest()[:12]

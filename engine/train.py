@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.abc_writer import LANGUAGE_VERSION
 from engine.checkpoint import STATE_FILE, load_weights, pick_device, save_checkpoint, warm_start
 from engine.dataset import TUNE_SEPARATOR, load_corpus, token_array
 from engine.errors import SegueError
@@ -355,6 +356,7 @@ def train(config: TrainConfig, given: set[str] | None = None, resume: bool = Fal
         save_checkpoint(out / folder, model, tokenizer,
                         {"architecture": spec["architecture"], "preset": config.preset,
                          "model": spec, "block_size": config.block_size,
+                         "abc_language": LANGUAGE_VERSION,  # the text the model read
                          "training": dict(summary)}, dtype=dtype, training_state=training_state)
 
     def log(record: dict[str, Any]) -> None:

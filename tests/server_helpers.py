@@ -63,14 +63,16 @@ def call(port: int, method: str, path: str, body: Any = None, *,
 
 
 def bar_lines(abc: str) -> dict[str, int]:
-    """Bar lines of each voice of a tune's body (the engine writes `|` and a final `|]`)."""
+    """Bars of each voice of a tune's body, by its bar lines (the engine writes `|` and a final
+    `|]`; a multi-bar rest `Z3 |` counts its three bars)."""
     counts: dict[str, int] = {}
     voice = "1"
     for line in split_head(abc)[1].splitlines():
         if line.startswith("V:"):
             voice = line[2:].strip()
             continue
-        counts[voice] = counts.get(voice, 0) + line.count("|")
+        multi_rests = sum(int(n) - 1 for n in re.findall(r"Z(\d+)", line))  # `Z3 |`: 3 bars
+        counts[voice] = counts.get(voice, 0) + line.count("|") + multi_rests
     return counts
 
 

@@ -22,6 +22,7 @@ from engine.checkpoint import (
     resolve_model,
     save_checkpoint,
 )
+from engine.continuation import Engine
 from engine.dataset import TUNE_SEPARATOR, load_corpus, token_array
 from engine.errors import SegueError
 from engine.model import build_model, count_parameters, model_config
@@ -75,6 +76,8 @@ def test_tiny_model_learns(tmp_path: Path, architecture: str):
     loaded = load_checkpoint(run, device="cpu")  # a run folder stands for its best checkpoint
     assert loaded.path == run / "best" and loaded.config["model"]["architecture"] == architecture
     assert loaded.config["training"]["steps"] == 30 and not loaded.model.training
+    assert loaded.config["abc_language"] == 2  # it read Segue ABC v2: chord symbols allowed
+    assert Engine.load(str(run), device="cpu").chord_symbols
 
 
 @pytest.mark.parametrize("preset", ["gpt2-6m", "mamba-6m"])

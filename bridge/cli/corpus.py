@@ -26,8 +26,8 @@ SUMMARY = "statistics of the training corpus, and the ABC writer's round-trip ch
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stats", action="store_true", help="print counts, sizes and the split")
     parser.add_argument("--roundtrip", action="store_true",
-                        help="ABC -> music21 -> our ABC -> music21 on every tune: the rate, "
-                             "and the failures grouped by reason")
+                        help="ABC -> score -> our ABC -> score on every tune: the share that "
+                             "keeps every note and chord symbol, and the failures by reason")
     parser.add_argument("--data", action="append", default=[], metavar="DIR",
                         help="a folder of .abc, MusicXML or MIDI files to include (repeatable)")
     parser.add_argument("--no-bundled", action="store_true",
@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
                               "passed": report.passed, "rate": report.rate,
                               "failures": report.failures}, indent=2))
         else:
-            print(f"round trip: {report.passed} of {readable} tunes kept every note "
-                  f"({report.rate:.2%}); music21 could not read {report.unreadable}")
+            print(f"round trip: {report.passed} of {readable} tunes kept every note and chord "
+                  f"symbol ({report.rate:.2%}); {report.unreadable} could not be read")
             for reason, sources in sorted(report.failures.items(), key=lambda x: -len(x[1])):
                 print(f"  {len(sources):5}  {reason}: {', '.join(sources[:3])}"
                       + (" ..." if len(sources) > 3 else ""))

@@ -33,10 +33,10 @@ TRIAD = {"major": "major", "dominant-seventh": "major", "major-seventh": "major"
 DEFAULT_SONGS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "openscore-lieder"
 
 
-def in_force(labels: list[tuple[Fraction, Label]], offset: Fraction) -> Label | None:
+def in_force(labels: list[tuple[Fraction, Label, object]], offset: Fraction) -> Label | None:
     """The label that holds at `offset`."""
     current = None
-    for start, label in labels:
+    for start, label, _ in labels:
         if start > offset:
             break
         current = label
@@ -129,7 +129,7 @@ def on_songs(folder: Path, count: int) -> dict:
         if len(parts) < 2:
             continue
         notes = note_list(parts[1:])
-        labels = label_segments(parts[0], notes)
+        labels = [(offset, label) for offset, label, _ in label_segments(parts[0], notes)]
         if not labels:
             continue
         end = Fraction(score.highestTime).limit_denominator(1 << 12)

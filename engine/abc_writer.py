@@ -458,6 +458,7 @@ def voice_bars(part: stream.Stream, tempo_marks: dict[int, list] | None = None,
     measures = list(part.getElementsByClass(stream.Measure))
     if not measures:
         raise SegueError("the part has no bars to write")
+    lengths = bar_lengths(measures)
     brackets = {}
     for bracket in part.spanners.getElementsByClass(spanner.RepeatBracket):
         spanned = bracket.getSpannedElements()
@@ -471,7 +472,7 @@ def voice_bars(part: stream.Stream, tempo_marks: dict[int, list] | None = None,
         left, right = measure.leftBarline, measure.rightBarline
         shift = frac(measure.paddingLeft) if measure.paddingLeft else Fraction(0)
         full = not shift and not measure.paddingRight and \
-            frac(measure.duration.quarterLength) == frac(measure.barDuration.quarterLength)
+            frac(measure.duration.quarterLength) == lengths[number]
         contents = list(measure.voices) if measure.voices else [measure]
         symbols = chord_symbols_of(measure) if chord_symbols else []
         for index, voice in enumerate(voices):
@@ -486,7 +487,7 @@ def voice_bars(part: stream.Stream, tempo_marks: dict[int, list] | None = None,
             )
             events = list(contents[index].notesAndRests) if index < len(contents) else []
             if index >= len(contents):  # this voice is silent in this bar
-                events = [note.Rest(quarterLength=measure.barDuration.quarterLength)]
+                events = [note.Rest(quarterLength=lengths[number])]
                 events[0].offset = 0
             events = [e for e in events if not _is_chord_symbol(e)]
             events = split_at_symbols(events, [onset for onset, _ in bar_.chords])
@@ -576,7 +577,8 @@ def joined_bar_line(closing: str, opening: str) -> str:
 
 
 def score_parts(score: stream.Stream) -> list[stream.Stream]:
-    """The parts of a score, each with bars (a stream without bars is barred first)."""
+    """The parts of a score, each with bars (a stream without bars is barred first) and one
+    voice (`one_voice`)."""
     parts = list(score.parts) if isinstance(score, stream.Score) else [score]
     if not parts:
         raise SegueError("the score has no parts")
@@ -586,8 +588,61 @@ def score_parts(score: stream.Stream) -> list[stream.Stream]:
             part = rebarred(part)
         elif not part.getElementsByClass(stream.Measure):
             part = part.makeNotation()
-        barred.append(part)
+        barred.append(one_voice(part))
     return barred
+
+
+def one_voice(part: stream.Stream) -> stream.Stream:
+    """A part whose bars hold several voices (a piano staff's melody and inner parts) as one
+    voice, so that a staff is one ABC voice and no voice is padded with rests where it is
+    silent: voices of rests alone are dropped, and where two or more voices sound, the bar
+    is chordified (every pitch kept at its time; a note held while another voice moves is
+    split into tied notes). A part without voices is returned as it is."""
+    measures = list(part.getElementsByClass(stream.Measure))
+    if not any(measure.voices for measure in measures):
+        return part
+    part = copy.deepcopy(part)
+    several = False
+    for measure in part.getElementsByClass(stream.Measure):
+        for voice in list(measure.voices):
+            if not voice.notes:
+                measure.remove(voice)
+        if len(measure.voices) == 1:  # the one voice left becomes the bar's content
+            voice = measure.voices[0]
+            measure.remove(voice)
+            for element in voice:
+                measure.insert(voice.offset + element.offset, element)
+        several = several or len(measure.voices) > 1
+    if several:
+        merged = part.chordify()
+        merged.partName = getattr(part, "partName", None)
+        for found in list(merged.recurse().getElementsByClass(chord.Chord)):
+            if len(found.pitches) == 1 and not isinstance(found, harmony.ChordSymbol):
+                single = note.Note(found.pitches[0], duration=found.duration)
+                single.tie = found.tie
+                found.activeSite.replace(found, single)
+        part = merged
+    measures = list(part.getElementsByClass(stream.Measure))
+    for measure, length in zip(measures, bar_lengths(measures), strict=True):
+        end = length - frac(measure.paddingLeft or 0)
+        if frac(measure.highestTime) < end and not measure.paddingRight:
+            measure.makeRests(refStreamOrTimeRange=[0.0, float(end)], fillGaps=True,
+                              inPlace=True)
+    return part
+
+
+def bar_lengths(measures: list[stream.Measure]) -> list[Fraction]:
+    """What each bar lasts by its meter, in quarter notes (music21's `barDuration` looks the
+    meter up anew for every bar, which costs seconds over a long movement)."""
+    lengths: list[Fraction] = []
+    signature: meter.TimeSignature | None = None
+    for measure in measures:
+        signature = measure.timeSignature or signature
+        if signature is None:
+            signature = measure.getContextByClass(meter.TimeSignature) or \
+                meter.TimeSignature("4/4")
+        lengths.append(frac(signature.barDuration.quarterLength))
+    return lengths
 
 
 def bars_overlap(part: stream.Stream) -> bool:

@@ -114,30 +114,31 @@ def spelled_root(root: int, key_signature) -> str:
     return spelled.name
 
 
-def label_segments(melody, accompaniment_notes) -> list[tuple[Fraction, Label]]:
-    """(offset in quarters, chord) for each bar start and each chord change of `melody`'s
-    measures, labelled from `accompaniment_notes`."""
+def label_segments(melody, accompaniment_notes) -> list[tuple[Fraction, Label, object]]:
+    """(offset in quarters, chord, measure) for each bar start and each chord change of
+    `melody`'s measures, labelled from `accompaniment_notes`."""
     from music21 import meter, stream
 
-    labels: list[tuple[Fraction, Label]] = []
+    labels: list[tuple[Fraction, Label, object]] = []
     previous: Label | None = None
     time_signature = None
+    notes = sorted(accompaniment_notes, key=lambda item: item[0])
+    first = 0  # the first note that may still sound: notes before it have ended
     for measure in melody.getElementsByClass(stream.Measure):
-        found = measure.getElementsByClass(meter.TimeSignature)
-        if found:
-            time_signature = found.first()
-        if time_signature is None:
-            time_signature = meter.TimeSignature("4/4")
+        time_signature = measure.timeSignature or time_signature or meter.TimeSignature("4/4")
         start = Fraction(measure.offset).limit_denominator(1 << 12)
-        bar = Fraction(measure.barDuration.quarterLength).limit_denominator(1 << 12)
+        bar = Fraction(time_signature.barDuration.quarterLength).limit_denominator(1 << 12)
+        while first < len(notes) and notes[first][0] + notes[first][1] <= start \
+                and notes[first][0] + 64 <= start:  # a long note may still sound: keep 16 bars
+            first += 1
+        window = [n for n in notes[first:] if n[0] < start + bar]
         step = min(bar, segment_length(time_signature))
         position = start
         while position < start + bar:
-            weights, bass = segment_weights(accompaniment_notes, position,
-                                            min(start + bar, position + step))
+            weights, bass = segment_weights(window, position, min(start + bar, position + step))
             label = best_chord(weights, bass)
             if label is not None and (position == start or label != previous):
-                labels.append((position, label))
+                labels.append((position, label, measure))
             if label is not None:
                 previous = label
             position += step
@@ -161,12 +162,9 @@ def lead_sheet(score):
     if not labels:
         return None
     signature = score.recurse().getElementsByClass(key.KeySignature).first()
-    for offset, label in labels:
+    for offset, label, measure in labels:
         symbol = harmony.ChordSymbol(root=spelled_root(label.root, signature), kind=label.kind)
         symbol.writeAsChord = False
-        measure = melody.getElementAtOrBefore(float(offset), [stream.Measure])
-        if measure is None:
-            continue
         measure.insert(float(offset - Fraction(measure.offset).limit_denominator(1 << 12)),
                        symbol)
     result = stream.Score()

@@ -9,6 +9,7 @@ uninterrupted run would have seen. AdamW (weight decay on matrices only), linear
 cosine decay to a tenth of the peak rate, gradient clipping, bf16/fp16 autocast on CUDA.
 
 A run folder holds:
+    data/          the run's token arrays and corpus summary, made by its first session
     checkpoint/    the latest checkpoint (float32) with training_state.pt, for --resume
     best/          the checkpoint with the lowest validation loss so far (float16: ship this)
     metrics.jsonl  step, time, train_loss, val_loss, lr, tokens_per_s
@@ -212,6 +213,42 @@ def resumed_config(config: TrainConfig, given: set[str]) -> tuple[TrainConfig, d
     return saved, state
 
 
+def run_data(config: TrainConfig, dist: Distributed,
+             tokenizer: CharTokenizer) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The run's training and validation tokens and a summary of its corpus.
+
+    The first session of a run builds them from the corpus (windows, fill-in-the-middle
+    examples) and keeps them in the run folder (data/, as nanoGPT keeps train.bin): a resumed
+    run trains on exactly the data it began with, even after Segue's ABC writer has changed,
+    and never waits for the corpus to be converted again.
+    """
+    folder = Path(config.out) / "data"
+    if (folder / "summary.json").exists():
+        return (np.load(folder / "train.npy"), np.load(folder / "valid.npy"),
+                json.loads((folder / "summary.json").read_text("utf-8")))
+    if not dist.main:
+        dist.barrier()  # rank 0 fills the canonical cache first
+    corpus = load_corpus(config.data, bundled=config.bundled, limit=config.limit_tunes,
+                         augment=config.augment, workers=config.workers,
+                         progress=config.progress and dist.main)
+    if dist.main:
+        dist.barrier()
+    window = config.block_size - len(TUNE_SEPARATOR)
+    train_data = token_array(training_texts(corpus.splits["train"], window,
+                                            fill_share=config.fill, seed=config.seed), tokenizer)
+    valid_data = token_array(training_texts(corpus.splits["valid"], window,
+                                            fill_share=config.fill, seed=config.seed + 1),
+                             tokenizer)
+    summary = corpus.summary()
+    if dist.main:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, array in (("train", train_data), ("valid", valid_data)):
+            with atomic_path(folder / f"{name}.npy") as tmp, open(tmp, "wb") as handle:
+                np.save(handle, array)
+        write_text_atomic(folder / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return train_data, valid_data, summary
+
+
 def write_metrics(path: Path, records: list[dict[str, Any]]) -> None:
     write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
@@ -278,19 +315,7 @@ def train(config: TrainConfig, given: set[str] | None = None, resume: bool = Fal
         torch.set_num_threads(config.threads)
     dist = Distributed(config.device)
     tokenizer = CharTokenizer()
-    if not dist.main:
-        dist.barrier()  # rank 0 fills the canonical cache first
-    corpus = load_corpus(config.data, bundled=config.bundled, limit=config.limit_tunes,
-                         augment=config.augment, workers=config.workers,
-                         progress=config.progress and dist.main)
-    if dist.main:
-        dist.barrier()
-    window = config.block_size - len(TUNE_SEPARATOR)
-    train_data = token_array(training_texts(corpus.splits["train"], window,
-                                            fill_share=config.fill, seed=config.seed), tokenizer)
-    valid_data = token_array(training_texts(corpus.splits["valid"], window,
-                                            fill_share=config.fill, seed=config.seed + 1),
-                             tokenizer)
+    train_data, valid_data, data_summary = run_data(config, dist, tokenizer)
     if len(valid_data) <= config.block_size + 1:
         raise SegueError(f"the validation tunes ({len(valid_data)} tokens) are shorter than "
                          f"one --block-size window ({config.block_size}); use a smaller one")
@@ -335,7 +360,7 @@ def train(config: TrainConfig, given: set[str] | None = None, resume: bool = Fal
     tokens_per_step = config.batch_size * config.block_size * dist.world
     summary: dict[str, Any] = {
         "command": config.command, "machine": machine(dist.device, dist.world),
-        "data": corpus.summary(), "config": asdict(config),
+        "data": data_summary, "config": asdict(config),
         "parameters": count_parameters(model), "tokens_per_step": tokens_per_step}
 
     run_start = time.perf_counter()
@@ -380,8 +405,8 @@ def train(config: TrainConfig, given: set[str] | None = None, resume: bool = Fal
         out.mkdir(parents=True, exist_ok=True)
         write_metrics(metrics_path, records)
         print(f"training {spec['architecture']} ({count_parameters(model):,} parameters) on "
-              f"{len(train_data):,} tokens ({len(corpus.splits['train'])} tunes; "
-              f"{corpus.skipped} unreadable tunes skipped), validating on "
+              f"{len(train_data):,} tokens ({data_summary['tunes']['train']} texts; "
+              f"{data_summary['skipped']} unreadable tunes skipped), validating on "
               f"{len(valid_data):,}; {dist.device}, {tokens_per_step} tokens a step", flush=True)
     if step == 0:
         validate()

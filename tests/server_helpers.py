@@ -20,6 +20,7 @@ from pythonosc.osc_message_builder import build_msg
 
 from bridge.server import Server
 from bridge.worker import Worker
+from engine.abc2midi import abc2midi_errors  # noqa: F401  (the tests import it from here)
 from engine.abc_text import split_head
 
 PROMPT = "X:1\nM:3/4\nL:1/8\nK:Eb\nE2G2B2|e4 d2|c2B2G2|B6|\n"
@@ -74,18 +75,6 @@ def bar_lines(abc: str) -> dict[str, int]:
         multi_rests = sum(int(n) - 1 for n in re.findall(r"Z(\d+)", line))  # `Z3 |`: 3 bars
         counts[voice] = counts.get(voice, 0) + line.count("|") + multi_rests
     return counts
-
-
-def abc2midi_errors(abc: str) -> list[str]:
-    """The errors abc2midi (Debian abcmidi, the reference ABC player) reports for `abc`."""
-    with tempfile.TemporaryDirectory() as folder:
-        source, midi = Path(folder) / "tune.abc", Path(folder) / "tune.mid"
-        source.write_text(abc)
-        result = subprocess.run(["abc2midi", str(source), "-o", str(midi)],
-                                capture_output=True, text=True, timeout=30)
-        errors = [line for line in (result.stdout + result.stderr).splitlines()
-                  if line.startswith("Error")]
-        return errors if midi.exists() else [*errors, "no MIDI file written"]
 
 
 def check_bars(abc: str, bars: int) -> None:

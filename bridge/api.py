@@ -22,8 +22,8 @@ MAX_VARIATIONS = 8
 MAX_BARS = 64
 MAX_SEED = 2**63 - 1
 MAX_SPAN = 256  # whole notes of events a request may send (4/4 bars)
-# The defaults every transport starts from.
-DEFAULTS = {"bars": 8, "temperature": 1.0, "top_p": 0.95, "top_k": 0, "seed": None,
+# The defaults every transport starts from (temperature, top_p, top_k None: the model's own).
+DEFAULTS = {"bars": 8, "temperature": None, "top_p": None, "top_k": None, "seed": None,
             "variations": 1, "model": None}
 
 
@@ -60,7 +60,10 @@ def number(value: Any, name: str, low: float, high: float, *, open_low: bool = T
 
 def check_setting(name: str, value: Any) -> Any:
     """A sampling or length setting, checked: bars, temperature, top_p, top_k, seed,
-    variations or model (a name; which names are known is the worker's to say)."""
+    variations or model (a name; which names are known is the worker's to say). A null
+    temperature, top_p or top_k is the model's own default."""
+    if name in ("temperature", "top_p", "top_k") and value is None:
+        return None
     if name == "bars":
         return integer(value, name, 1, MAX_BARS)
     if name == "temperature":  # 0: always the likeliest symbol (greedy)
@@ -89,9 +92,9 @@ class ContinueRequest:
     part: str | int | None = None
     measures: tuple[int, int] | None = None
     bars: int = DEFAULTS["bars"]
-    temperature: float = DEFAULTS["temperature"]
-    top_p: float = DEFAULTS["top_p"]
-    top_k: int = DEFAULTS["top_k"]
+    temperature: float | None = DEFAULTS["temperature"]
+    top_p: float | None = DEFAULTS["top_p"]
+    top_k: int | None = DEFAULTS["top_k"]
     seed: int | None = DEFAULTS["seed"]
     variations: int = DEFAULTS["variations"]
     model: str | None = DEFAULTS["model"]

@@ -26,7 +26,7 @@ class Composer(Protocol):
         """(fifths, mode) of the key heard in an events document."""
         ...
 
-    def __call__(self, events: dict, bars: int, temperature: float,
+    def __call__(self, events: dict, bars: int, temperature: float | None,
                  seed: int | None) -> tuple[dict, str]:
         """The answer to a phrase: (its events document, its ABC)."""
         ...
@@ -38,8 +38,8 @@ class EngineComposer:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
 
-    def check(self, temperature: float) -> None:
-        """SegueError unless the model can sample at `temperature`."""
+    def check(self, temperature: float | None) -> None:
+        """SegueError unless the model can sample at `temperature` (None: its default)."""
         from engine.continuation import Sampling
 
         Sampling(temperature=temperature).check()
@@ -49,7 +49,7 @@ class EngineComposer:
 
         return estimate_key(events)
 
-    def __call__(self, events: dict, bars: int, temperature: float,
+    def __call__(self, events: dict, bars: int, temperature: float | None,
                  seed: int | None) -> tuple[dict, str]:
         from bridge.events import events_to_score, score_to_events
         from engine.continuation import Sampling
@@ -76,13 +76,13 @@ class ComposerProcess:
         child.close()
         self.name, self.device = self.receive()
 
-    def check(self, temperature: float) -> None:
+    def check(self, temperature: float | None) -> None:
         self.ask("check", temperature)
 
     def key(self, events: dict) -> tuple[int, str]:
         return self.ask("key", events)
 
-    def __call__(self, events: dict, bars: int, temperature: float,
+    def __call__(self, events: dict, bars: int, temperature: float | None,
                  seed: int | None) -> tuple[dict, str]:
         return self.ask("__call__", events, bars, temperature, seed)
 

@@ -58,7 +58,7 @@ class Settings:
     """What the musician sets: on the command line, and some by CC while playing."""
 
     bars: int = 4
-    temperature: float = 1.0
+    temperature: float | None = None  # None: the model's own default
     seed: int | None = None
     key: tuple[int, str] | None = None  # (fifths, mode); None: estimated from the phrase
     trigger_cc: int | None = None

@@ -9,10 +9,11 @@
     /segue/reply_port i:port         -> /segue/reply_port i:port (at the new port; 0: sender's)
     anything wrong                   -> /segue/error s:address s:message
 
-Settings: bars (i), temperature (f), top_p (f), top_k (i), seed (i; -1 or nil: random),
-model (s; "" or nil: the default). They are shared by every OSC client, like the controls of
-an instrument. Onsets and durations of notes are in beats (quarter notes) from the first
-beat of the continuation; pitches are MIDI numbers (sent as floats, so the list has one type).
+Settings: bars (i), temperature (f), top_p (f), top_k (i) (these three nil: the model's own
+default), seed (i; -1 or nil: random), model (s; "" or nil: the default). They are shared by every OSC
+client, like the controls of an instrument. Onsets and durations of notes are in beats
+(quarter notes) from the first beat of the continuation; pitches are MIDI numbers (sent as
+floats, so the list has one type).
 Replies go to the sender's address, or to the port it named with /segue/reply_port (one
 port per client address: oscsend sends each message from a new port). Integer settings accept
 whole floats too, as many controllers send only floats. Replies are never answered as requests
@@ -168,12 +169,15 @@ class OscServer(socketserver.UDPServer):
                            "/set/<setting>, /get/<setting>, /get/models, /reply_port")
 
     def get(self, name: str) -> Any:
-        """A setting as OSC sends it: seed -1 for random, the default model by name."""
+        """A setting as OSC sends it: seed -1 for random, the default model by name, an unset
+        temperature, top_p or top_k as the model's own default."""
         value = self.settings[name]
         if name == "seed":
             return -1 if value is None else value
         if name == "model":
             return value or self.worker.default_name
+        if value is None and name in ("temperature", "top_p", "top_k"):
+            value = self.worker.sampling_defaults(self.settings["model"])[name]  # the model's
         return float(value) if name in ("temperature", "top_p") else value
 
     def set_reply_port(self, args: list[Any], client: tuple[str, int]) -> None:

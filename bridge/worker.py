@@ -51,13 +51,21 @@ def load_engine(model: str | None, device: str) -> Any:
 
 
 def describe_model(model: str | None, name: str) -> dict[str, Any]:
-    """name, architecture, parameters, shipped: of a model given by name or path."""
-    from engine.checkpoint import SHIPPED, read_config, resolve_model
+    """name, architecture, parameters, shipped, sampling (what a request that sets none
+    gets): of a model given by name or path."""
+    from engine.checkpoint import (
+        DEFAULT_SAMPLING,
+        SHIPPED,
+        read_config,
+        resolve_model,
+        sampling_defaults,
+    )
 
     folder = resolve_model(model)
     config = read_config(folder)
     return {"name": name, "architecture": config["model"].get("architecture"),
-            "parameters": config.get("parameters"), "shipped": SHIPPED in folder.parents}
+            "parameters": config.get("parameters"), "shipped": SHIPPED in folder.parents,
+            "sampling": {**DEFAULT_SAMPLING, **sampling_defaults(config, folder)}}
 
 
 @dataclass
@@ -187,7 +195,8 @@ class Worker:
 
         loaded = self.loaded()
         models = [self.default_info] + [
-            {key: m.get(key) for key in ("name", "architecture", "parameters", "shipped")}
+            {key: m.get(key) for key in ("name", "architecture", "parameters", "shipped",
+                                         "sampling")}
             for m in list_models() if m["name"] != self.default_name]
         return [m | {"default": m is self.default_info, "loaded": m["name"] in loaded}
                 for m in models]
@@ -200,6 +209,13 @@ class Worker:
         if name not in names:
             raise UnknownModel(f"unknown model {name!r}; known models: {', '.join(names)}")
         return name
+
+    def sampling_defaults(self, name: str | None) -> dict[str, float]:
+        """The temperature and top_p model `name` (None: the default) uses where a request
+        sets none."""
+        key = self.resolve(name)
+        wanted = self.default_name if key is None else key
+        return next(m["sampling"] for m in self.known_models() if m["name"] == wanted)
 
     def loaded(self) -> list[str]:
         """Names of the models in the cache, most recently used last."""

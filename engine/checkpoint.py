@@ -3,7 +3,10 @@
     <checkpoint>/model.safetensors   weights (float32, or float16 to ship small)
     <checkpoint>/config.json         {"format", "architecture", "preset", "model" (see
                                       engine.model), "tokenizer", "block_size", "dtype",
-                                      "parameters", "training": {...summary}}
+                                      "parameters", "training": {...summary}, and optionally
+                                      "sampling": {"temperature", "top_p", "top_k"}: what a
+                                      request that sets none of them gets, any may be left
+                                      out (`sampling_defaults`)}
     <checkpoint>/tokenizer.json
     <checkpoint>/training_state.pt   optional: optimizer, step, RNG, elapsed time (resume only)
 
@@ -38,6 +41,8 @@ FORMAT = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 STATE_FILE = "training_state.pt"
+# The sampling of a model whose config.json names none.
+DEFAULT_SAMPLING: dict[str, float] = {"temperature": 1.0, "top_p": 0.95, "top_k": 0}
 SHIPPED = Path(__file__).parent / "checkpoints"
 DEFAULT_MODEL = "segue-gpt2-6m"
 TOKENIZERS = {"char": CharTokenizer}
@@ -169,8 +174,38 @@ def read_config(folder: Path) -> dict[str, Any]:
     return config
 
 
+def sampling_defaults(config: dict[str, Any], folder: Path | str = "") -> dict[str, float]:
+    """The sampling a checkpoint asks for when a request sets none: its config.json
+    `"sampling": {"temperature": t, "top_p": p, "top_k": k}` (any may be left out);
+    SegueError if it is not such an entry."""
+    entry = config.get("sampling", {})
+    if not isinstance(entry, dict) or set(entry) - set(DEFAULT_SAMPLING):
+        raise SegueError(f"{folder}: {CONFIG_FILE} \"sampling\" must be an object with "
+                         f"\"temperature\", \"top_p\" and/or \"top_k\", not {entry!r}")
+    limits = {"temperature": (0.0, 10.0), "top_p": (1e-9, 1.0), "top_k": (0, 1_000_000)}
+    for name, value in entry.items():
+        low, high = limits[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not low <= value <= high or (name == "top_k" and value != int(value)):
+            raise SegueError(f"{folder}: {CONFIG_FILE} sampling {name} must be a number from "
+                             f"{low:g} to {high:g}, not {value!r}")
+    return {name: int(value) if name == "top_k" else float(value)
+            for name, value in entry.items()}
+
+
+def write_sampling_defaults(folder: Path, sampling: dict[str, float]) -> None:
+    """Record in a checkpoint's config.json the sampling it uses when a request sets none."""
+    from engine.files import write_text_atomic
+
+    config = read_config(folder)
+    sampling_defaults({"sampling": sampling}, folder)  # refuse what a load would refuse
+    config["sampling"] = sampling
+    write_text_atomic(folder / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+
+
 def list_models() -> list[dict[str, Any]]:
-    """Every model found by name: name, path, architecture, parameters, shipped."""
+    """Every model found by name: name, path, architecture, parameters, shipped, and the
+    sampling it uses when a request sets none."""
     models = []
     for root in model_roots():
         if not root.is_dir():
@@ -182,12 +217,13 @@ def list_models() -> list[dict[str, Any]]:
                 continue
             try:
                 config = read_config(found)
+                sampling = {**DEFAULT_SAMPLING, **sampling_defaults(config, found)}
             except SegueError:
                 continue
             models.append({"name": folder.name, "path": str(found),
                            "architecture": config["model"].get("architecture"),
                            "parameters": config.get("parameters"),
-                           "shipped": root == SHIPPED})
+                           "shipped": root == SHIPPED, "sampling": sampling})
     return models
 
 

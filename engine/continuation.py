@@ -24,7 +24,7 @@ import contextlib
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import torch
@@ -32,6 +32,7 @@ import torch
 from engine.abc_text import split_head
 from engine.abc_writer import frac, write_abc
 from engine.bars import BarState, bar_units, grid_for, key_alters
+from engine.checkpoint import DEFAULT_SAMPLING
 from engine.dataset import TUNE_SEPARATOR
 from engine.errors import SegueError
 from engine.lm import decoder_for
@@ -46,20 +47,29 @@ FINISHING = frozenset("z0123456789/|]}3^_=ABCDEFGabcdefg")
 
 @dataclass(frozen=True)
 class Sampling:
-    """How to sample: temperature (0 = greedy), nucleus top_p, top_k (0 = off), seed."""
+    """How to sample: temperature (0 = greedy), nucleus top_p, top_k (0 = off), seed.
 
-    temperature: float = 1.0
-    top_p: float = 0.95
-    top_k: int = 0
+    A temperature, top_p or top_k left None is the model's own default (`Engine.resolve_sampling`:
+    its config.json "sampling", else `engine.checkpoint.DEFAULT_SAMPLING`).
+    """
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
     seed: int | None = None
 
     def check(self) -> None:
-        if not 0 <= self.temperature <= 10:
+        if self.temperature is not None and not 0 <= self.temperature <= 10:
             raise SegueError(f"temperature must be between 0 and 10, not {self.temperature}")
-        if not 0 < self.top_p <= 1:
+        if self.top_p is not None and not 0 < self.top_p <= 1:
             raise SegueError(f"top_p must be above 0 and at most 1, not {self.top_p}")
-        if self.top_k < 0:
+        if self.top_k is not None and self.top_k < 0:
             raise SegueError(f"top_k must be 0 (off) or more, not {self.top_k}")
+
+    def with_defaults(self, defaults: dict[str, float]) -> Sampling:
+        """This sampling, its unset temperature, top_p and top_k taken from `defaults`."""
+        return replace(self, **{name: defaults[name] for name in DEFAULT_SAMPLING
+                                if getattr(self, name) is None})
 
 
 @dataclass
@@ -247,6 +257,7 @@ def sample(logits: torch.Tensor, allowed: torch.Tensor, sampling: Sampling,
     steps are as few as give the same numbers: no division by a temperature of 1, the nucleus
     zeroed in sorted order and scattered back in one operation.
     """
+    assert None not in (sampling.temperature, sampling.top_p, sampling.top_k), "resolve first"
     logits = torch.where(allowed, logits, float("-inf"))
     if sampling.temperature == 0:
         return int(torch.argmax(logits))
@@ -283,8 +294,11 @@ class Engine:
     """A loaded model that continues music bar-exactly."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, block_size: int, name: str,
-                 device: str, chord_symbols: bool = False) -> None:
+                 device: str, chord_symbols: bool = False,
+                 sampling: dict[str, float] | None = None) -> None:
         self.model = model.eval()
+        # What a request that sets no temperature or top_p gets: the checkpoint's "sampling".
+        self.sampling_defaults = {**DEFAULT_SAMPLING, **(sampling or {})}
         # Whether the model read chord symbols in training (Segue ABC v2 and later): only then
         # do prompts carry them and may answers write them.
         self.chord_symbols = chord_symbols
@@ -301,13 +315,20 @@ class Engine:
     @classmethod
     def load(cls, model: str | None = None, device: str = "auto") -> Engine:
         """Load a checkpoint by name or path (None: the shipped default) onto a device."""
-        from engine.checkpoint import load_checkpoint
+        from engine.checkpoint import load_checkpoint, sampling_defaults
 
         with one_cpu_thread("cpu"):  # the weights are read on the CPU: too little work to share
             loaded = load_checkpoint(model, device=device, lean=True)
         return cls(loaded.model, loaded.tokenizer, block_size=int(loaded.config["block_size"]),
                    name=loaded.name, device=str(loaded.device),
-                   chord_symbols=int(loaded.config.get("abc_language", 1)) >= 2)
+                   chord_symbols=int(loaded.config.get("abc_language", 1)) >= 2,
+                   sampling=sampling_defaults(loaded.config, loaded.path))
+
+    def resolve_sampling(self, sampling: Sampling | None) -> Sampling:
+        """`sampling` (None: all defaults) with the model's defaults where it sets none."""
+        resolved = (sampling or Sampling()).with_defaults(self.sampling_defaults)
+        resolved.check()
+        return resolved
 
     def continue_abc(self, abc: str, bars: int = 8, sampling: Sampling | None = None,
                      variations: int = 1,
@@ -322,8 +343,7 @@ class Engine:
                        meters: list[str] | None = None) -> list[Continuation]:
         """Continue a music21 score by exactly `bars` bars, `variations` times; `meters` gives
         the meter of each new bar (see `bar_meters`), by default the prompt's."""
-        sampling = sampling or Sampling()
-        sampling.check()
+        sampling = self.resolve_sampling(sampling)
         if not 1 <= bars <= MAX_BARS:
             raise SegueError(f"bars must be between 1 and {MAX_BARS}, not {bars}")
         if not 1 <= variations <= MAX_VARIATIONS:

@@ -36,14 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the prompt and its continuation as one piece")
     add_selection_arguments(parser)
     sampling = parser.add_argument_group("sampling")
-    sampling.add_argument("--temperature", type=float, default=1.0,
+    sampling.add_argument("--temperature", type=float,
                           help="randomness: lower is safer, higher is wilder; 0 = greedy "
-                               "(default 1.0)")
-    sampling.add_argument("--top-p", type=float, default=0.95,
+                               "(default: the model's own, else 1.0)")
+    sampling.add_argument("--top-p", type=float,
                           help="sample from the smallest set of characters holding this much "
-                               "probability (default 0.95)")
-    sampling.add_argument("--top-k", type=int, default=0,
-                          help="sample from the K likeliest characters only (default 0 = off)")
+                               "probability (default: the model's own, else 0.95)")
+    sampling.add_argument("--top-k", type=int,
+                          help="sample from the K likeliest characters only, 0 = off "
+                               "(default: the model's own, else 0)")
     sampling.add_argument("--seed", type=int,
                           help="the same seed gives the same music (default: random)")
     sampling.add_argument("--variations", type=int, default=1, metavar="K",

@@ -65,8 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     answer = parser.add_argument_group("the answer")
     answer.add_argument("--bars", type=int, default=4, metavar="N",
                         help="bars in an answer (default 4)")
-    answer.add_argument("--temperature", type=float, default=1.0, metavar="T",
-                        help="randomness, 0 = greedy (default 1.0; CC 20 changes it)")
+    answer.add_argument("--temperature", type=float, metavar="T",
+                        help="randomness, 0 = greedy (default: the model's own, else 1.0; CC 20 "
+                             "changes it)")
     answer.add_argument("--seed", type=int, metavar="N",
                         help="seed of the first answer, then seed+1, ... (default: random)")
     answer.add_argument("--latency", type=float, default=0.0, metavar="MS",

@@ -10,10 +10,10 @@
     anything wrong                   -> /segue/error s:address s:message
 
 Settings: bars (i), temperature (f), top_p (f), top_k (i) (these three nil: the model's own
-default), seed (i; -1 or nil: random), model (s; "" or nil: the default). They are shared by every OSC
-client, like the controls of an instrument. Onsets and durations of notes are in beats
-(quarter notes) from the first beat of the continuation; pitches are MIDI numbers (sent as
-floats, so the list has one type).
+default), seed (i; -1 or nil: random), model (s; "" or nil: the default). They are shared by
+every OSC client, like the controls of an instrument. Onsets and durations of notes are in
+beats (quarter notes) from the first beat of the continuation; pitches are MIDI numbers (sent
+as floats, so the list has one type).
 Replies go to the sender's address, or to the port it named with /segue/reply_port (one
 port per client address: oscsend sends each message from a new port). Integer settings accept
 whole floats too, as many controllers send only floats. Replies are never answered as requests

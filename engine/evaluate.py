@@ -1,43 +1,49 @@
-"""`segue eval`: how well a model predicts and continues held-out tunes, against two baselines.
+"""`segue eval`: how well a model predicts and continues held-out music, against baselines.
 
-Systems: the model; "ngram", a character n-gram fitted on the training split (its order, 3 to
-9, picked on the validation split; `engine.ngram`) and decoded bar-exactly like the model;
-"repeat", which answers with the prompt's last bars. "real" is the tunes' true continuation,
-the reference the others are measured against.
+Systems: the model; "ngram", a character n-gram fitted on the training split of the same
+corpus (its order, 3 to 9, picked on the validation split; `engine.ngram`) and decoded
+bar-exactly like the model; "repeat", which answers with the prompt's last bars. "real" is the
+true continuation, the reference the others are measured against.
 
-Report folder: results.json (every figure), continuations.json (every answer, by prompt),
-table.md, and plots of the pooled histograms. Figures:
-- bits_per_char: mean -log2 p of each character of the test split (canonical tunes, each
-  after a blank line), every character predicted from the ones before it (the model reads
-  windows of its block size, half of each window overlapping the last as context).
-- Continuations: N test tunes with one voice and at least prompt_bars + bars bars; the first
-  prompt_bars bars are the prompt, the next `bars` the real continuation; each sampled system
-  answers with `seeds` seeds (temperature 1, top-p 0.95).
-  - parse_share: continuations music21 reads.
-  - bar_share: continuations whose every bar lasts exactly what the meter says, and that have
-    `bars` bars (each bar measured on its own, since music21 silently re-bars overfull bars;
-    a bar split by a repeat sign counts when its halves add up to a bar).
-  - in_key_share: notes whose pitch class is in the scale of the prompt's key signature.
-  - pitch_class_distance, interval_distance: total variation distance (0 = same, 1 = disjoint)
-    between the histogram of a continuation and that of the real continuation of the same
-    prompt (pitch classes: 12 bins; melodic intervals of the top line: -12..12 semitones,
-    wider leaps clipped), averaged over continuations.
-  - repetition: share of bars that repeat an earlier bar of the same continuation;
-    repetition_gap is its distance to the real continuations' share.
-  - diversity: 1 - mean pairwise similarity (difflib ratio) of the seeds' continuations of a
-    prompt, averaged over prompts (0: all seeds wrote the same).
+Sets (`engine.eval_sets`): "folk" (the bundled test tunes, cut as before corpus v2: the old
+test split), "voices" (multi-voice pieces of the `--data` folders) and "chords" (prompts with
+chord symbols). Every figure is measured per set and system (`engine.measures`):
+
+- bits_per_char: mean -log2 p of each character. folk: the test tunes as before (each after a
+  blank line, concatenated, windows of the model's block size overlapping by half). voices and
+  chords: training-style windows of the set's pieces, one of each piece in turn, up to
+  `bpc_chars` characters, read the same way.
+- infill_both_sides, infill_prefix_only: bits per character of a gap's bars given the music
+  on both sides (the `%%segue gap` / `%%segue fill` format) and given the music before only
+  (`engine.infill_bits`), on `n` fill examples of the set's pieces.
+- Continuations: `n` prompts; each sampled system answers with `seeds` seeds (the model's
+  own sampling defaults unless `temperature` / `top_p` are given).
+  - parse_share: answers music21 reads. bar_share: answers whose every voice has `bars` bars,
+    each as long as its meter says (a bar split by a repeat sign counts when its halves add
+    up to a bar). abc2midi_silent_share: answers abc2midi reads without a word.
+  - in_key_share: notes in the scale of the prompt's key signature.
+  - pitch_class_distance, interval_distance: total variation distance (0 = same, 1 =
+    disjoint) between an answer's histogram and the real continuation's (pitch classes: 12
+    bins; melodic intervals of the top line: -12..12 semitones, wider leaps clipped).
+  - repetition: share of bars (all voices together) that repeat an earlier bar of the same
+    answer; repetition_gap: its distance to the real continuations' share.
+  - voice_order_share: answers to prompts of two or more sounding voices in which every pair
+    of voices keeps the prompt's order of mean pitch.
+  - chord_bar_share: bars with a chord symbol, in answers to prompts that carry chords;
+    chord_agreement: strong-beat melody notes of those answers that belong to the chord in
+    force; chord_label_agreement: bars of those answers whose chord (in force at the
+    downbeat) has the root a labelling baseline (`engine.lead_sheet.best_chord`, the chord
+    that best explains the bar's notes) gives them.
+  - diversity: 1 - mean pairwise similarity of the seeds' answers to a prompt.
 """
 
 from __future__ import annotations
 
-import difflib
+import contextlib
 import math
-import re
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
-from functools import lru_cache
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +52,12 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import SegueError
+from engine.eval_sets import SETS, Case
 from engine.lm import sequence_logits
+from engine.measures import INTERVAL_RANGE
 
 SYSTEMS = ("model", "ngram", "repeat", "real")
-BAR_LINE = re.compile(r":*\|+\]?:*|::|\[\d+")
-INTERVAL_RANGE = 12
+SAMPLED = ("model", "ngram")
 
 
 @dataclass
@@ -58,12 +65,17 @@ class EvalConfig:
     """What `segue eval` measures, and on how much."""
 
     model: str | None = None
-    n: int = 50
+    n: int = 30
     bars: int = 8
     prompt_bars: int = 8
     seeds: int = 3
+    sets: list[str] | None = None  # None: every set the material has pieces for
+    data: list[str] = field(default_factory=list)
     test_tunes: int | None = None
     limit_tunes: int | None = None
+    bpc_chars: int = 120_000
+    temperature: float | None = None  # None: the model's own default
+    top_p: float | None = None
     batch_size: int = 16
     device: str = "auto"
     threads: int | None = None
@@ -73,29 +85,21 @@ class EvalConfig:
     command: str = ""
 
 
-@dataclass
-class Case:
-    """One test prompt and the truth it is measured against."""
+class CpuClock:
+    """CPU and wall seconds of each named part of a run."""
 
-    source: str
-    prompt: Any  # music21 Score
-    scale: frozenset[int]  # pitch classes of the prompt key's scale
-    answers: dict[str, list[str]] = field(default_factory=dict)  # system -> ABC texts
+    def __init__(self) -> None:
+        self.parts: dict[str, dict[str, float]] = {}
 
-
-def test_texts(config: EvalConfig) -> list[tuple[str, str]]:
-    """(source, canonical text) of the test split's tunes."""
-    from engine.corpus import iter_tunes
-    from engine.dataset import canonicalize, job_of
-
-    tunes = []
-    for tune in iter_tunes(split="test"):
-        tunes.append(tune)
-        if config.test_tunes is not None and len(tunes) >= config.test_tunes:
-            break
-    texts = canonicalize([job_of(t) for t in tunes], workers=config.workers,
-                         progress=config.progress)
-    return [(t.source, text) for t, text in zip(tunes, texts, strict=True) if text is not None]
+    @contextlib.contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        cpu, wall = time.process_time(), time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = self.parts.setdefault(name, {"cpu": 0.0, "wall": 0.0})
+            spent["cpu"] += time.process_time() - cpu
+            spent["wall"] += time.perf_counter() - wall
 
 
 @torch.no_grad()
@@ -121,199 +125,93 @@ def bits_per_char(model: torch.nn.Module, data: np.ndarray, block_size: int, bat
     return total / max(1, count) / math.log(2)
 
 
-def scale_of(score) -> frozenset[int]:
-    """Pitch classes of the scale of a score's first key signature (C major without one)."""
-    from music21 import key
-
-    signature = score.recurse().getElementsByClass(key.KeySignature).first()
-    signature = signature or key.KeySignature(0)
-    return frozenset(p.pitchClass for p in signature.asKey("major").pitches)
-
-
-def make_cases(texts: list[tuple[str, str]], config: EvalConfig) -> list[Case]:
-    """The first `n` usable test tunes as prompts, with their real continuations and repeats."""
-    from music21 import stream
-    from tqdm import tqdm
-
-    from engine.abc_writer import write_abc
-    from engine.music import parse_abc, quiet, select
-
-    need = config.prompt_bars + config.bars
-    cases: list[Case] = []
-    bar = tqdm(total=config.n, disable=not config.progress, unit="prompt", desc="prompts")
-    for source, text in texts:
-        if len(cases) >= config.n:
-            break
-        body = text.split("K:", 1)[-1]
-        if "V:" in body or re.search(r"\[[MLK]:", body) or body.count("|") < need:
-            continue
-        try:
-            score = parse_abc(text)
-        except SegueError:
-            continue
-        numbers = [m.number for m in score.parts[0].getElementsByClass(stream.Measure)]
-        if len(score.parts) != 1 or len(numbers) < need or \
-                numbers[:need] != list(range(numbers[0], numbers[0] + need)):
-            continue
-        first = numbers[0]
-        try:
-            with quiet():
-                prompt = select(score, measures=(first, first + config.prompt_bars - 1))
-                real = select(score, measures=(first + config.prompt_bars, first + need - 1))
-                last = select(score, measures=(first + max(0, config.prompt_bars - config.bars),
-                                               first + config.prompt_bars - 1))
-            answers = {"real": [write_abc(real)], "repeat": [write_abc(last)]}
-        except (SegueError, ValueError, ZeroDivisionError):
-            continue
-        cases.append(Case(source, prompt, scale_of(prompt), answers))
-        bar.update()
-    bar.close()
-    if not cases:
-        raise SegueError(f"no test tune has {need} bars in one voice to make a prompt from")
-    return cases
-
-
-def bars_of(abc: str) -> list[str]:
-    """The bars of a tune's body, as text (bar lines and endings removed)."""
-    from engine.abc_text import split_head
-
-    body = split_head(abc)[1].replace("\n", " ")
-    return [b.strip() for b in BAR_LINE.split(body) if b.strip()]
-
-
-@lru_cache(maxsize=20_000)
-def bar_length(head: str, text: str) -> Fraction | None:
-    """The length of one bar of music in quarter notes (None if music21 cannot read it).
-
-    A marker note follows the bar (and is not counted), so a bar of rests alone reads too.
-    """
-    from engine.abc_writer import frac
-    from engine.music import parse_abc
-
-    try:
-        score = parse_abc(head + text + "|C|\n")
-    except SegueError:
-        return None
-    *bar, _ = (e for e in score.flatten().notesAndRests if not e.duration.isGrace)
-    return sum((frac(e.duration.quarterLength) for e in bar), Fraction(0))
-
-
-def bars_right(abc: str, bars: int) -> bool:
-    """Whether `abc` has exactly `bars` bars, each as long as its meter says.
-
-    A bar split in two by a repeat sign (a pickup at a repeat, "d2B2 B2 :: Bc |") counts as
-    right when its two halves add up to a bar; music21 numbers the halves as two bars.
-    """
-    from engine.abc_text import read_header, split_head
-    from engine.bars import bar_units
-
-    header = read_header(abc)
-    unit = header.unit or "1/8"
-    expected = bar_units(header.meter, unit) * Fraction(unit) * 4
-    head = split_head(abc)[0]
-    found = bars_of(abc)
-    if len(found) != bars:
-        return False
-    lengths = [bar_length(head, b) for b in found]
-    if None in lengths:
-        return False
-    index = 0
-    while index < len(lengths):
-        if lengths[index] == expected:
-            index += 1
-        elif index + 1 < len(lengths) and lengths[index] + lengths[index + 1] == expected:
-            index += 2
-        else:
-            return False
-    return True
-
-
-def line_of(score) -> list[int]:
-    """The top line's MIDI pitches, in time order (the highest note of each onset)."""
-    from engine.music import note_events
-
-    top: dict[Fraction, int] = {}
-    for onset, _, pitch in (e for part in note_events(score) for e in part):
-        top[onset] = max(pitch, top.get(onset, pitch))
-    return [top[onset] for onset in sorted(top)]
-
-
-def histograms(score) -> tuple[np.ndarray, np.ndarray]:
-    """Normalized pitch-class (12) and melodic interval (-12..12) histograms of a score."""
-    from engine.music import note_events
-
-    pitches = [pitch for part in note_events(score) for _, _, pitch in part]
-    classes = np.bincount(np.array(pitches, dtype=int) % 12, minlength=12).astype(float)
-    line = np.array(line_of(score), dtype=int)
-    steps = np.clip(np.diff(line), -INTERVAL_RANGE, INTERVAL_RANGE) + INTERVAL_RANGE
-    intervals = np.bincount(steps, minlength=2 * INTERVAL_RANGE + 1).astype(float)
-    return (classes / max(1.0, classes.sum()), intervals / max(1.0, intervals.sum()))
-
-
-def distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Total variation distance of two histograms (1 when either is empty)."""
-    if not a.any() or not b.any():
-        return 1.0
-    return float(0.5 * np.abs(a - b).sum())
-
-
-def repetition(abc: str) -> float:
-    """Share of bars that repeat an earlier bar of the same tune (spacing ignored)."""
-    found = [b.replace(" ", "") for b in bars_of(abc)]
-    return sum(b in found[:i] for i, b in enumerate(found)) / max(1, len(found))
-
-
-def diversity(texts: list[str]) -> float | None:
-    """1 - mean pairwise similarity of continuations of one prompt (None for a single one)."""
-    bodies = [" ".join(bars_of(t)) for t in texts]
-    pairs = list(combinations(bodies, 2))
-    if not pairs:
-        return None
-    return 1.0 - sum(difflib.SequenceMatcher(None, a, b).ratio() for a, b in pairs) / len(pairs)
-
-
 def mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
 def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
     """Every continuation figure of one system over all cases."""
+    from engine import abc2midi
+    from engine.measures import (
+        bars_right,
+        chord_agreement,
+        chord_bars,
+        chord_label_agreement,
+        distance,
+        diversity,
+        histograms,
+        keeps_voice_order,
+        repetition,
+        voice_means,
+    )
     from engine.music import parse_abc
 
-    parsed = right = notes = in_key = 0
-    total = 0
+    judge = abc2midi.available()
+    count = dict.fromkeys(("total", "parsed", "right", "silent", "notes", "in_key",
+                           "ordered", "orders", "chord_bars", "bars", "agree", "strong",
+                           "label_agree", "labelled"), 0)
     pc_distances, interval_distances, repeats, diversities = [], [], [], []
     pooled_pc, pooled_interval = np.zeros(12), np.zeros(2 * INTERVAL_RANGE + 1)
     for case in cases:
         real_pc, real_interval = histograms(parse_abc(case.answers["real"][0]))
         for text in case.answers[system]:
-            total += 1
-            right += bars_right(text, bars)
+            count["total"] += 1
             repeats.append(repetition(text))
+            count["silent"] += judge and not abc2midi.abc2midi_messages(text)
+            if case.chords:
+                with_chords, all_bars = chord_bars(text)
+                count["chord_bars"] += with_chords
+                count["bars"] += all_bars
             try:
                 score = parse_abc(text)
             except SegueError:
+                score = None
+            kept = keeps_voice_order(case.means, voice_means(score) if score else [])
+            if kept is not None:
+                count["orders"] += 1
+                count["ordered"] += kept
+            if score is None:
                 continue
-            parsed += 1
+            count["parsed"] += 1
+            count["right"] += bars_right(score, bars)
             pitches = [p for element in score.recurse().notes for p in element.pitches]
-            notes += len(pitches)
-            in_key += sum(p.pitchClass in case.scale for p in pitches)
+            count["notes"] += len(pitches)
+            count["in_key"] += sum(p.pitchClass in case.scale for p in pitches)
             pc, interval = histograms(score)
             pooled_pc += pc
             pooled_interval += interval
             pc_distances.append(distance(pc, real_pc))
             interval_distances.append(distance(interval, real_interval))
+            if case.chords:
+                agree, strong = chord_agreement(score)
+                count["agree"] += agree
+                count["strong"] += strong
+                agree, labelled = chord_label_agreement(score)
+                count["label_agree"] += agree
+                count["labelled"] += labelled
         diversities.append(diversity(case.answers[system]))
-    kept = [d for d in diversities if d is not None]
+    kept_diversity = [d for d in diversities if d is not None]
+    total = count["total"]
     return {
         "continuations": total,
-        "parse_share": parsed / max(1, total),
-        "bar_share": right / max(1, total),
-        "in_key_share": in_key / notes if notes else None,
+        "parse_share": share(count["parsed"], total),
+        "bar_share": share(count["right"], total),
+        "abc2midi_silent_share": share(count["silent"], total) if judge else None,
+        "in_key_share": share(count["in_key"], count["notes"]),
         "pitch_class_distance": mean(pc_distances),
         "interval_distance": mean(interval_distances),
         "repetition": mean(repeats),
-        "diversity": mean(kept),
+        "voice_order_share": share(count["ordered"], count["orders"]),
+        "voice_order_answers": count["orders"],
+        "chord_bar_share": share(count["chord_bars"], count["bars"]),
+        "chord_agreement": share(count["agree"], count["strong"]),
+        "chord_agreement_notes": count["strong"],
+        "chord_label_agreement": share(count["label_agree"], count["labelled"]),
+        "diversity": mean(kept_diversity),
         "pitch_class_histogram": (pooled_pc / max(1e-9, pooled_pc.sum())).tolist(),
         "interval_histogram": (pooled_interval / max(1e-9, pooled_interval.sum())).tolist(),
     }
@@ -328,100 +226,195 @@ def continue_all(engine, cases: list[Case], name: str, config: EvalConfig) -> fl
     started = time.perf_counter()
     for index, case in enumerate(tqdm(cases, disable=not config.progress, unit="prompt",
                                       desc=f"continue ({name})")):
-        results = engine.continue_score(case.prompt, config.bars, Sampling(seed=1000 * index),
+        sampling = Sampling(temperature=config.temperature, top_p=config.top_p,
+                            seed=1000 * index)
+        results = engine.continue_score(case.prompt, config.bars, sampling,
                                         variations=config.seeds)
         case.answers[name] = [r.abc for r in results]
     return time.perf_counter() - started
+
+
+def measure_set(name: str, material, systems: dict[str, Any], tokenizer, config: EvalConfig,
+                clock: CpuClock) -> tuple[dict[str, Any], list[Case]]:
+    """Every figure of one set: bits per character, infill, and the continuations."""
+    from engine.dataset import TUNE_SEPARATOR, token_array
+    from engine.eval_sets import set_cases, window_texts
+    from engine.infill_bits import fill_examples, infill_figures
+
+    engine = systems["model"]
+    texts = [text for _, text in material.texts(name)]
+    with clock.part(f"{name}: bits/char"):
+        if name != "folk":  # the old test split is read whole, as before
+            texts = window_texts(texts, engine.block_size - len(TUNE_SEPARATOR),
+                                 config.bpc_chars)
+        data = token_array(texts, tokenizer)
+        if len(data) <= engine.block_size + 1:
+            raise SegueError(f"set {name}: only {len(data)} characters to measure bits per "
+                             "character on; use more --test-tunes or --bpc-chars")
+        bpc = {"model": bits_per_char(engine.model, data, engine.block_size, config.batch_size,
+                                      engine.device, config.progress),
+               "ngram": systems["ngram"].model.bits_per_char(data)}
+    with clock.part(f"{name}: infill"):
+        examples = fill_examples([text for _, text in material.texts(name)],
+                                 engine.block_size, config.n)
+        infill = {system: infill_figures(systems[system].model, tokenizer, examples,
+                                         engine.block_size, systems[system].device)
+                  for system in SAMPLED}
+    with clock.part(f"{name}: prompts"):
+        cases = set_cases(material, name, config.n, config.prompt_bars, config.bars)
+    if not cases:
+        raise SegueError(f"set {name}: no piece has {config.prompt_bars + config.bars} bars "
+                         "to cut a prompt and its continuation from")
+    seconds = {}
+    for system in SAMPLED:
+        with clock.part(f"{name}: continue ({system})"):
+            seconds[system] = continue_all(systems[system], cases, system, config)
+    results: dict[str, Any] = {}
+    for system in SYSTEMS:
+        with clock.part(f"{name}: figures"):
+            results[system] = {"bits_per_char": bpc.get(system),
+                               "infill_both_sides": infill.get(system, {}).get("both_sides"),
+                               "infill_prefix_only": infill.get(system, {}).get("prefix_only"),
+                               **score_system(cases, system, config.bars),
+                               "seconds": seconds.get(system)}
+    for figures in results.values():
+        figures["repetition_gap"] = abs(figures["repetition"] - results["real"]["repetition"])
+    summary = {"texts": len(texts), "characters": len(data),
+               "infill_examples": len(examples),
+               "infill_middle_characters": infill["model"]["middle_characters"],
+               "prompts": len(cases), "prompt_sources": [c.source for c in cases],
+               "systems": results}
+    return summary, cases
 
 
 def evaluate(config: EvalConfig) -> tuple[Path, dict[str, Any]]:
     """Run every measurement; write the report folder; return it and the figures."""
     from engine.continuation import Engine
     from engine.dataset import TUNE_SEPARATOR, load_corpus, token_array
+    from engine.eval_sets import load_material
     from engine.ngram import best_order
     from engine.report import report_folder, write_json
     from engine.train import machine
 
     if config.n < 1 or config.seeds < 1 or not 1 <= config.bars <= 64 or config.prompt_bars < 1:
         raise SegueError("--n, --seeds and --prompt-bars must be at least 1, --bars 1 to 64")
+    unknown = sorted(set(config.sets or ()) - set(SETS))
+    if unknown:
+        raise SegueError(f"--set {unknown[0]}: sets are {', '.join(SETS)}")
     if config.threads:
         torch.set_num_threads(config.threads)
-    engine = Engine.load(config.model, device=config.device)
+    clock = CpuClock()
+    with clock.part("load model"):
+        engine = Engine.load(config.model, device=config.device)
     tokenizer = engine.tokenizer
+    with clock.part("held-out music"):
+        material = load_material("test", config.data, test_tunes=config.test_tunes,
+                                 workers=config.workers, progress=config.progress)
+    sets = config.sets or material.available()
+    missing = [name for name in sets if not material.texts(name)]
+    if missing:
+        raise SegueError(f"set {missing[0]} has no test pieces here"
+                         + ("" if config.data else "; give --data folders of MusicXML "
+                            "pieces (such as the CC0 OpenScore corpora)"))
     folder = report_folder("eval", config.out)
-
-    corpus = load_corpus(limit=config.limit_tunes, workers=config.workers,
-                         progress=config.progress)
-    pad = tokenizer.encode(TUNE_SEPARATOR)[0]
-    ngram, orders = best_order(token_array(corpus.splits["train"], tokenizer),
-                               token_array(corpus.splits["valid"], tokenizer),
-                               range(3, 10), tokenizer.vocab_size, pad)
-    texts = test_texts(config)
-    test = token_array([text for _, text in texts], tokenizer)
-    if len(test) <= engine.block_size + 1:
-        raise SegueError(f"the test split has only {len(test)} characters; use more --test-tunes")
-    bpc = {"model": bits_per_char(engine.model, test, engine.block_size, config.batch_size,
-                                  engine.device, config.progress),
-           "ngram": ngram.bits_per_char(test), "repeat": None, "real": None}
-
-    cases = make_cases(texts, config)
-    seconds = {"model": continue_all(engine, cases, "model", config),
-               "ngram": continue_all(Engine(ngram, tokenizer, block_size=engine.block_size,
-                                            name=f"ngram-{ngram.order}", device="cpu"),
-                                     cases, "ngram", config)}
-    systems = {name: {"bits_per_char": bpc[name], **score_system(cases, name, config.bars)}
-               for name in SYSTEMS}
-    for name, figures in systems.items():
-        figures["repetition_gap"] = abs(figures["repetition"] - systems["real"]["repetition"])
-        figures["seconds"] = seconds.get(name)
-    figures = {
+    with clock.part("ngram"):
+        corpus = load_corpus(config.data, limit=config.limit_tunes, workers=config.workers,
+                             progress=config.progress)
+        pad = tokenizer.encode(TUNE_SEPARATOR)[0]
+        ngram, orders = best_order(token_array(corpus.splits["train"], tokenizer),
+                                   token_array(corpus.splits["valid"], tokenizer),
+                                   range(3, 10), tokenizer.vocab_size, pad)
+    systems = {"model": engine,
+               "ngram": Engine(ngram, tokenizer, block_size=engine.block_size,
+                               name=f"ngram-{ngram.order}", device="cpu",
+                               chord_symbols=True)}
+    figures: dict[str, Any] = {
         "kind": "eval", "command": config.command, "model": engine.name,
         "machine": machine(torch.device(engine.device), 1), "config": asdict(config),
-        "test": {"tunes": len(texts), "characters": len(test), "prompts": len(cases),
-                 "prompt_sources": [c.source for c in cases]},
+        "sampling": {name: asdict(system.resolve_sampling(None))
+                     for name, system in systems.items()},
         "ngram": {"order": ngram.order, "validation_bits_per_char": orders,
-                  "training_tunes": len(corpus.splits["train"])},
-        "systems": systems,
+                  "training_texts": len(corpus.splits["train"])},
+        "sets": {},
     }
+    answers: dict[str, list[dict[str, Any]]] = {}
+    for name in sets:
+        figures["sets"][name], cases = measure_set(name, material, systems, tokenizer, config,
+                                                   clock)
+        answers[name] = [{"source": c.source, **c.answers} for c in cases]
+    figures["time"] = clock.parts
     write_json(folder / "results.json", figures)
-    write_json(folder / "continuations.json",
-               {"prompts": [{"source": c.source, **c.answers} for c in cases]})
+    write_json(folder / "continuations.json", {"sets": answers})
     write_eval_report(folder, figures)
     return folder, figures
 
 
-TABLE_ROWS = (("bits/char ↓", "bits_per_char"), ("parses", "parse_share"),
-              ("bars right", "bar_share"), ("in key", "in_key_share"),
+TABLE_ROWS = (("bits/char ↓", "bits_per_char"),
+              ("infill bits/char, both sides ↓", "infill_both_sides"),
+              ("infill bits/char, prefix only", "infill_prefix_only"),
+              ("parses", "parse_share"), ("bars right", "bar_share"),
+              ("abc2midi silent", "abc2midi_silent_share"), ("in key", "in_key_share"),
               ("pitch-class dist. ↓", "pitch_class_distance"),
               ("interval dist. ↓", "interval_distance"), ("repeated bars", "repetition"),
-              ("repetition gap ↓", "repetition_gap"), ("diversity", "diversity"))
+              ("repetition gap ↓", "repetition_gap"),
+              ("voice order kept", "voice_order_share"),
+              ("bars with chords", "chord_bar_share"),
+              ("chord agreement", "chord_agreement"),
+              ("chord = labeller's", "chord_label_agreement"), ("diversity", "diversity"))
+SET_TITLES = {"folk": "folk (the old test split)", "voices": "voices (multi-voice prompts)",
+              "chords": "chords (prompts with chord symbols)"}
 
 
 def write_eval_report(folder: Path, figures: dict[str, Any]) -> None:
-    """table.md and the histogram plots of an evaluation."""
+    """table.md (one table per set) and the plots of an evaluation."""
     from engine.files import write_text_atomic
-    from engine.report import figure_file, markdown_table
+    from engine.report import markdown_table
 
-    systems = figures["systems"]
-    header = ["figure", *(f"{figures['model']}" if s == "model" else
-                          f"ngram ({figures['ngram']['order']})" if s == "ngram" else s
-                          for s in SYSTEMS)]
-    rows = [[label, *(systems[s][key] for s in SYSTEMS)] for label, key in TABLE_ROWS]
-    test = figures["test"]
-    write_text_atomic(folder / "table.md", (
-        f"`{figures['command'] or 'segue eval'}` on {figures['machine']}: {test['tunes']} test "
-        f"tunes ({test['characters']:,} characters), {test['prompts']} prompts of "
-        f"{figures['config']['prompt_bars']} bars, {figures['config']['bars']}-bar "
-        f"continuations, {figures['config']['seeds']} seeds each.\n\n"
-        + markdown_table(header, rows)))
+    config = figures["config"]
+    header = ["figure", figures["model"], f"ngram ({figures['ngram']['order']})",
+              "repeat", "real"]
+    parts = [f"`{figures['command'] or 'segue eval'}` on {figures['machine']}: prompts of "
+             f"{config['prompt_bars']} bars, {config['bars']}-bar continuations, "
+             f"{config['seeds']} seeds each.\n"]
+    for name, result in figures["sets"].items():
+        systems = result["systems"]
+        rows = [[label, *(systems[s][key] for s in SYSTEMS)] for label, key in TABLE_ROWS
+                if any(systems[s][key] is not None for s in SYSTEMS)]
+        parts.append(f"\n### {SET_TITLES[name]}\n\n{result['texts']} texts "
+                     f"({result['characters']:,} characters) for bits/char, "
+                     f"{result['infill_examples']} infill examples, {result['prompts']} "
+                     "prompts.\n\n" + markdown_table(header, rows))
+        plot_set(folder, name, systems)
+    write_text_atomic(folder / "table.md", "".join(parts))
+
+
+def plot_set(folder: Path, name: str, systems: dict[str, Any]) -> None:
+    """A set's pooled pitch-class and interval histograms, and its voice, chord and form
+    figures, every system side by side."""
+    from engine.report import figure_file
+
     labels = {"pitch_class_histogram": ("pitch class", [str(i) for i in range(12)]),
               "interval_histogram": ("melodic interval (semitones)",
                                      [str(i) for i in range(-INTERVAL_RANGE, INTERVAL_RANGE + 1)])}
+    width = 0.8 / len(SYSTEMS)
     for key, (xlabel, ticks) in labels.items():
-        with figure_file(folder / f"{key}.png", size=(9, 4)) as (_, axes):
-            width = 0.8 / len(SYSTEMS)
-            for index, name in enumerate(SYSTEMS):
+        with figure_file(folder / f"{name}-{key}.png", size=(9, 4)) as (_, axes):
+            for index, system in enumerate(SYSTEMS):
                 x = np.arange(len(ticks)) + (index - (len(SYSTEMS) - 1) / 2) * width
-                axes.bar(x, systems[name][key], width=width, label=name)
+                axes.bar(x, systems[system][key], width=width, label=system)
             axes.set_xticks(np.arange(len(ticks)), ticks, fontsize=7)
-            axes.set(xlabel=xlabel, ylabel="share of notes", title=key.replace("_", " "))
+            axes.set(xlabel=xlabel, ylabel="share of notes", title=f"{name}: {xlabel}")
+    shares = [(label, key) for label, key in (
+        ("voice order kept", "voice_order_share"), ("bars with chords", "chord_bar_share"),
+        ("chord agreement", "chord_agreement"),
+        ("chord = labeller's", "chord_label_agreement"), ("repeated bars", "repetition"),
+        ("abc2midi silent", "abc2midi_silent_share"))
+        if any(systems[s][key] is not None for s in SYSTEMS)]
+    with figure_file(folder / f"{name}-figures.png", size=(9, 4)) as (_, axes):
+        for index, system in enumerate(SYSTEMS):
+            x = np.arange(len(shares)) + (index - (len(SYSTEMS) - 1) / 2) * width
+            values = [systems[system][key] for _, key in shares]
+            axes.bar(x, [v if v is not None else 0 for v in values], width=width,
+                     label=system)
+        axes.set_xticks(np.arange(len(shares)), [label for label, _ in shares], fontsize=8)
+        axes.set(ylabel="share", ylim=(0, 1.05), title=f"{name}: voices, chords and form")

@@ -75,12 +75,16 @@ class NGram(torch.nn.Module):
             p = np.where(total > 0, mixed, p)
         return p
 
-    def bits_per_char(self, data: np.ndarray) -> float:
-        """Mean bits per token of `data` (each token predicted from the ones before it)."""
+    def token_bits(self, data: np.ndarray) -> np.ndarray:
+        """-log2 p of each token of `data`, predicted from the ones before it (`pad` before
+        the first)."""
         tokens = np.concatenate([np.full(self.order - 1, self.pad), data]).astype(np.int64)
         contexts = list(context_keys(tokens, self.order, self.vocab_size))
-        p = self.probabilities(contexts, tokens[self.order - 1:])
-        return float(-np.log2(p).mean())
+        return -np.log2(self.probabilities(contexts, tokens[self.order - 1:]))
+
+    def bits_per_char(self, data: np.ndarray) -> float:
+        """Mean bits per token of `data` (each token predicted from the ones before it)."""
+        return float(self.token_bits(data).mean())
 
     def forward(self, input_ids: torch.Tensor, cache: torch.Tensor | None = None,
                 use_cache: bool = True) -> SimpleNamespace:

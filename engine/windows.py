@@ -22,6 +22,7 @@ with no token outside ABC's own characters (`%%` lines are directives that ABC r
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 from engine.abc_layout import BARS_PER_LINE, Layout
 
@@ -49,7 +50,23 @@ def windows(text: str, limit: int) -> list[tuple[Layout, int, int]]:
     return found
 
 
-def fill_example(layout: Layout, start: int, stop: int, rng: random.Random) -> str | None:
+@dataclass(frozen=True)
+class Fill:
+    """A fill-in-the-middle example in parts: the head and the bars before the gap, the bars
+    after it, and the gap's own bars (`middle`), `bars` of them."""
+
+    before: str
+    after: str
+    middle: str
+    bars: int
+
+    @property
+    def text(self) -> str:
+        return (self.before + GAP_LINE.format(bars=self.bars) + "\n" + self.after + FILL_LINE
+                + "\n" + self.middle)
+
+
+def fill_parts(layout: Layout, start: int, stop: int, rng: random.Random) -> Fill | None:
     """A fill-in-the-middle example from bars `start`..`stop` of `layout`, with a gap of 1 to
     `MAX_GAP` bars that has at least one bar on each side; None if the window is too short
     or every gap would cross a change of meter, key or unit length."""
@@ -60,9 +77,15 @@ def fill_example(layout: Layout, start: int, stop: int, rng: random.Random) -> s
     gap = rng.randint(start + 1, stop - length - 1)
     if layout.fields_at(gap) != layout.fields_at(gap + length):
         return None  # the bars after the gap would need a field the gap holds
-    return (layout.head_at(start) + layout.write_body(start, gap, after_head=True)
-            + GAP_LINE.format(bars=length) + "\n" + layout.write_body(gap + length, stop)
-            + FILL_LINE + "\n" + layout.write_body(gap, gap + length))
+    return Fill(layout.head_at(start) + layout.write_body(start, gap, after_head=True),
+                layout.write_body(gap + length, stop), layout.write_body(gap, gap + length),
+                length)
+
+
+def fill_example(layout: Layout, start: int, stop: int, rng: random.Random) -> str | None:
+    """The text of `fill_parts`' example (see the module's docstring), or None."""
+    fill = fill_parts(layout, start, stop, rng)
+    return None if fill is None else fill.text
 
 
 def training_texts(texts: list[str], limit: int, *, fill_share: float = 0.0,

@@ -1,10 +1,12 @@
-"""`segue eval` on the tiny random GPT-2: every figure present and in range, bar-exact
-continuations, and the measures and the n-gram baseline checked on known inputs."""
+"""`segue eval` on the tiny random GPT-2: every figure of every set present and in range,
+bar-exact continuations, the measures checked on known music, infill bits, the n-gram
+baseline, and the sampling grid on the validation split."""
 
 from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
 import numpy as np
@@ -12,74 +14,168 @@ import pytest
 import torch
 
 from bridge.cli import main
-from engine.evaluate import SYSTEMS, bars_right, distance, diversity, repetition
+from engine.abc2midi import abc2midi_messages
+from engine.checkpoint import read_config
+from engine.corpus import iter_tunes
+from engine.evaluate import SYSTEMS
+from engine.infill_bits import fill_examples, infill_figures
+from engine.measures import (
+    bars_right,
+    chord_agreement,
+    chord_bars,
+    chord_label_agreement,
+    distance,
+    diversity,
+    keeps_voice_order,
+    repetition,
+    voice_means,
+)
+from engine.music import parse_abc
 from engine.ngram import NGram
 from engine.tokenizer import CharTokenizer
 
 LIMIT = 30
 HEAD = "X:1\nM:4/4\nL:1/8\nK:G\n"
 SHARES = ("parse_share", "bar_share", "in_key_share", "pitch_class_distance",
-          "interval_distance", "repetition", "repetition_gap")
-
+          "interval_distance", "repetition", "repetition_gap", "abc2midi_silent_share")
+# Bars of a two-voice tune with chord symbols: its strong beats (1 and 3) are chord tones.
+CHORD_TONES = {"G": ["G", "B", "d", "g"], "C": ["c", "e", "g", "C"], "D": ["d", "f", "a", "A"]}
+BASS = {"G": "G,4 D,4", "C": "C,4 G,4", "D": "D,4 A,4"}
+ARGS = ["--limit-tunes", str(LIMIT), "--workers", "1", "--threads", "1", "--device", "cpu",
+        "--no-progress", "--seeds", "2"]
 
 pytestmark = pytest.mark.usefixtures("segue_home")  # conftest.py: a private home
 
 
+def two_voice_tune(index: int) -> str:
+    """A 16-bar tune for melody (with chord symbols) and bass, made from `index`."""
+    rng = random.Random(index)
+    melody, bass = [], []
+    for _ in range(16):
+        chord = rng.choice(list(CHORD_TONES))
+        tones = CHORD_TONES[chord]
+        notes = [rng.choice(tones), rng.choice("ABcdefg"), rng.choice(tones), rng.choice("ABcd")]
+        melody.append(f'"{chord}"' + "".join(f"{n}2" for n in notes))
+        bass.append(BASS[chord])
+    lines = [" | ".join(voice[i:i + 4]) + " |" for voice in (melody, bass)
+             for i in range(0, 16, 4)]
+    return (f"X:{index}\nT:Duet {index}\nM:4/4\nL:1/8\nV:1 clef=treble\nV:2 clef=bass\nK:G\n"
+            + "V:1\n" + "\n".join(lines[:4]) + "\nV:2\n" + "\n".join(lines[4:]) + "\n")
+
+
 @pytest.fixture(scope="module")
-def report(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def duets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of two-voice tunes, some of them in the test and validation splits."""
+    folder = tmp_path_factory.mktemp("duets")
+    candidates = folder / "candidates.abc"
+    candidates.write_text("\n\n".join(two_voice_tune(i) for i in range(1, 120)))
+    splits = {"test": [], "valid": [], "train": []}
+    for tune in iter_tunes([folder], bundled=False):
+        splits[tune.split].append(tune.text)
+    assert len(splits["test"]) >= 2 and len(splits["valid"]) >= 2
+    candidates.unlink()
+    kept = splits["test"][:3] + splits["valid"][:3] + splits["train"][:10]
+    (folder / "duets.abc").write_text("\n\n".join(kept))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def report(model_path: Path, duets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("eval") / "report"
-    status = main(["eval", "--model", str(model_path), "--n", "3", "--seeds", "2",
-                   "--test-tunes", "40", "--limit-tunes", str(LIMIT), "--workers", "1",
-                   "--threads", "1", "--device", "cpu", "--no-progress", "--out", str(out)])
+    status = main(["eval", "--model", str(model_path), "--data", str(duets), "--prompts", "3",
+                   "--prompt-bars", "4", "--bars", "4", "--test-tunes", "40",
+                   "--bpc-chars", "2000", *ARGS, "--out", str(out)])
     assert status == 0
     return out
 
 
-def test_every_figure_is_present_and_in_range(report: Path) -> None:
+def test_every_figure_of_every_set_is_present_and_in_range(report: Path) -> None:
     figures = json.loads((report / "results.json").read_text())
-    assert figures["model"] == "tiny-gpt2" and figures["test"]["prompts"] == 3
-    systems = figures["systems"]
-    assert list(systems) == list(SYSTEMS)
-    for name, result in systems.items():
-        for key in SHARES:
-            assert 0 <= result[key] <= 1, (name, key)
-        assert sum(result["pitch_class_histogram"]) == pytest.approx(1)
-        assert sum(result["interval_histogram"]) == pytest.approx(1)
-    assert systems["model"]["continuations"] == systems["ngram"]["continuations"] == 3 * 2
-    assert systems["repeat"]["continuations"] == systems["real"]["continuations"] == 3
-    # bar-exact decoding: every continuation parses and every bar has the meter's length
-    for name in ("model", "ngram"):
-        assert systems[name]["parse_share"] == systems[name]["bar_share"] == 1.0
-        assert 0 < systems[name]["diversity"] <= 1
-    assert systems["repeat"]["diversity"] is None and systems["real"]["diversity"] is None
-    assert systems["real"]["pitch_class_distance"] == systems["real"]["interval_distance"] == 0
-    # random weights know nothing (about log2(96) = 6.6 bits); even a small n-gram does better
-    assert 5 < systems["model"]["bits_per_char"] < 8
-    assert 1 < systems["ngram"]["bits_per_char"] < systems["model"]["bits_per_char"]
-    assert systems["repeat"]["bits_per_char"] is None
-    assert 3 <= figures["ngram"]["order"] <= 9
-    answers = json.loads((report / "continuations.json").read_text())["prompts"]
-    assert [len(a["model"]) for a in answers] == [2, 2, 2]
-    assert all(bars_right(text, 8) for a in answers for text in a["model"] + a["ngram"])
+    assert figures["model"] == "tiny-gpt2" and list(figures["sets"]) == ["folk", "voices",
+                                                                          "chords"]
+    assert figures["sampling"]["model"]["temperature"] == 1.0  # the engine's default
+    for name, result in figures["sets"].items():
+        systems = result["systems"]
+        assert list(systems) == list(SYSTEMS) and 1 <= result["prompts"] <= 3
+        prompts = result["prompts"]
+        for system, values in systems.items():
+            for key in SHARES:
+                assert 0 <= values[key] <= 1, (name, system, key)
+            assert sum(values["pitch_class_histogram"]) == pytest.approx(1)
+        assert systems["model"]["continuations"] == systems["ngram"]["continuations"] \
+            == 2 * prompts
+        assert systems["repeat"]["continuations"] == systems["real"]["continuations"] == prompts
+        # bar-exact decoding: every answer parses and every bar has the meter's length
+        for system in ("model", "ngram"):
+            assert systems[system]["parse_share"] == systems[system]["bar_share"] == 1.0
+            assert 0 < systems[system]["diversity"] <= 1
+        assert systems["real"]["pitch_class_distance"] == 0 == systems["real"]["repetition_gap"]
+        # random weights know nothing (about log2(96) = 6.6 bits); an n-gram does better
+        assert 5 < systems["model"]["bits_per_char"] < 8
+        assert systems["ngram"]["bits_per_char"] < systems["model"]["bits_per_char"]
+        for system in ("model", "ngram"):
+            both = systems[system]["infill_both_sides"]
+            assert 0 < both < 10 and 0 < systems[system]["infill_prefix_only"] < 10
+        assert systems["repeat"]["bits_per_char"] is None
+    voices, chords = figures["sets"]["voices"]["systems"], figures["sets"]["chords"]["systems"]
+    # the duets' bass stays below the melody, and every bar has a chord its melody starts on
+    assert voices["real"]["voice_order_share"] == voices["repeat"]["voice_order_share"] == 1.0
+    assert voices["model"]["voice_order_answers"] == 2 * figures["sets"]["voices"]["prompts"]
+    assert chords["real"]["chord_bar_share"] == 1.0 and chords["real"]["chord_agreement"] == 1.0
+    assert chords["real"]["abc2midi_silent_share"] == 1.0
+    assert chords["real"]["chord_label_agreement"] >= 0.75  # the bass plays each root
+    assert 0 <= chords["model"]["chord_bar_share"] <= 1
+    assert figures["sets"]["folk"]["systems"]["model"]["voice_order_share"] is None
+    answers = json.loads((report / "continuations.json").read_text())["sets"]
+    for text in (t for cases in answers.values() for case in cases
+                 for t in case["model"] + case["ngram"]):
+        assert bars_right(parse_abc(text), 4), text
 
 
 def test_table_and_plots_are_written(report: Path) -> None:
     table = (report / "table.md").read_text()
     assert "| bits/char ↓ |" in table and "tiny-gpt2" in table and "ngram (" in table
-    for name in ("pitch_class_histogram.png", "interval_histogram.png"):
+    assert "| voice order kept |" in table and "| chord agreement |" in table
+    for name in ("folk-pitch_class_histogram.png", "folk-interval_histogram.png",
+                 "voices-figures.png", "chords-figures.png"):
         data = (report / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000, name
 
 
+def test_the_grid_chooses_on_validation_and_writes_the_choice(
+        model_path: Path, duets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(model_path, model)
+    out = tmp_path / "grid"
+    status = main(["eval", "--grid", "--model", str(model), "--data", str(duets),
+                   "--set", "voices", "--prompts", "2", "--prompt-bars", "4", "--bars", "4",
+                   "--temperatures", "0,1.5", "--top-ps", "1", "--write", *ARGS,
+                   "--out", str(out)])
+    assert status == 0
+    figures = json.loads((out / "results.json").read_text())
+    assert figures["split"] == "valid" and len(figures["points"]) == 2
+    best = min(figures["points"], key=lambda point: point["score"])
+    assert figures["chosen"] == {"temperature": best["temperature"], "top_p": 1.0}
+    assert read_config(model)["sampling"] == figures["chosen"]
+    # greedy answers are all alike: no diversity; sampling hot gives some
+    greedy, hot = figures["points"]
+    assert greedy["sets"]["voices"]["diversity"] == 0 < hot["sets"]["voices"]["diversity"]
+    assert "chosen: temperature" in capsys.readouterr().out
+
+
 def test_bar_check_measures_each_bar() -> None:
-    assert bars_right(HEAD + "GABc d2B2 | c2A2 (3BAG G2 |]\n", 2)
-    assert not bars_right(HEAD + "GABc d2B2 A | c2A2 B2G2 |]\n", 2)  # 9/8: music21 re-bars it
-    assert not bars_right(HEAD + "GABc d2B2 | c2A2 B2G |]\n", 2)  # short
-    assert not bars_right(HEAD + "GABc d2B2 | c2A2 B2G2 |]\n", 3)  # too few bars
-    assert bars_right(HEAD + "|: GABc d2B2 :: [CEG]8 |[1 G8 :|[2 g8 |]\n", 4)
-    assert bars_right(HEAD + "G8 | z8 |]\n", 2)  # a bar of rests
-    assert bars_right(HEAD + "d2B2 B2 :: Bc | d2B2 g2B2 |]\n", 3)  # split at a repeat
-    assert not bars_right(HEAD + "Bc | d2B2 g2B2 |]\n", 2)  # half a bar alone
+    def right(body: str, count: int) -> bool:
+        return bars_right(parse_abc(HEAD + body), count)
+
+    assert right("GABc d2B2 | c2A2 (3BAG G2 |]\n", 2)
+    assert not right("GABc d2B2 | c2A2 B2G |]\n", 2)  # short
+    assert not right("GABc d2B2 | c2A2 B2G2 |]\n", 3)  # too few bars
+    assert right("|: GABc d2B2 :: [CEG]8 |[1 G8 :|[2 g8 |]\n", 4)
+    assert right("G8 | z8 |]\n", 2)  # a bar of rests
+    assert right("d2B2 B2 :: Bc | d2B2 g2B2 |]\n", 3)  # split at a repeat
+    assert not right("Bc | d2B2 g2B2 |]\n", 2)  # half a bar alone
 
 
 def test_repetition_diversity_and_distance() -> None:
@@ -90,6 +186,50 @@ def test_repetition_diversity_and_distance() -> None:
     assert diversity([same]) is None
     a, b = np.array([0.5, 0.5, 0]), np.array([0, 0.5, 0.5])
     assert distance(a, a) == 0 and distance(a, b) == 0.5 and distance(a, np.zeros(3)) == 1
+
+
+def test_voice_order() -> None:
+    duet = HEAD.replace("K:G", "V:1\nV:2 clef=bass\nK:G") + "V:1\nd8 | g8 |\nV:2\nG,8 | D,8 |\n"
+    means = voice_means(parse_abc(duet))
+    assert means == [pytest.approx(76.5), pytest.approx(52.5)]
+    assert keeps_voice_order(means, [70.0, 50.0])
+    assert not keeps_voice_order(means, [50.0, 70.0])  # swapped
+    assert not keeps_voice_order(means, [70.0, None])  # the bass fell silent
+    assert not keeps_voice_order(means, [70.0])  # a voice lost
+    assert keeps_voice_order([60.0], [50.0]) is None  # one voice: no order to keep
+
+
+def test_chord_bars_and_agreement() -> None:
+    tune = HEAD + '"G"G2B2 d4 | "C"E2G2 c4 | "D"F8 | B8 |\n'
+    assert chord_bars(tune) == (3, 4)
+    # strong beats of 4/4: beats 1 and 3. G bar: G, d in G; C bar: E, c in C; D bar: F# in
+    # D; the last bar (D in force): B, not in D
+    assert chord_agreement(parse_abc(tune)) == (5, 6)
+    assert chord_agreement(parse_abc(HEAD + "G8 |\n")) == (0, 0)
+    # the labelling baseline hears G, then C, then F# alone (no A minor): roots agree twice
+    labelled = HEAD + '"G"G2B2 d4 | "C"E2G2 c4 | "Am"F8 |\n'
+    assert chord_label_agreement(parse_abc(labelled)) == (2, 3)
+
+
+def test_abc2midi_judges_what_it_reads() -> None:
+    assert abc2midi_messages(HEAD + "GABc d2B2 | c2A2 B2G2 |]\n") == []
+    assert abc2midi_messages(HEAD + "GABc d2B2 | c2A2 B2 | G8 |]\n")  # a short bar: a warning
+
+
+def test_infill_uses_the_music_after_the_gap() -> None:
+    tokenizer = CharTokenizer()
+    texts = [two_voice_tune(i).split("V:2\n")[0].replace("V:1 clef=treble\nV:2 clef=bass\n", "")
+             .replace("V:1\n", "") for i in range(1, 40)]
+    examples = fill_examples(texts, 256, 30)
+    assert len(examples) == 30 and all(1 <= fill.bars <= 8 for fill in examples)
+    # an n-gram that has read these very examples knows each middle after its fill line,
+    # not after the bars before the gap
+    data = np.array(tokenizer.encode("\n\n".join(fill.text for fill in examples)),
+                    dtype=np.uint8)
+    ngram = NGram.fit(data, order=9, vocab_size=tokenizer.vocab_size, pad=0)
+    figures = infill_figures(ngram, tokenizer, examples, 256, "cpu")
+    assert figures["middle_characters"] == sum(len(fill.middle) for fill in examples)
+    assert figures["both_sides"] < figures["prefix_only"]
 
 
 def test_ngram_is_a_distribution_that_learns() -> None:

@@ -86,7 +86,8 @@ def key_of(events: dict):
 
 
 def events_to_score(events: dict):
-    """A music21 Score from an events document, one part per (staff, voice)."""
+    """A music21 Score from an events document, one part per (staff, voice), each filled
+    with rests to the end of the last bar that any event reaches."""
     from music21 import chord, meter, note, stream, tie
 
     if not isinstance(events, dict):
@@ -124,6 +125,10 @@ def events_to_score(events: dict):
                 (onset, length, sorted(set(pitches)), bool(event.get("tie", False))))
 
     symbols = chords_of(events, len(staves))
+    bar = Fraction(time_signature)
+    last = max((onset + length for items in voices.values() for onset, length, *_ in items),
+               default=bar)
+    end = -(-last // bar) * bar  # events describe time: a bar they reach into is whole
     score = stream.Score()
     first_voice: dict[int, int] = {}
     for staff_index, voice in sorted(voices):
@@ -152,6 +157,8 @@ def events_to_score(events: dict):
             element.duration.quarterLength = length * 4
             part.insert(onset * 4, element)
             position = onset + length
+        if position < end:  # the time after a voice's last event is silence
+            part.insert(position * 4, note.Rest(quarterLength=(end - position) * 4))
         part.makeRests(fillGaps=True, inPlace=True, timeRangeFromBarDuration=False)
         part = part.makeNotation()
         if first_voice[staff_index] == voice:

@@ -161,9 +161,14 @@ def lead_sheet(score):
     labels = label_segments(melody, note_list(parts[1:]))
     if not labels:
         return None
-    signature = score.recurse().getElementsByClass(key.KeySignature).first()
+    signatures: dict[int, key.KeySignature | None] = {}  # the key in force in each bar
+    signature = None
+    for measure in melody.getElementsByClass(stream.Measure):
+        signature = measure.keySignature or signature
+        signatures[id(measure)] = signature
     for offset, label, measure in labels:
-        symbol = harmony.ChordSymbol(root=spelled_root(label.root, signature), kind=label.kind)
+        symbol = harmony.ChordSymbol(root=spelled_root(label.root, signatures[id(measure)]),
+                                     kind=label.kind)
         symbol.writeAsChord = False
         measure.insert(float(offset - Fraction(measure.offset).limit_denominator(1 << 12)),
                        symbol)

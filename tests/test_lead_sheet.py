@@ -61,3 +61,22 @@ def test_a_piece_of_one_part_has_no_lead_sheet():
     score = stream.Score()
     score.insert(0, song().parts[0])
     assert lead_sheet(score) is None
+
+
+def test_roots_are_spelled_in_the_key_in_force():
+    from music21 import key
+
+    score = song()
+    for part in score.parts:
+        measures = list(part.getElementsByClass(stream.Measure))
+        measures[0].insert(0, key.KeySignature(-2))  # B-flat major, then E major
+        measures[1].insert(0, key.KeySignature(4))
+    piano = score.parts[1]
+    for element in list(piano.recurse().notes):
+        element.activeSite.remove(element)
+    bar_one, bar_two = list(piano.getElementsByClass(stream.Measure))[:2]
+    bar_one.insert(0, chord.Chord(["D-3", "F4", "A-4"], quarterLength=4))
+    bar_two.insert(0, chord.Chord(["C#3", "E#4", "G#4"], quarterLength=4))
+    sheet = lead_sheet(score)
+    roots = [s.root().name for s in sheet.recurse().getElementsByClass(harmony.ChordSymbol)]
+    assert roots[:2] == ["D-", "C#"]  # one pitch class, named as each key names it

@@ -65,7 +65,7 @@ class EvalConfig:
     """What `segue eval` measures, and on how much."""
 
     model: str | None = None
-    n: int = 30
+    n: int = 50
     bars: int = 8
     prompt_bars: int = 8
     seeds: int = 3

@@ -79,8 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", action="append", default=[], metavar="DIR",
                         help="a folder of held-out pieces and of n-gram training music, as "
                              "`segue train --data` takes it (repeatable)")
-    parser.add_argument("--prompts", "--n", dest="n", type=int, default=30, metavar="N",
-                        help="prompts per set, and infill examples per set (30)")
+    parser.add_argument("--prompts", "--n", dest="n", type=int, default=50, metavar="N",
+                        help="prompts per set, and infill examples per set (50)")
     parser.add_argument("--bars", type=int, default=8, help="bars per continuation (8)")
     parser.add_argument("--prompt-bars", type=int, default=8, help="bars per prompt (8)")
     parser.add_argument("--seeds", type=int, default=3, help="continuations per prompt (3)")

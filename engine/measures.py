@@ -19,6 +19,7 @@ import difflib
 from fractions import Fraction
 from functools import lru_cache
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 
@@ -162,7 +163,7 @@ def strong_beats(bar: Fraction, beats: int) -> set[Fraction]:
     return {Fraction(0), bar / 2} if beats % 2 == 0 else {Fraction(0)}
 
 
-def chord_part(score) -> tuple[object, list[tuple[Fraction, str]]] | None:
+def chord_part(score) -> tuple[Any, list[tuple[Fraction, str]]] | None:
     """The first part with chord symbols, and its symbols (onset, normalized text) in time
     order; None if no part has one."""
     from music21 import harmony

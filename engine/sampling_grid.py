@@ -76,7 +76,7 @@ def sampling_grid(config: EvalConfig, temperatures: tuple[float, ...] = TEMPERAT
         raise SegueError(f"set {empty[0]}: no validation piece to cut a prompt from")
     real = {name: score_system(found, "real", config.bars)["repetition"]
             for name, found in cases.items()}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for temperature, top_p in points:
         at = replace(config, temperature=temperature, top_p=top_p)
         per_set = {}

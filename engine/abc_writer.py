@@ -1,7 +1,7 @@
 """music21 stream -> ABC text. music21 reads ABC but cannot write it; this module does.
 
 What it writes is standard ABC 2.1 and is also the language Segue's models speak (Segue ABC
-v2, `LANGUAGE_VERSION`; the README's "Segue's ABC" section is its reference):
+v2, `LANGUAGE_VERSION`; docs/reference/abc.md is its reference):
 
 * the head is `X:`, `T:` (if the score has a title), `M:` (`M:2+3/8` for additive meters),
   `L:` (the ABC rule: 1/16 below a meter of 3/4, else 1/8; never changed in the body), `Q:` (if

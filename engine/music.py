@@ -83,7 +83,7 @@ def parse_abc(text: str):
     """One ABC tune (the first if the text has several) as a music21 Score.
 
     The one reader of ABC text for the CLI, the server and the corpus: abc2xml, then music21's
-    MusicXML importer (`engine.abc_reader`; the README's "Reading ABC" says why).
+    MusicXML importer (`engine.abc_reader`; docs/reference/abc.md, "Reading ABC", says why).
     """
     from music21 import stream
 

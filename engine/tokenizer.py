@@ -2,7 +2,7 @@
 
 ABC is ASCII; our writer emits nothing else. One token per character keeps the bar-exact
 decoder simple and exact (every token is one character of the grammar it checks); the
-measurements behind this choice are in the README ("Choosing the tokenizer").
+measurements behind this choice are in docs/research/models.md ("Choosing the tokenizer").
 """
 
 from __future__ import annotations

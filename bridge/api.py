@@ -335,6 +335,8 @@ def render(request: ContinueRequest, results: list[Any]) -> dict[str, Any]:
     every continuation under "variations" when more than one was asked for."""
     takes = [render_one(request, result) for result in results]
     answer = dict(takes[0])
+    if getattr(results[0], "note", ""):  # a fill or accompaniment that read less than all
+        answer["note"] = results[0].note
     if request.variations > 1:
         answer["variations"] = takes
     return answer

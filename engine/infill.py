@@ -165,6 +165,9 @@ def accompany_score(engine, score, add: str = "bass", sampling: Sampling | None 
         raise SegueError(f"add=\"chords\" needs a model trained on chord symbols (Segue ABC "
                          f"v2); {engine.name} was trained without them")
     tune, _ = read_score(score)
+    if tune.bar_count > MAX_BARS:
+        raise SegueError(f"the music is {tune.bar_count} bars; a part can be added to at most "
+                         f"{MAX_BARS} bars at a time (choose them with measures)")
     if add != "chords" and len(tune.voices) >= MAX_VOICES:
         raise SegueError(f"the score has {len(tune.voices)} voices; a part can be added to "
                          f"at most {MAX_VOICES - 1}")

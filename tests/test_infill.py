@@ -126,6 +126,13 @@ def test_fill_of_a_long_tune_says_what_the_model_read(shipped: Engine) -> None:
     assert "bars before the gap" in result.note
 
 
+def test_http_fill_says_what_the_model_read(server) -> None:
+    body = JIG.split("K:D\n")[1].strip()
+    status, answer = call(server.http_port, "POST", "/v1/fill",
+                          {"abc": JIG.replace(body, body * 4), "gap": "20-23", "seed": 1})
+    assert status == 200 and "bars before the gap" in answer["note"], answer
+
+
 @pytest.mark.parametrize(("tune", "add", "voices"), [
     (JIG, "bass", 2), (JIG, "voice", 2), (DUET, "bass", 3),
 ])
@@ -148,6 +155,13 @@ def test_accompany_a_part_longer_than_the_context(shipped: Engine) -> None:
     check_answer(result.abc, 24)
     assert note_events(parse_abc(result.abc))[:1] == note_events(score)
     assert "longer than the model's context" in result.note
+
+
+def test_accompany_refuses_more_bars_than_it_writes_at_once(shipped: Engine) -> None:
+    body = JIG.split("K:D\n")[1].strip()
+    with pytest.raises(SegueError, match="the music is 136 bars; a part can be added to at "
+                                         "most 128 bars"):
+        shipped.accompany_score(parse_abc(JIG.replace(body, body * 17)), "bass")
 
 
 def test_chords_need_a_model_trained_on_them(shipped: Engine) -> None:
@@ -253,6 +267,8 @@ def test_http_accompany_events_adds_a_staff(server) -> None:
     ("/v1/fill", {"abc": JIG, "gap": [30, 40]}, "gap 30-40 is outside the score"),
     ("/v1/accompany", {"abc": JIG, "add": "drums"}, "add must be"),
     ("/v1/accompany", {"abc": JIG, "add": "chords"}, "needs a model trained on chord"),
+    ("/v1/accompany", {"abc": JIG}, "give \"add\""),
+    ("/v1/continue", {"abc": JIG, "gap": [1, 2]}, "unknown field 'gap'"),
 ])
 def test_http_errors_name_the_field(server, path: str, body: dict, message: str) -> None:
     status, answer = call(server.http_port, "POST", path, body)

@@ -119,7 +119,7 @@ def fill_plan(engine, tune: Layout, start: int, end: int,
         opening = [Segment(text="\n", in_answer=False)] if voices == 1 else []
     else:  # continue from the bars before the gap
         before, after = fit_around(tune, start, end, limit, both_sides=False)
-        text = tune.head_at(before) + tune.write_body(before, start, after_head=True)
+        text = tune.head_at(before, title=False) + tune.write_body(before, start, after_head=True)
         text = text.removesuffix("\n")
         opening = []
     head, body = split_head(text + "\n")

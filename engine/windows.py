@@ -2,8 +2,8 @@
 
 A model reads `block_size` tokens at a time, and a song or a quartet movement is many times
 longer. `windows` cuts a tune into stretches of whole four-bar lines (every voice) that fit,
-each under the head in force where it starts (meter, key, tempo, the voices' names and clefs),
-so every window reads as a tune of its own, as a prompt does.
+each under the head in force where it starts (meter, key, tempo, the voices' names and clefs)
+and without a title, so every window reads as a tune of its own, as a prompt does.
 
 `fill_example` turns a window into a fill-in-the-middle example: the bars before a gap, a
 line naming the gap's length, the bars after it, then the gap's bars themselves:
@@ -67,7 +67,7 @@ def fill_prompt(layout: Layout, start: int, gap: int, length: int, stop: int) ->
     """What a fill-in-the-middle example shows before the gap's bars: the head in force at
     `start`, bars `start`..`gap`, the gap line, the `length` bars after the gap up to `stop`,
     and the fill line (the text a model trained on `fill_example` fills from)."""
-    return (layout.head_at(start) + layout.write_body(start, gap, after_head=True)
+    return (layout.head_at(start, title=False) + layout.write_body(start, gap, after_head=True)
             + GAP_LINE.format(bars=length) + "\n" + layout.write_body(gap + length, stop)
             + FILL_LINE + "\n")
 
@@ -83,5 +83,5 @@ def training_texts(texts: list[str], limit: int, *, fill_share: float = 0.0,
             example = None
             if fill_share and rng.random() < fill_share:
                 example = fill_example(layout, start, stop, rng)
-            examples.append(example or layout.write(start, stop))
+            examples.append(example or layout.write(start, stop, title=False))
     return examples

@@ -255,6 +255,28 @@ def test_continues_on_the_musescore_4_branches(staves: int, runtime: Path, recor
     assert {"bars": 4, "seed": "11", "server": url}.items() <= report["settings"][0].items()
 
 
+def test_fills_on_the_musescore_4_branches(runtime: Path, recorder: Recorder,
+                                           tmp_path: Path) -> None:
+    """Fill: bars 5-6 selected go to /v1/fill with the four bars before them and the gap; the
+    answer's gap is written over bars 5-6 in one command, appending nothing. (Bars 5-6 hold
+    no tuplet: the stand-in does not write over one; whether MuseScore 4 does is untested.)"""
+    url = f"http://127.0.0.1:{recorder.server_port}"
+    job = fixture(1, url, button="Fill")
+    job["score"]["selection"] = {"startTick": 7680, "endTick": 11520, "startStaff": 0,
+                                 "endStaff": 1}
+    report, stderr = qt6_runtime.run_plugin(runtime, PLUGIN, job, tmp_path)
+    no_qml_errors(stderr)
+    assert report["reason"] == "closed", report
+    assert "Wrote bars 5-6 anew. Edit > Undo takes them back." in report["texts"], \
+        report["texts"]
+    [(request, answer)] = recorder.exchanges
+    assert request["gap"] == [5, 6] and "bars" not in request and "error" not in answer
+    assert request["events"]["time_signature"] == "4/4" and request["events"]["key"] == -3
+    assert calls(report, "Score.startCmd") == [[]] and calls(report, "Score.endCmd") == [[False]]
+    assert not calls(report, "Score.appendMeasures")
+    assert calls(report, "Cursor.addNote") or calls(report, "Cursor.addRest")
+
+
 def test_an_edit_in_the_target_bars_meanwhile_writes_nothing(runtime: Path, recorder: Recorder,
                                                             tmp_path: Path) -> None:
     """The dialog does not block the score: a note changed in bar 5 while the answer is on its

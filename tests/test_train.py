@@ -150,6 +150,16 @@ def test_kill_9_then_resume(tmp_path: Path):
     assert torch.load(state, weights_only=False)["step"] == target
 
 
+def test_the_cli_says_which_path_a_mamba_model_trains_on(tmp_path: Path):
+    mamba = ["--architecture", "mamba", *TINY[2:]]
+    mamba[mamba.index("--heads"):mamba.index("--heads") + 2] = []
+    process = segue("train", *mamba, "--steps", "2", "--eval-every", "2", "--out",
+                    str(tmp_path / "run"))
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 0, output
+    assert "segue: Mamba runs on segue chunked scan (cpu)" in output.splitlines()
+
+
 def test_damaged_or_missing_checkpoints_are_clear_errors(tmp_path: Path):
     spec = model_config(None, architecture="gpt2", layers=1, width=32, heads=2, vocab_size=96)
     good = save_checkpoint(tmp_path / "good", build_model(spec), CharTokenizer(),

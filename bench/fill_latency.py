@@ -39,15 +39,16 @@ def main() -> int:
     args = parser.parse_args()
 
     from engine.continuation import Engine, Sampling
+    from engine.infill import accompany_score, fill_score
     from engine.music import read_score
 
     engine = Engine.load(args.model, device="cpu")
     score = read_score(str(TUNE))
     cases = {
         "fill 4 bars (3-6 of 8)":
-            lambda seed: engine.fill_score(score, (3, 6), Sampling(seed=seed)),
+            lambda seed: fill_score(engine, score, (3, 6), Sampling(seed=seed)),
         "add a bass to 8 bars":
-            lambda seed: engine.accompany_score(score, "bass", Sampling(seed=seed)),
+            lambda seed: accompany_score(engine, score, "bass", Sampling(seed=seed)),
     }
     before = load()
     figures: dict[str, dict[str, list[float]]] = {}

@@ -318,13 +318,14 @@ def run_request(request: ContinueRequest, engine: Any) -> list[Any]:
 def run_rewrite(request: ContinueRequest, engine: Any) -> list[Any]:
     """Fill the request's gap or add its part; an events answer gets the new part as a new
     staff after the given ones."""
+    from engine.infill import accompany_score, fill_score
     from engine.music import parse_abc
 
     score = request.prompt if request.prompt is not None else parse_abc(request.music)
     if request.gap is not None:
-        return engine.fill_score(score, request.gap, request.sampling(), request.variations)
-    results = engine.accompany_score(score, request.add, request.sampling(),
-                                     request.variations)
+        return fill_score(engine, score, request.gap, request.sampling(), request.variations)
+    results = accompany_score(engine, score, request.add, request.sampling(),
+                              request.variations)
     if request.layout and request.add != "chords":
         request.layout = [*request.layout, (max(staff for staff, _ in request.layout) + 1, 0)]
     return results

@@ -246,13 +246,14 @@ class OscServer(socketserver.UDPServer):
 
         def run(engine: Any) -> list[Any]:
             from engine.continuation import Sampling
+            from engine.infill import accompany_score, fill_score
             from engine.music import parse_abc
 
             sampling = Sampling(temperature=settings["temperature"], top_p=settings["top_p"],
                                 top_k=settings["top_k"], seed=settings["seed"])
             if fill:
-                return engine.fill_score(parse_abc(abc), (args[1], args[2]), sampling)
-            return engine.accompany_score(parse_abc(abc), args[1], sampling)
+                return fill_score(engine, parse_abc(abc), (args[1], args[2]), sampling)
+            return accompany_score(engine, parse_abc(abc), args[1], sampling)
 
         started = time.monotonic()
         job = self.worker.submit(run, model)

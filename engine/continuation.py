@@ -26,7 +26,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -37,9 +36,6 @@ from engine.dataset import TUNE_SEPARATOR
 from engine.errors import SegueError
 from engine.lm import decoder_for
 from engine.token_masks import TokenMasks
-
-if TYPE_CHECKING:
-    from engine.infill import Rewrite
 
 MAX_BARS = 128
 MAX_VARIATIONS = 16
@@ -357,22 +353,6 @@ class Engine:
                 elapsed_ms=(time.perf_counter() - started) * 1000, meters=meters,
             ))
         return results
-
-    def fill_score(self, score, gap: tuple[int, int], sampling: Sampling | None = None,
-                   variations: int = 1) -> list[Rewrite]:
-        """The whole score with bars `gap` (first, last; numbered as in the score, a pickup
-        is bar 0) written anew; see `engine.infill`."""
-        from engine.infill import fill_score
-
-        return fill_score(self, score, gap, sampling, variations)
-
-    def accompany_score(self, score, add: str = "bass", sampling: Sampling | None = None,
-                        variations: int = 1) -> list[Rewrite]:
-        """The whole score with a new part: `add` is "bass", "voice" or "chords"; see
-        `engine.infill`."""
-        from engine.infill import accompany_score
-
-        return accompany_score(self, score, add, sampling, variations)
 
     def generate(self, prompt: Prompt, meters: list[str], sampling: Sampling,
                  seed: int, plan: list[Segment] | None = None) -> tuple[str, str, int]:

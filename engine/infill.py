@@ -1,7 +1,8 @@
 """Fill a gap, add a part: rewrites of a score that keep everything else as it was.
 
-    [filled] = engine.fill_score(score, gap=(9, 12))          # bars 9-12 written anew
-    [duet] = engine.accompany_score(score, add="bass")        # a bass voice under the melody
+    engine = Engine.load()
+    [filled] = fill_score(engine, score, gap=(9, 12))          # bars 9-12 written anew
+    [duet] = accompany_score(engine, score, add="bass")        # a bass voice under the melody
 
 Both read the score as Segue ABC v2 (`engine.abc_writer`), cut into bars per voice
 (`engine.abc_layout.Layout`), and answer with the whole tune: for a fill, the gap's bars
@@ -37,9 +38,9 @@ from engine.abc_layout import (
     leading_fields,
     write_line,
 )
-from engine.abc_text import split_head
+from engine.abc_text import length_text, split_head
 from engine.abc_writer import clef_text, write_abc
-from engine.bars import bar_units, length_text
+from engine.bars import bar_units
 from engine.continuation import (
     MAX_BARS,
     MAX_VARIATIONS,

@@ -22,7 +22,7 @@ from engine.abc_layout import Layout
 from engine.abc_writer import write_abc
 from engine.continuation import Engine, Sampling
 from engine.errors import SegueError
-from engine.infill import fill_plan
+from engine.infill import accompany_score, fill_plan, fill_score
 from engine.music import note_events, parse_abc
 from engine.windows import FILL_LINE, GAP_LINE, fill_example
 
@@ -64,7 +64,7 @@ def check_answer(abc: str, bars: int, *, known_chords_only: bool = True) -> None
 def test_fill_rewrites_the_gap_alone_bar_exactly(shipped: Engine, tune: str,
                                                  gap: tuple[int, int], index: int,
                                                  total: int) -> None:
-    [result] = shipped.fill_score(parse_abc(tune), gap, Sampling(seed=1))
+    [result] = fill_score(shipped, parse_abc(tune), gap, Sampling(seed=1))
     check_answer(result.abc, total)
     length = gap[1] - gap[0] + 1
     before, after = bars_of(written(tune)), bars_of(result.abc)
@@ -75,7 +75,7 @@ def test_fill_rewrites_the_gap_alone_bar_exactly(shipped: Engine, tune: str,
 
 
 def test_fill_numbers_a_pickup_bar_zero(shipped: Engine) -> None:
-    [result] = shipped.fill_score(parse_abc(PICKUP), (2, 3), Sampling(seed=2))
+    [result] = fill_score(shipped, parse_abc(PICKUP), (2, 3), Sampling(seed=2))
     old, new = bars_of(written(PICKUP))[0], bars_of(result.abc)[0]
     assert new[:2] == old[:2] and new[4:] == old[4:] and new[2:4] != old[2:4]
     assert not abc2midi_errors(result.abc)
@@ -83,9 +83,9 @@ def test_fill_numbers_a_pickup_bar_zero(shipped: Engine) -> None:
 
 def test_fill_same_seed_same_music_and_variations_differ(shipped: Engine) -> None:
     score = parse_abc(JIG)
-    [one] = shipped.fill_score(score, (2, 3), Sampling(seed=5))
-    [again] = shipped.fill_score(score, (2, 3), Sampling(seed=5))
-    takes = shipped.fill_score(score, (2, 3), Sampling(seed=5), variations=3)
+    [one] = fill_score(shipped, score, (2, 3), Sampling(seed=5))
+    [again] = fill_score(shipped, score, (2, 3), Sampling(seed=5))
+    takes = fill_score(shipped, score, (2, 3), Sampling(seed=5), variations=3)
     assert one.abc == again.abc == takes[0].abc
     assert len({take.abc for take in takes}) == 3
 
@@ -97,7 +97,7 @@ def test_fill_same_seed_same_music_and_variations_differ(shipped: Engine) -> Non
 def test_fill_outside_the_score_names_the_gap(shipped: Engine, gap: tuple[int, int],
                                               message: str) -> None:
     with pytest.raises(SegueError, match=message):
-        shipped.fill_score(parse_abc(JIG), gap)
+        fill_score(shipped, parse_abc(JIG), gap)
 
 
 def test_a_fill_trained_model_reads_the_training_fill_format(shipped: Engine) -> None:
@@ -113,7 +113,7 @@ def test_a_fill_trained_model_reads_the_training_fill_format(shipped: Engine) ->
     rng = random.Random()
     examples = {fill_example(tune, 0, 8, rng) for _ in range(400)}
     assert any(e and e.startswith(text + "\n") for e in examples)
-    [result] = trained.fill_score(parse_abc(JIG), (3, 4), Sampling(seed=4))
+    [result] = fill_score(trained, parse_abc(JIG), (3, 4), Sampling(seed=4))
     check_answer(result.abc, 8)
     assert bars_of(result.abc)[0][4:] == bars_of(tune.write())[0][4:]
 
@@ -121,7 +121,7 @@ def test_a_fill_trained_model_reads_the_training_fill_format(shipped: Engine) ->
 def test_fill_of_a_long_tune_says_what_the_model_read(shipped: Engine) -> None:
     body = JIG.split("K:D\n")[1].strip()
     long_tune = JIG.replace(body, body * 4)
-    [result] = shipped.fill_score(parse_abc(long_tune), (20, 23), Sampling(seed=3))
+    [result] = fill_score(shipped, parse_abc(long_tune), (20, 23), Sampling(seed=3))
     check_answer(result.abc, 32)
     assert "bars before the gap" in result.note
 
@@ -139,7 +139,7 @@ def test_http_fill_says_what_the_model_read(server) -> None:
 def test_accompany_keeps_the_given_voices_note_for_note(shipped: Engine, tune: str, add: str,
                                                         voices: int) -> None:
     score = parse_abc(tune)
-    [result] = shipped.accompany_score(score, add, Sampling(seed=6))
+    [result] = accompany_score(shipped, score, add, Sampling(seed=6))
     check_answer(result.abc, len(Layout.read(tune).voices[0]))
     answer = parse_abc(result.abc)
     assert len(answer.parts) == voices
@@ -151,7 +151,7 @@ def test_accompany_keeps_the_given_voices_note_for_note(shipped: Engine, tune: s
 def test_accompany_a_part_longer_than_the_context(shipped: Engine) -> None:
     body = JIG.split("K:D\n")[1].strip()
     score = parse_abc(JIG.replace(body, body * 3))
-    [result] = shipped.accompany_score(score, "bass", Sampling(seed=7))
+    [result] = accompany_score(shipped, score, "bass", Sampling(seed=7))
     check_answer(result.abc, 24)
     assert note_events(parse_abc(result.abc))[:1] == note_events(score)
     assert "longer than the model's context" in result.note
@@ -161,14 +161,14 @@ def test_accompany_refuses_more_bars_than_it_writes_at_once(shipped: Engine) -> 
     body = JIG.split("K:D\n")[1].strip()
     with pytest.raises(SegueError, match="the music is 136 bars; a part can be added to at "
                                          "most 128 bars"):
-        shipped.accompany_score(parse_abc(JIG.replace(body, body * 17)), "bass")
+        accompany_score(shipped, parse_abc(JIG.replace(body, body * 17)), "bass")
 
 
 def test_chords_need_a_model_trained_on_them(shipped: Engine) -> None:
     with pytest.raises(SegueError, match="add=\"chords\" needs a model trained on chord"):
-        shipped.accompany_score(parse_abc(JIG), "chords")
+        accompany_score(shipped, parse_abc(JIG), "chords")
     with pytest.raises(SegueError, match="add must be one of bass, voice, chords"):
-        shipped.accompany_score(parse_abc(JIG), "drums")
+        accompany_score(shipped, parse_abc(JIG), "drums")
 
 
 def test_chords_put_a_symbol_on_every_bar_and_keep_the_melody(shipped: Engine) -> None:
@@ -177,7 +177,7 @@ def test_chords_put_a_symbol_on_every_bar_and_keep_the_melody(shipped: Engine) -
     chordal = Engine.__new__(Engine)
     chordal.__dict__.update(shipped.__dict__, chord_symbols=True)
     score = parse_abc(JIG)
-    [result] = chordal.accompany_score(score, "chords", Sampling(seed=8))
+    [result] = accompany_score(chordal, score, "chords", Sampling(seed=8))
     check_answer(result.abc, 8, known_chords_only=False)
     assert all(music.count('"') == 2 for music in bars_of(result.abc)[0])
     assert note_events(parse_abc(result.abc)) == note_events(score)

@@ -52,12 +52,13 @@ def run(args: argparse.Namespace) -> int:
     score = read_selection(args)
 
     from engine.continuation import Engine, Sampling
+    from engine.infill import accompany_score
 
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                         seed=args.seed)
     sampling.check()
     engine = Engine.load(args.model, device=args.device)
-    results = engine.accompany_score(score, args.add, sampling, args.variations)
+    results = accompany_score(engine, score, args.add, sampling, args.variations)
     if results[0].note:
         print(f"segue: {results[0].note}", file=sys.stderr)
     write_texts([r.abc for r in results], args.output)

@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     score = read_whole(args)
 
     from engine.continuation import Engine, Sampling
+    from engine.infill import fill_score
 
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                         seed=args.seed)
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if not engine.fill_trained:
         print(f"segue: {engine.name} was trained without fill-in-the-middle windows: it writes "
               "the gap from the bars before it only", file=sys.stderr)
-    results = engine.fill_score(score, gap, sampling, args.variations)
+    results = fill_score(engine, score, gap, sampling, args.variations)
     if results[0].note:
         print(f"segue: {results[0].note}", file=sys.stderr)
     write_texts([r.abc for r in results], args.output)

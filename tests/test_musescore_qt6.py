@@ -228,11 +228,22 @@ def test_qmllint_fails_on_the_plugin_before_this_check(runtime: Path, tmp_path: 
 def test_continues_on_the_musescore_4_branches(staves: int, runtime: Path, recorder: Recorder,
                                                tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{recorder.server_port}"
-    if staves == 2:   # a spelling whose transposed tpc2 would be 35: MuseScore 4 would keep it
-        def double_sharp(answer: dict[str, Any]) -> None:
+
+    def every_branch(answer: dict[str, Any]) -> None:
+        """The answer's first bar made a rest, a chord, a triplet and a half note, so every
+        writing branch runs whatever the model wrote; with two staves, a spelling whose
+        transposed tpc2 would be 35 (MuseScore 4 would keep it)."""
+        staff = [e for e in answer["events"]["staves"][0] if Fraction(e["onset"]) >= 1]
+        bar = [("0", "1/8", [], []), ("1/8", "1/8", [60, 63], [14, 11]),
+               ("1/4", "1/12", [67], [15]), ("1/3", "1/12", [65], [13]),
+               ("5/12", "1/12", [63], [11]), ("1/2", "1/2", [62], [16])]
+        answer["events"]["staves"][0] = [
+            {"onset": onset, "duration": length, "pitches": pitches, "tpcs": tpcs,
+             "tie": False, "voice": 0} for onset, length, pitches, tpcs in bar] + staff
+        if staves == 2:
             first = answer["events"]["staves"][1][0]
             first.update(pitches=[61], tpcs=[33])          # C-sharp spelled B-double-sharp
-        recorder.edit = double_sharp
+    recorder.edit = every_branch
     report, stderr = qt6_runtime.run_plugin(runtime, PLUGIN, fixture(staves, url), tmp_path)
     no_qml_errors(stderr)
     assert report["reason"] == "closed", report

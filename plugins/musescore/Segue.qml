@@ -842,9 +842,9 @@ MuseScore {
             if (have[step.pitches[k]]) continue;
             note = newElement(Element.NOTE);
             note.pitch = step.pitches[k];
+            chord.add(note);                          // add() spells the note anew: spell after
             var t = tpcFor(step, step.pitches[k]);
             if (t !== null) { note.tpc1 = t; note.tpc2 = validTpc(t + shift); }
-            chord.add(note);
         }
     }
 

@@ -101,6 +101,8 @@ class ContinueRequest:
     bar_meters: list[str] | None = None
     prompt: Any = field(default=None, repr=False)  # the music21 score (events, musicxml)
     layout: list[tuple[int, int]] | None = field(default=None, repr=False)
+    gap: tuple[int, int] | None = None  # POST /v1/fill: the bars to write anew
+    add: str | None = None  # POST /v1/accompany: "bass", "voice" or "chords"
 
     def sampling(self) -> Any:
         """The engine's Sampling for this request."""
@@ -111,7 +113,9 @@ class ContinueRequest:
 
 
 SETTINGS = tuple(DEFAULTS)
-ALLOWED = {f.name for f in fields(ContinueRequest)} - {"form", "music", "prompt", "layout"}
+ALLOWED = {f.name for f in fields(ContinueRequest)} - {"form", "music", "prompt", "layout",
+                                                       "gap", "add"}
+ADDS = ("bass", "voice", "chords")
 
 
 def parse_request(body: Any) -> ContinueRequest:
@@ -139,6 +143,47 @@ def parse_request(body: Any) -> ContinueRequest:
     request.measures = check_measures(body.get("measures"))
     request.bar_meters = check_bar_meters(body.get("bar_meters"), request.bars)
     return request
+
+
+def parse_fill_request(body: Any) -> ContinueRequest:
+    """/v1/fill: a continue body, less bars and bar_meters, plus "gap": [first, last] (or
+    "first-last"), the bars to write anew, numbered as in the score (a pickup is bar 0)."""
+    rest, gap = split_field(body, "gap", "the bars to write anew, such as [9, 12]")
+    request = parse_request(rest)
+    try:
+        measures = check_measures(gap)
+    except BadRequest:
+        measures = None
+    if measures is None:
+        raise BadRequest(f"gap must be [first, last] or \"first-last\", not {gap!r}")
+    request.gap = measures
+    return request
+
+
+def parse_accompany_request(body: Any) -> ContinueRequest:
+    """/v1/accompany: a continue body, less bars and bar_meters, plus "add": "bass", "voice"
+    or "chords", the part to write for every bar of the music given."""
+    rest, add = split_field(body, "add", "\"bass\", \"voice\" or \"chords\"")
+    request = parse_request(rest)
+    if add not in ADDS:
+        raise BadRequest(f"add must be \"bass\", \"voice\" or \"chords\", not {add!r}")
+    request.add = add
+    return request
+
+
+def split_field(body: Any, name: str, what: str) -> tuple[dict[str, Any], Any]:
+    """(the body less `name`, the value of `name`): a fill or accompany body's own field,
+    which must be there; "bars" and "bar_meters" do not apply and are refused."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    if name not in body:
+        raise BadRequest(f"give \"{name}\": {what}")
+    for unused in ("bars", "bar_meters"):
+        if unused in body:
+            raise BadRequest(f"{unused} does not apply here: the answer has the bars of the "
+                             "music given")
+    rest = dict(body)
+    return rest, rest.pop(name)
 
 
 def check_bar_meters(value: Any, bars: int) -> list[str] | None:
@@ -264,6 +309,8 @@ def parse_musicxml(text: str) -> Any:
 
 def run_request(request: ContinueRequest, engine: Any) -> list[Any]:
     """The worker's part: continue the prompt with this engine."""
+    if request.gap is not None or request.add is not None:
+        return run_rewrite(request, engine)
     options = {"bars": request.bars, "sampling": request.sampling(),
                "variations": request.variations, "meters": request.bar_meters}
     if request.prompt is None:
@@ -271,11 +318,29 @@ def run_request(request: ContinueRequest, engine: Any) -> list[Any]:
     return engine.continue_score(request.prompt, **options)
 
 
+def run_rewrite(request: ContinueRequest, engine: Any) -> list[Any]:
+    """Fill the request's gap or add its part; an events answer gets the new part as a new
+    staff after the given ones."""
+    from engine.infill import accompany_score, fill_score
+    from engine.music import parse_abc
+
+    score = request.prompt if request.prompt is not None else parse_abc(request.music)
+    if request.gap is not None:
+        return fill_score(engine, score, request.gap, request.sampling(), request.variations)
+    results = accompany_score(engine, score, request.add, request.sampling(),
+                              request.variations)
+    if request.layout and request.add != "chords":
+        request.layout = [*request.layout, (max(staff for staff, _ in request.layout) + 1, 0)]
+    return results
+
+
 def render(request: ContinueRequest, results: list[Any]) -> dict[str, Any]:
     """The answer's music: the first continuation in the request's form and as ABC, and
     every continuation under "variations" when more than one was asked for."""
     takes = [render_one(request, result) for result in results]
     answer = dict(takes[0])
+    if getattr(results[0], "note", ""):  # a fill or accompaniment that read less than all
+        answer["note"] = results[0].note
     if request.variations > 1:
         answer["variations"] = takes
     return answer

@@ -3,6 +3,10 @@
     /segue/ping                      -> /segue/ping "ok" version model
     /segue/continue s:abc [i:bars]   -> /segue/continue/abc s:abc
                                         /segue/continue/notes f:pitch f:onset f:duration ...
+    /segue/fill s:abc i:first i:last -> /segue/fill/abc s:abc (the whole tune, bars first-last
+                                        written anew), /segue/fill/notes f:pitch f:onset ...
+    /segue/accompany s:abc s:add     -> /segue/accompany/abc s:abc (add: bass, voice, chords),
+                                        /segue/accompany/notes f:pitch f:onset f:duration ...
     /segue/set/<setting> value       (no reply; /segue/error if refused)
     /segue/get/<setting>             -> /segue/get/<setting> value
     /segue/get/models                -> /segue/get/models s:name ...
@@ -12,8 +16,8 @@
 Settings: bars (i), temperature (f), top_p (f), top_k (i) (these three nil: the model's own
 default), seed (i; -1 or nil: random), model (s; "" or nil: the default). They are shared by
 every OSC client, like the controls of an instrument. Onsets and durations of notes are in
-beats (quarter notes) from the first beat of the continuation; pitches are MIDI numbers (sent
-as floats, so the list has one type).
+beats (quarter notes) from the first beat of the continuation (of the whole tune, for fill and
+accompany); pitches are MIDI numbers (sent as floats, so the list has one type).
 Replies go to the sender's address, or to the port it named with /segue/reply_port (one
 port per client address: oscsend sends each message from a new port). Integer settings accept
 whole floats too, as many controllers send only floats. Replies are never answered as requests
@@ -151,6 +155,8 @@ class OscServer(socketserver.UDPServer):
             self.send(client, address, ["ok", __version__, self.worker.default_name])
         elif address == f"{PREFIX}/continue":
             self.start_continue(args, client)
+        elif address in (f"{PREFIX}/fill", f"{PREFIX}/accompany"):
+            self.start_rewrite(address, args, client)
         elif address == f"{PREFIX}/reply_port":
             self.set_reply_port(args, client)
         elif address == f"{PREFIX}/get/models":
@@ -165,8 +171,8 @@ class OscServer(socketserver.UDPServer):
         elif address.startswith(f"{PREFIX}/get/") and address[11:] in SETTINGS:
             self.send(client, address, [self.get(address[11:])])
         else:
-            raise OscError(f"unknown address; Segue answers {PREFIX}/ping, /continue, "
-                           "/set/<setting>, /get/<setting>, /get/models, /reply_port")
+            raise OscError(f"unknown address; Segue answers {PREFIX}/ping, /continue, /fill, "
+                           "/accompany, /set/<setting>, /get/<setting>, /get/models, /reply_port")
 
     def get(self, name: str) -> Any:
         """A setting as OSC sends it: seed -1 for random, the default model by name, an unset
@@ -220,10 +226,47 @@ class OscServer(socketserver.UDPServer):
         threading.Thread(target=self.finish_continue, args=(job, client, started, len(abc), bars),
                          name="segue-osc-continue", daemon=True).start()
 
+    def start_rewrite(self, address: str, args: list[Any], client: tuple[str, int]) -> None:
+        """/segue/fill s:abc i:first i:last or /segue/accompany s:abc s:add: check, queue,
+        answer later as /segue/continue is answered."""
+        fill = address.endswith("/fill")
+        kinds = (str, int, int) if fill else (str, str)
+        if len(args) != len(kinds) or not all(isinstance(a, k) and not isinstance(a, bool)
+                                              for a, k in zip(args, kinds, strict=True)):
+            raise OscError(f"{address} takes an ABC tune (s) and "
+                           + ("the first and last bar of the gap (i i)" if fill
+                              else "the part to add (s: bass, voice or chords)"))
+        if fill and not 0 <= args[1] <= args[2]:
+            raise OscError(f"{address}: the gap's bars must be first <= last, from 0")
+        if not fill and args[1] not in ("bass", "voice", "chords"):
+            raise OscError(f"{address}: the part to add is bass, voice or chords, not "
+                           f"{args[1]!r}")
+        with self.lock:
+            settings = dict(self.settings)
+        abc = args[0]
+        check_abc(abc)
+        model = self.worker.resolve(settings["model"])
+
+        def run(engine: Any) -> list[Any]:
+            from engine.continuation import Sampling
+            from engine.infill import accompany_score, fill_score
+            from engine.music import parse_abc
+
+            sampling = Sampling(temperature=settings["temperature"], top_p=settings["top_p"],
+                                top_k=settings["top_k"], seed=settings["seed"])
+            if fill:
+                return fill_score(engine, parse_abc(abc), (args[1], args[2]), sampling)
+            return accompany_score(engine, parse_abc(abc), args[1], sampling)
+
+        started = time.monotonic()
+        job = self.worker.submit(run, model)
+        threading.Thread(target=self.finish_continue, args=(job, client, started, len(abc), 0),
+                         kwargs={"address": address}, name="segue-osc-rewrite",
+                         daemon=True).start()
+
     def finish_continue(self, job: Job, client: tuple[str, int], started: float, size: int,
-                        bars: int) -> None:
+                        bars: int, address: str = f"{PREFIX}/continue") -> None:
         """Wait for the job, then send the ABC and the notes (or an error) to the client."""
-        address = f"{PREFIX}/continue"
         try:
             [result], _ = self.worker.wait(job)
             notes = notes_of(result.score())

@@ -3,6 +3,8 @@
     GET  /v1/health     {"status": "ok", "version", "model", "device", "loaded", "queue"}
     GET  /v1/models     {"default": name, "models": [{"name", "architecture", ...}]}
     POST /v1/continue   {"events" | "musicxml" | "abc": ..., "bars", "temperature", ...}
+    POST /v1/fill       the same music and sampling fields, and "gap": [first, last]
+    POST /v1/accompany  the same music and sampling fields, and "add": "bass"|"voice"|"chords"
 
 The standard library's ThreadingHTTPServer is enough for a loopback service: one thread per
 connection (at most MAX_CONNECTIONS), requests read and answered there, the model's work
@@ -28,7 +30,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from bridge.api import BadMusic, BadRequest, parse_request, read_prompt, render, run_request
+from bridge.api import (
+    BadMusic,
+    BadRequest,
+    parse_accompany_request,
+    parse_fill_request,
+    parse_request,
+    read_prompt,
+    render,
+    run_request,
+)
 from bridge.worker import Busy, ModelUnavailable, UnknownModel, Worker
 from engine import __version__
 from engine.errors import SegueError
@@ -122,11 +133,14 @@ class Handler(BaseHTTPRequestHandler):
         """Check the caller, find the route, answer it: (status, body)."""
         self.check_caller()
         routes = {"/v1/health": ("GET", self.health), "/v1/models": ("GET", self.models),
-                  "/v1/continue": ("POST", self.continue_)}
+                  "/v1/continue": ("POST", self.continue_),
+                  "/v1/fill": ("POST", partial(self.answer, parse_fill_request)),
+                  "/v1/accompany": ("POST", partial(self.answer, parse_accompany_request))}
         path = urlsplit(self.path).path
         if path not in routes:
             raise HTTPError(404, "not_found", f"no such address {path!r}; the API is "
-                            "GET /v1/health, GET /v1/models, POST /v1/continue")
+                            "GET /v1/health, GET /v1/models, POST /v1/continue, "
+                            "POST /v1/fill, POST /v1/accompany")
         method, answer = routes[path]
         if self.command != method:
             raise HTTPError(405, "method_not_allowed", f"{path} takes {method} only")
@@ -157,6 +171,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def continue_(self) -> dict[str, Any]:
         """POST /v1/continue: read and check the request, queue it, render the answer."""
+        return self.answer(parse_request)
+
+    def answer(self, parse: Any) -> dict[str, Any]:
+        """A music request (continue, fill, accompany): read the body, check it with `parse`,
+        queue it, render the answer."""
         started = time.monotonic()
         worker = self.server.worker
         body = self.read_body()
@@ -167,7 +186,7 @@ class Handler(BaseHTTPRequestHandler):
             raise HTTPError(400, "bad_json", f"the body is not valid JSON ({error})"[:300]) \
                 from None
         try:
-            request = parse_request(data)
+            request = parse(data)
             self.notes.update(form=request.form, bars=request.bars)
             model = worker.resolve(request.model)
             read_prompt(request)
@@ -176,7 +195,7 @@ class Handler(BaseHTTPRequestHandler):
             status, code = next((s, c) for kind, s, c in ERRORS if isinstance(error, kind))
             raise HTTPError(status, code, str(error)) from None
         answer = render(request, results)
-        answer.update(model=model or worker.default_name, bars=request.bars,
+        answer.update(model=model or worker.default_name, bars=results[0].bars,
                       engine_ms=round(engine_ms, 1),
                       elapsed_ms=round((time.monotonic() - started) * 1000, 1))
         return answer
@@ -288,7 +307,7 @@ class Server:
     """HTTP (and OSC, unless `osc_port` is None) in front of one Worker, each on a thread.
 
     Port 0 picks a free port; `http_port` and `osc_port` say which. The worker stays its
-    creator's to stop (the MIDI bridge may share it).
+    creator's to stop.
     """
 
     def __init__(self, worker: Worker, *, host: str = "127.0.0.1", port: int = 8765,

@@ -1,10 +1,11 @@
 """One thread owns the models; every transport hands it work through one bounded queue.
 
-HTTP, OSC and the MIDI bridge all ask for continuations at once, but a model computes one at
-a time: a `Worker` runs jobs in order on its own thread and keeps the engines it has loaded in
-a small LRU cache. A request that cannot start soon gets `Busy` at once (queue full, or the
-queue ahead of it would take longer than `max_wait_s` at the recent pace) or when its wait
-runs out, never a hang. The MIDI bridge can use the same object from Python:
+HTTP and OSC clients ask for continuations at once, but a model computes one at a time: a
+`Worker` runs jobs in order on its own thread and keeps the engines it has loaded in a small
+LRU cache. A request that cannot start soon gets `Busy` at once (queue full, or the queue
+ahead of it would take longer than `max_wait_s` at the recent pace) or when its wait runs out,
+never a hang. (The MIDI bridge does not use it: its composer runs the model in a process of
+its own, bridge/composer.py.) From Python:
 
     worker = Worker("segue-gpt2-6m").start()
     [take] = worker.continue_abc(abc_text, bars=4, sampling=Sampling(temperature=0.9))

@@ -84,8 +84,7 @@ def infill_figures(system: Any, tokenizer, examples: list[Fill], block_size: int
     totals = {"both_sides": 0.0, "prefix_only": 0.0}
     characters = 0
     for fill in examples:
-        both = fill.text[: len(fill.text) - len(fill.middle)]  # up to `%%segue fill`
-        for name, context in (("both_sides", both), ("prefix_only", fill.before)):
+        for name, context in (("both_sides", fill.prompt), ("prefix_only", fill.before)):
             bits, count = middle_bits(system, tokenizer, context, fill.middle, block_size,
                                       device)
             totals[name] += bits

@@ -334,9 +334,8 @@ def note_events(score) -> list[list[tuple[Fraction, Fraction, int]]]:
     Tied notes count as one. The measure of a faithful conversion: two scores that agree
     here sound the same.
     """
-    from music21 import harmony
-
     from engine.abc_writer import frac
+    from engine.chord_symbols import is_chord_symbol
 
     events = []
     for part in score.parts:
@@ -344,7 +343,7 @@ def note_events(score) -> list[list[tuple[Fraction, Fraction, int]]]:
         with quiet():
             merged = part.stripTies(matchByPitch=True)
         for element in merged.flatten().notes:
-            if isinstance(element, harmony.Harmony):
+            if is_chord_symbol(element):
                 continue
             onset, length = frac(element.offset), frac(element.duration.quarterLength)
             triples += [(onset, length, p.midi) for p in element.pitches]

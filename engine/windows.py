@@ -2,8 +2,8 @@
 
 A model reads `block_size` tokens at a time, and a song or a quartet movement is many times
 longer. `windows` cuts a tune into stretches of whole four-bar lines (every voice) that fit,
-each under the head in force where it starts (meter, key, tempo, the voices' names and clefs),
-so every window reads as a tune of its own, as a prompt does.
+each under the head in force where it starts (meter, key, tempo, the voices' names and clefs)
+and without a title, so every window reads as a tune of its own, as a prompt does.
 
 `fill_example` turns a window into a fill-in-the-middle example: the bars before a gap, a
 line naming the gap's length, the bars after it, then the gap's bars themselves:
@@ -52,18 +52,18 @@ def windows(text: str, limit: int) -> list[tuple[Layout, int, int]]:
 
 @dataclass(frozen=True)
 class Fill:
-    """A fill-in-the-middle example in parts: the head and the bars before the gap, the bars
-    after it, and the gap's own bars (`middle`), `bars` of them."""
+    """A fill-in-the-middle example in parts: the head and the bars before the gap
+    (`before`), the text a model fills from (`prompt`, `fill_prompt`), and the gap's own bars
+    (`middle`), `bars` of them."""
 
     before: str
-    after: str
+    prompt: str
     middle: str
     bars: int
 
     @property
     def text(self) -> str:
-        return (self.before + GAP_LINE.format(bars=self.bars) + "\n" + self.after + FILL_LINE
-                + "\n" + self.middle)
+        return self.prompt + self.middle
 
 
 def fill_parts(layout: Layout, start: int, stop: int, rng: random.Random) -> Fill | None:
@@ -77,15 +77,24 @@ def fill_parts(layout: Layout, start: int, stop: int, rng: random.Random) -> Fil
     gap = rng.randint(start + 1, stop - length - 1)
     if layout.fields_at(gap) != layout.fields_at(gap + length):
         return None  # the bars after the gap would need a field the gap holds
-    return Fill(layout.head_at(start) + layout.write_body(start, gap, after_head=True),
-                layout.write_body(gap + length, stop), layout.write_body(gap, gap + length),
-                length)
+    return Fill(layout.head_at(start, title=False) + layout.write_body(start, gap, after_head=True),
+                fill_prompt(layout, start, gap, length, stop),
+                layout.write_body(gap, gap + length), length)
 
 
 def fill_example(layout: Layout, start: int, stop: int, rng: random.Random) -> str | None:
     """The text of `fill_parts`' example (see the module's docstring), or None."""
     fill = fill_parts(layout, start, stop, rng)
     return None if fill is None else fill.text
+
+
+def fill_prompt(layout: Layout, start: int, gap: int, length: int, stop: int) -> str:
+    """What a fill-in-the-middle example shows before the gap's bars: the head in force at
+    `start`, bars `start`..`gap`, the gap line, the `length` bars after the gap up to `stop`,
+    and the fill line (the text a model trained on `fill_example` fills from)."""
+    return (layout.head_at(start, title=False) + layout.write_body(start, gap, after_head=True)
+            + GAP_LINE.format(bars=length) + "\n" + layout.write_body(gap + length, stop)
+            + FILL_LINE + "\n")
 
 
 def training_texts(texts: list[str], limit: int, *, fill_share: float = 0.0,
@@ -99,5 +108,5 @@ def training_texts(texts: list[str], limit: int, *, fill_share: float = 0.0,
             example = None
             if fill_share and rng.random() < fill_share:
                 example = fill_example(layout, start, stop, rng)
-            examples.append(example or layout.write(start, stop))
+            examples.append(example or layout.write(start, stop, title=False))
     return examples

@@ -19,6 +19,8 @@ from engine.errors import SegueError
 # Subcommands in the order `segue --help` lists them: name -> module in this package.
 COMMANDS = {
     "continue": "continue_",
+    "fill": "fill",
+    "accompany": "accompany",
     "convert": "convert",
     "corpus": "corpus",
     "serve": "serve",
@@ -37,10 +39,27 @@ EPILOG = """\
 examples:
   segue continue tune.abc --bars 8            write 8 more bars of tune.abc to the terminal
   segue continue song.musicxml --measures 1-4 --bars 4 -o next.musicxml
+  segue fill tune.abc --measures 9-12         write bars 9-12 anew, between the bars around them
+  segue accompany melody.abc --add bass       add a bass line under a melody
   segue convert tune.abc tune.musicxml        convert between ABC, MusicXML and MIDI
   segue <command> --help                      everything a command can do
 
 Set SEGUE_DEBUG=1 to see the full traceback of an unexpected error."""
+
+
+def show_engine_notices() -> None:
+    """Print the engine's notices (the `segue` logger at INFO, such as which path a Mamba
+    model runs on) on standard error as `segue: ...` lines; `segue serve` logs them instead."""
+    import logging
+
+    logger = logging.getLogger("segue")
+    for old in [h for h in logger.handlers if h.get_name() == "segue-notices"]:
+        logger.removeHandler(old)  # a second run in one process writes to today's stderr
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name("segue-notices")
+    handler.setFormatter(logging.Formatter("segue: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -12,23 +12,21 @@ than the model's context keeps its most recent bars.
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
-from engine.abc_text import split_head
-from engine.abc_writer import write_abc
-from engine.bars import BarState, bar_units
+from engine.bars import BarState
 from engine.dataset import TUNE_SEPARATOR
 from engine.errors import SegueError
+from engine.limits import check_fillable
 from engine.lm import decoder_for
+from engine.prompt import BARS_PER_LINE, Prompt, make_prompt
 
 MAX_BARS = 128
 MAX_VARIATIONS = 16
-BARS_PER_LINE = 4
 # Characters allowed when a segment has used its budget: they can only finish bars quickly.
 FINISHING = frozenset("z0123456789/|]}3^_=ABCDEFGabcdefg")
 
@@ -66,51 +64,6 @@ class Continuation:
         from engine.music import parse_abc
 
         return parse_abc(self.abc)
-
-
-@dataclass
-class Prompt:
-    """A prompt split into what the model reads and what the answer's head needs."""
-
-    head: str  # X, M, L, [Q], K lines, as the writer wrote them
-    body: str  # the bars, ending with a bar line
-    meter: str  # meter, unit length and key in force at the end of the prompt
-    unit: str
-    key: str
-    voices: int
-
-    @property
-    def answer_head(self) -> str:
-        tempo = re.search(r"^Q:.*$", self.head, re.MULTILINE)
-        lines = ["X:1", f"M:{self.meter}", f"L:{self.unit}"]
-        return "\n".join(lines + ([tempo.group(0)] if tempo else []) + [f"K:{self.key}"]) + "\n"
-
-
-def last_field(text: str, name: str, default: str) -> str:
-    """The value of the last `name:` field in force in `text` (header line or inline)."""
-    values = re.findall(rf"(?:^|\[){name}:([^\]\n]*)", text, re.MULTILINE)
-    return values[-1].strip() if values else default
-
-
-def end_with_bar_line(line: str) -> str:
-    """A line of bars ending with a plain bar line (a final `|]` or `||` becomes `|`)."""
-    line = re.sub(r"\s*(\|\]|\|\|)\s*$", " |", line.rstrip())
-    return line if line.endswith("|") else line + " |"
-
-
-def make_prompt(score) -> Prompt:
-    """The prompt for a score: our ABC, without title, its final bar line made plain."""
-    abc = write_abc(score, title="", bars_per_line=BARS_PER_LINE)
-    head, body = split_head(abc)
-    lines = [line if line.startswith("V:") else end_with_bar_line(line)
-             for line in body.strip().split("\n")]
-    body = "\n".join(lines)
-    voices = len({line for line in lines if line.startswith("V:")}) or 1
-    return Prompt(
-        head=head, body=body,
-        meter=last_field(abc, "M", "4/4"), unit=last_field(abc, "L", "1/8"),
-        key=last_field(abc, "K", "C"), voices=voices,
-    )
 
 
 def plan_segments(bars: int, voices: int) -> list[tuple[str, int]]:
@@ -193,15 +146,19 @@ class Engine:
     def continue_score(self, score, bars: int = 8, sampling: Sampling | None = None,
                        variations: int = 1) -> list[Continuation]:
         """Continue a music21 score by exactly `bars` bars, `variations` times."""
+        if not any(True for _ in score.recurse().notesAndRests):
+            raise SegueError("the prompt is empty: select some bars with notes or rests")
+        return self.continue_prompt(make_prompt(score), bars, sampling, variations)
+
+    def continue_prompt(self, prompt: Prompt, bars: int = 8, sampling: Sampling | None = None,
+                        variations: int = 1) -> list[Continuation]:
+        """Continue a prompt (engine.prompt.make_prompt) by exactly `bars` bars."""
         sampling = sampling or Sampling()
         sampling.check()
         if not 1 <= bars <= MAX_BARS:
             raise SegueError(f"bars must be between 1 and {MAX_BARS}, not {bars}")
         if not 1 <= variations <= MAX_VARIATIONS:
             raise SegueError(f"variations must be between 1 and {MAX_VARIATIONS}")
-        if not any(True for _ in score.recurse().notesAndRests):
-            raise SegueError("the prompt is empty: select some bars with notes or rests")
-        prompt = make_prompt(score)
         seed = sampling.seed if sampling.seed is not None else \
             int(torch.randint(0, 2**31 - 1, (1,)))
         results = []
@@ -222,7 +179,7 @@ class Engine:
                  seed: int) -> tuple[str, int]:
         """The text that follows `prompt`: exactly `bars` bars in every voice."""
         generator = torch.Generator().manual_seed(seed)
-        bar = bar_units(prompt.meter, prompt.unit)
+        bar = check_fillable(prompt.meter, prompt.unit)
         decoder = decoder_for(self.model)
         body = prompt.body
         context = self.fit(prompt, body, self.block_size * 3 // 4)

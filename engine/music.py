@@ -23,6 +23,7 @@ from engine.abc_text import group_voices, read_header, split_tunes
 from engine.abc_writer import frac, write_abc
 from engine.errors import SegueError
 from engine.files import atomic_path, write_text_atomic
+from engine.limits import check_abc
 
 FORMATS = {
     ".abc": "abc",
@@ -89,9 +90,10 @@ def parse_abc(text: str):
     tune = tunes[0]
     if not read_header(tune).key:
         raise SegueError("the ABC tune has no K: (key) line")
+    check_abc(tune)
     try:
-        with quiet():
-            score = converter.parse(group_voices(tune), format="abc")
+        with quiet():  # parseData: text is never taken for a file's path
+            score = converter.parseData(group_voices(tune), format="abc")
     except Exception as error:
         raise SegueError(f"music21 could not read the ABC tune: {error}") from error
     if isinstance(score, stream.Opus):

@@ -3,25 +3,35 @@
 A request gives the music as `events` (bridge.events), as a `musicxml` document (with an
 optional `part` and `measures` to take a selection) or as an `abc` tune, plus sampling
 fields. The answer gives the continuation in the same form, and always as ABC. The HTTP
-server uses all of this; OSC and the MIDI bridge use `check_setting` for their controls.
+server uses all of this; OSC uses `check_setting` for its controls and `continue_music` for
+its continuations.
+
+Where the work happens: `parse_request` and `check_music` run in the thread that answers the
+client and only measure text (engine.limits); `prepare` (cut to the recent bars, read, write
+the prompt) and `render` (the answer in the request's form) run in a reader process and
+`continue_prompt` in the model's process, each under a deadline (bridge.worker).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+import re
+from dataclasses import dataclass, fields
 from typing import Any
 
 from engine.errors import SegueError
+from engine.limits import TooLarge, check_abc, check_events, check_musicxml, check_work
 
 FORMS = ("events", "musicxml", "abc")
 # The server's limits, tighter than the engine's: one request may not hold the model long.
 MAX_VARIATIONS = 8
 MAX_BARS = 64
 MAX_SEED = 2**63 - 1
-MAX_SPAN = 256  # whole notes of events a request may send (4/4 bars)
+# A file path in a message from a reader or the engine (never shown to clients).
+PATH = re.compile(r"(?<![\w:/\\.])(?:[A-Za-z]:)?[\\/](?:[^\s\\/'\"()<>,;]+[\\/])+"
+                  r"[^\s\\/'\"()<>,;:]*")
 # The defaults every transport starts from.
-DEFAULTS = {"bars": 8, "temperature": 1.0, "top_p": 0.95, "top_k": 0, "seed": None,
+DEFAULTS: dict[str, Any] = {"bars": 8, "temperature": 1.0, "top_p": 0.95, "top_k": 0, "seed": None,
             "variations": 1, "model": None}
 
 
@@ -37,22 +47,43 @@ class BadMusic(SegueError):
     code = "bad_music"
 
 
+def without_paths(message: str) -> str:
+    """A message with every file path in it replaced by "<path>"."""
+    return PATH.sub("<path>", message)
+
+
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: short, whatever its size."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**15:
+        return "a number of {} digits".format(len(str(abs(value))) if abs(value).bit_length()
+                                              < 10_000 else "thousands of")
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def integer(value: Any, name: str, low: int, high: int) -> int:
     """`value` as an int in [low, high]; BadRequest otherwise (booleans are not numbers)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}, not {value!r}")
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}, not "
+                         f"{shown(value)}")
     if not low <= value <= high:
-        raise BadRequest(f"{name} must be from {low} to {high}, not {value}")
+        raise BadRequest(f"{name} must be from {low} to {high}, not {shown(value)}")
     return value
 
 
 def number(value: Any, name: str, low: float, high: float, *, open_low: bool = True) -> float:
-    """`value` as a finite float in (low, high] (or [low, high]); BadRequest otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadRequest(f"{name} must be a number, not {value!r}")
+    """`value` as a finite float in (low, high] (or [low, high]); BadRequest otherwise.
+
+    Whole numbers of any size are compared as they are, never turned into floats first."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not math.isfinite(value)):
+        raise BadRequest(f"{name} must be a number, not {shown(value)}")
+    if isinstance(value, int) and not -2**53 <= value <= 2**53:
+        raise BadRequest(f"{name} must be at most {high:g}, not {shown(value)}")
     if not (low < value if open_low else low <= value) or value > high:
         above = "greater than" if open_low else "at least"
-        raise BadRequest(f"{name} must be {above} {low:g} and at most {high:g}, not {value:g}")
+        raise BadRequest(f"{name} must be {above} {low:g} and at most {high:g}, not "
+                         f"{float(value):g}")
     return float(value)
 
 
@@ -73,7 +104,7 @@ def check_setting(name: str, value: Any) -> Any:
         return integer(value, name, 1, MAX_VARIATIONS)
     if name == "model":
         if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 200):
-            raise BadRequest(f"model must be a model's name or null, not {value!r}")
+            raise BadRequest(f"model must be a model's name or null, not {shown(value)}")
         return value
     raise BadRequest(f"unknown setting {name!r}")
 
@@ -84,7 +115,7 @@ class ContinueRequest:
 
     form: str
     music: Any
-    part: str | int | None = None
+    part: str | None = None
     measures: tuple[int, int] | None = None
     bars: int = DEFAULTS["bars"]
     temperature: float = DEFAULTS["temperature"]
@@ -93,8 +124,6 @@ class ContinueRequest:
     seed: int | None = DEFAULTS["seed"]
     variations: int = DEFAULTS["variations"]
     model: str | None = DEFAULTS["model"]
-    prompt: Any = field(default=None, repr=False)  # the music21 score (events, musicxml)
-    layout: list[tuple[int, int]] | None = field(default=None, repr=False)
 
     def sampling(self) -> Any:
         """The engine's Sampling for this request."""
@@ -105,7 +134,7 @@ class ContinueRequest:
 
 
 SETTINGS = tuple(DEFAULTS)
-ALLOWED = {f.name for f in fields(ContinueRequest)} - {"form", "music", "prompt", "layout"}
+ALLOWED = {f.name for f in fields(ContinueRequest)} - {"form", "music"}
 
 
 def parse_request(body: Any) -> ContinueRequest:
@@ -134,13 +163,14 @@ def parse_request(body: Any) -> ContinueRequest:
     return request
 
 
-def check_part(value: Any) -> str | int | None:
+def check_part(value: Any) -> str | None:
     """A part number (from 1) or name, or null."""
     if value is None or (isinstance(value, str) and 0 < len(value) <= 200):
         return value
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return str(value)
-    raise BadRequest(f"part must be a part number from 1 or a part's name, not {value!r}")
+    raise BadRequest(f"part must be a part number from 1 or a part's name, not "
+                     f"{shown(value)}")
 
 
 def check_measures(value: Any) -> tuple[int, int] | None:
@@ -154,67 +184,86 @@ def check_measures(value: Any) -> tuple[int, int] | None:
             return parse_measures(value)
         except SegueError:
             raise BadRequest(f"measures must be a bar number or a range such as \"1-8\", "
-                             f"not {value!r}") from None
+                             f"not {shown(value)}") from None
     if (isinstance(value, list) and len(value) == 2
             and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
             and value[0] <= value[1]):
         return value[0], value[1]
-    raise BadRequest(f"measures must be [first, last] or \"first-last\", not {value!r}")
+    raise BadRequest(f"measures must be [first, last] or \"first-last\", not "
+                     f"{shown(value)}")
 
 
-def read_prompt(request: ContinueRequest) -> None:
-    """Turn the request's music into the engine's prompt (a score; ABC stays text).
-
-    Runs in the requesting thread, so the worker spends its time on the model only.
-    BadRequest for a malformed events document, BadMusic for music that cannot be read.
-    """
-    from bridge.events import events_to_score, part_layout
-    from engine.music import select
-
-    if request.form == "events":  # its shape is the API's: errors in it are bad requests
-        try:
-            check_span(request.music)
-            request.prompt = events_to_score(request.music)
-        except SegueError as error:
-            raise BadRequest(f"events: {error}") from None
-        request.layout = part_layout(request.prompt)
-        return
+def check_music(request: ContinueRequest) -> None:
+    """The limits (engine.limits) on the request's music, measured on its text before any
+    reader runs: TooLarge (413) for sizes, BadMusic (422) for values no reader should meet,
+    BadRequest for an events document."""
     try:
-        if request.form == "musicxml":
-            score = parse_musicxml(request.music)
-            request.prompt = select(score, part=request.part, measures=request.measures)
-        else:
+        check_work(request.bars, 1, request.variations)
+        if request.form == "abc":
             check_abc(request.music)
+        elif request.form == "musicxml":
+            check_musicxml(request.music, part_chosen=request.part is not None)
+        else:
+            check_events(request.music)
+    except TooLarge:
+        raise
     except SegueError as error:
-        message = str(error).replace("--measures", "measures").replace("--part", "part")
-        raise BadMusic(message) from None
+        raise (BadRequest(f"events: {error}") if request.form == "events"
+               else BadMusic(str(error))) from None
 
 
-def check_span(events: dict[str, Any]) -> None:
-    """Refuse events reaching past MAX_SPAN whole notes (music21 would take minutes)."""
-    from bridge.events import parse_fraction
+@dataclass
+class Prepared:
+    """A request's music, read: the model's prompt, and what its answer's form needs."""
 
-    staves = events.get("staves")
-    for staff in staves if isinstance(staves, list) else []:
-        for event in staff if isinstance(staff, list) else []:
+    prompt: Any  # engine.prompt.Prompt
+    layout: list[tuple[int, int]] | None = None  # events: (staff, voice) of each part
+    part_names: list[str | None] | None = None  # musicxml: the names of the parts
+
+
+def prepare(_: Any, request: ContinueRequest) -> Prepared:
+    """In a reader process: cut the music to its recent bars (engine.recent), read it, and
+    write the model's prompt. Whatever a reader raises is BadMusic in its own words (or
+    BadRequest for a malformed events document, TooLarge for a size over a limit)."""
+    from bridge.events import events_to_score, part_layout, recent_events
+    from engine.limits import check_fillable
+    from engine.music import parse_abc, select
+    from engine.prompt import make_prompt
+    from engine.recent import recent_abc, recent_musicxml
+
+    prepared = Prepared(None)
+    try:
+        if request.form == "events":
             try:
-                end = parse_fraction(event["onset"], "") + parse_fraction(event["duration"], "")
-            except (SegueError, KeyError, TypeError):
-                continue  # events_to_score says what is wrong, and where
-            if end > MAX_SPAN:
-                raise SegueError(f"the events reach {float(end):g} whole notes from the "
-                                 f"start; send at most {MAX_SPAN} (the model reads far less)")
-
-
-def check_abc(text: str) -> None:
-    """A cheap check that `text` is a tune; the engine reads the music itself."""
-    from engine.abc_text import read_header, split_tunes
-
-    tunes = split_tunes(text)
-    if not tunes:
-        raise BadMusic("no ABC tune found (a tune starts with an X: line and has a K: line)")
-    if not read_header(tunes[0]).key:
-        raise BadMusic("the ABC tune has no K: (key) line")
+                score = events_to_score(recent_events(request.music))
+            except TooLarge:
+                raise
+            except (SegueError, ValueError, TypeError) as error:  # its shape is the API's
+                raise BadRequest(f"events: {error}") from None
+            prepared.layout = part_layout(score)
+        elif request.form == "musicxml":
+            text = recent_musicxml(request.music, part=request.part, measures=request.measures)
+            score = parse_musicxml(text)
+            if text is request.music:  # not cut (a timewise document): select here
+                score = select(score, part=request.part, measures=request.measures)
+            prepared.part_names = [part.partName for part in score.parts]
+        else:
+            score = parse_abc(recent_abc(request.music))
+        if not any(True for _ in score.recurse().notesAndRests):
+            raise BadMusic("the prompt is empty: select some bars with notes or rests")
+        prepared.prompt = make_prompt(score)
+        check_fillable(prepared.prompt.meter, prepared.prompt.unit)
+    except (BadRequest, TooLarge):
+        raise
+    except SegueError as error:
+        raise BadMusic(str(error).replace("--measures", "measures")
+                       .replace("--part", "part")) from None
+    except MemoryError:
+        raise TooLarge("the music needs more memory than one request may use") from None
+    except Exception as error:  # music21 raises many kinds for music it cannot read
+        raise BadMusic(f"the music cannot be read ({type(error).__name__}: "
+                       f"{str(error)[:200]})") from None
+    return prepared
 
 
 def parse_musicxml(text: str) -> Any:
@@ -238,41 +287,63 @@ def parse_musicxml(text: str) -> Any:
     return score
 
 
-def run_request(request: ContinueRequest, engine: Any) -> list[Any]:
-    """The worker's part: continue the prompt with this engine."""
-    options = {"bars": request.bars, "sampling": request.sampling(),
-               "variations": request.variations}
-    if request.prompt is None:
-        return engine.continue_abc(request.music, **options)
-    return engine.continue_score(request.prompt, **options)
+def continue_prompt(engine: Any, prompt: Any, bars: int, sampling: Any,
+                    variations: int) -> list[Any]:
+    """In the model's process: `variations` continuations of `prompt` (engine.continuation)."""
+    return engine.continue_prompt(prompt, bars, sampling, variations)
 
 
-def render(request: ContinueRequest, results: list[Any]) -> dict[str, Any]:
+def render(_: Any, form: str, abcs: list[str], prepared: Prepared) -> list[dict[str, Any]]:
+    """In a reader process: each continuation in the request's form ("events" or
+    "musicxml"), and as ABC."""
+    from bridge.events import score_to_events
+    from engine.music import parse_abc, quiet
+
+    takes = []
+    for abc in abcs:
+        score = parse_abc(abc)
+        if form == "events":
+            takes.append({"events": score_to_events(score, prepared.layout), "abc": abc})
+            continue
+        from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+        names = prepared.part_names or []
+        if len(names) == len(score.parts):
+            for part, name in zip(score.parts, names, strict=True):
+                part.partName = name
+        with quiet():
+            document = GeneralObjectExporter(score).parse().decode("utf-8")
+        takes.append({"musicxml": document, "abc": abc})
+    return takes
+
+
+def notes(_: Any, abc: str) -> list[float]:
+    """In a reader process: pitch, onset, duration (beats) of every sounding note of every
+    part of a continuation, flattened, by onset (grace notes, which take no time, left out)."""
+    from engine.music import note_events, parse_abc
+
+    triples = sorted(t for part in note_events(parse_abc(abc)) for t in part if t[1] > 0)
+    return [float(x) for onset, length, pitch in triples for x in (pitch, onset, length)]
+
+
+def continue_music(worker: Any, request: ContinueRequest,
+                   model: str | None) -> tuple[list[Any], Prepared, float]:
+    """Read, continue: (the continuations, the read prompt, the model's milliseconds)."""
+    prepared = worker.read(prepare, request)
+    check_work(request.bars, prepared.prompt.voices, request.variations)
+    takes, engine_ms = worker.timed_call(continue_prompt, prepared.prompt, request.bars,
+                                         request.sampling(), request.variations, model=model)
+    return takes, prepared, engine_ms
+
+
+def answer_music(worker: Any, request: ContinueRequest, takes: list[Any],
+                 prepared: Prepared) -> dict[str, Any]:
     """The answer's music: the first continuation in the request's form and as ABC, and
     every continuation under "variations" when more than one was asked for."""
-    takes = [render_one(request, result) for result in results]
-    answer = dict(takes[0])
+    abcs = [take.abc for take in takes]
+    rendered = ([{"abc": abc} for abc in abcs] if request.form == "abc"
+                else worker.read(render, request.form, abcs, prepared))
+    answer = dict(rendered[0])
     if request.variations > 1:
-        answer["variations"] = takes
+        answer["variations"] = rendered
     return answer
-
-
-def render_one(request: ContinueRequest, result: Any) -> dict[str, Any]:
-    """One continuation in the request's form, and as ABC."""
-    from bridge.events import score_to_events
-    from engine.music import quiet
-
-    if request.form == "abc":
-        return {"abc": result.abc}
-    score = result.score()
-    if request.form == "events":
-        return {"events": score_to_events(score, request.layout), "abc": result.abc}
-    from music21.musicxml.m21ToXml import GeneralObjectExporter
-
-    names = [part.partName for part in request.prompt.parts]
-    if len(names) == len(score.parts):
-        for part, name in zip(score.parts, names, strict=True):
-            part.partName = name
-    with quiet():
-        document = GeneralObjectExporter(score).parse().decode("utf-8")
-    return {"musicxml": document, "abc": result.abc}

@@ -56,7 +56,7 @@ MAX_PER_ADDRESS = 32  # ... from one client address
 MAX_OVERFLOW = 8  # connections past a cap, let in to be answered health or "busy"
 REQUEST_TIME_S = 10.0  # to send request line, headers and body (or to start the next one)
 OVERFLOW_TIME_S = 2.0  # ... for a connection let in past a cap
-LINGER_S = 2.0  # reading what a client still sends after its answer, before closing
+LINGER_S = 2.0  # the longest pause of a client still sending after its answer
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Errors a request can cause: (class, HTTP status, code), the first that matches. A
 # SegueError from the engine is about the music it was given.
@@ -422,8 +422,8 @@ class HTTPServer(ThreadingHTTPServer):
         unread data resets it, and the client may not see the answer."""
         with contextlib.suppress(OSError):
             request.shutdown(socket.SHUT_WR)
-            request.settimeout(LINGER_S)
-            ends, dropped = time.monotonic() + LINGER_S, 0
+            request.settimeout(LINGER_S)  # while it keeps sending, up to the request's time
+            ends, dropped = time.monotonic() + self.request_time_s, 0
             while time.monotonic() < ends and dropped < MAX_BODY * 4:
                 chunk = request.recv(65_536)
                 if not chunk:

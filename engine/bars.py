@@ -61,7 +61,7 @@ def length_prefixes() -> dict[str, tuple[Fraction, ...]]:
 PREFIXES = length_prefixes()
 
 
-@lru_cache(maxsize=100_000)
+@lru_cache(maxsize=16_384)
 def can_finish(bar: Fraction, time: Fraction, triplet_left: int) -> bool:
     """Whether a bar at `time`, with `triplet_left` notes of an open triplet, can end exactly."""
     if time > bar:
@@ -108,7 +108,7 @@ class BarState:
         return _successors(self, alphabet)
 
 
-@lru_cache(maxsize=50_000)
+@lru_cache(maxsize=4_096)  # about 3 KB an entry: a long-running server stays within ~13 MB
 def _successors(state: BarState, alphabet: tuple[str, ...]) -> tuple[BarState | None, ...]:
     result = []
     for text in alphabet:
@@ -179,7 +179,7 @@ def _length_can_grow(state: BarState, text: str) -> bool:
     return _fits(state.bar, state.time, state.triplet_left, text)
 
 
-@lru_cache(maxsize=100_000)
+@lru_cache(maxsize=16_384)
 def _fits(bar: Fraction, time: Fraction, triplet_left: int, text: str) -> bool:
     if triplet_left:
         return any(can_finish(bar, time + value * TRIPLET, triplet_left - 1)

@@ -23,7 +23,7 @@ from engine.errors import SegueError
 MAX_MUSIC_CHARS = 1_000_000  # characters of an ABC tune or a MusicXML document
 MAX_TUNE_BARS = 5_000  # bars of one voice
 MAX_BAR_CHARS = 1_000  # characters of one bar of one ABC voice
-MAX_BAR_NOTES = 128  # notes and rests in one bar of one voice
+MAX_BAR_NOTES = 256  # notes and rests in one bar of one voice (free rhythm has long bars)
 MAX_CHORD_NOTES = 16  # notes sounding at once in one voice
 MAX_PARTS = 16  # voices of ABC, parts of MusicXML, (staff, voice) pairs of events
 MAX_EVENTS = 20_000  # events of an events document

@@ -54,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bridge.logs import Formatter
+    from bridge.processes import tame_allocator
     from bridge.server import Server
     from bridge.worker import Worker
     from engine.errors import SegueError
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             raise SegueError(f"port {port} is not a port number (0-65535)")
     if not (1 <= args.readers <= 16 and args.deadline > 0 and args.max_wait > 0):
         raise SegueError("--readers must be 1 to 16, --deadline and --max-wait above 0")
+    tame_allocator()
     worker = Worker(args.model, device=args.device, cache_size=args.cache,
                     queue_size=args.queue, max_wait_s=args.max_wait, readers=args.readers,
                     deadline_s=args.deadline, read_deadline_s=args.deadline / 4)

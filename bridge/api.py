@@ -31,8 +31,8 @@ MAX_SEED = 2**63 - 1
 PATH = re.compile(r"(?<![\w:/\\.])(?:[A-Za-z]:)?[\\/](?:[^\s\\/'\"()<>,;]+[\\/])+"
                   r"[^\s\\/'\"()<>,;:]*")
 # The defaults every transport starts from.
-DEFAULTS: dict[str, Any] = {"bars": 8, "temperature": 1.0, "top_p": 0.95, "top_k": 0, "seed": None,
-            "variations": 1, "model": None}
+DEFAULTS: dict[str, Any] = {"bars": 8, "temperature": 1.0, "top_p": 0.95, "top_k": 0,
+                            "seed": None, "variations": 1, "model": None}
 
 
 class BadRequest(SegueError):

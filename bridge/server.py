@@ -103,6 +103,14 @@ def is_ip(name: str) -> bool:
     return True
 
 
+def url_part(url: str, part: str) -> str | None:
+    """A part of a URL ("path", "hostname"); None where the URL cannot be split."""
+    try:
+        return getattr(urlsplit(url), part)
+    except ValueError:  # "http://[::1" and the like
+        return None
+
+
 def error_body(code: str, message: str) -> dict[str, Any]:
     """The JSON body of an error answer."""
     return {"error": {"code": code, "message": message}}
@@ -157,7 +165,7 @@ class Handler(BaseHTTPRequestHandler):
         self.check_caller()
         routes = {"/v1/health": ("GET", self.health), "/v1/models": ("GET", self.models),
                   "/v1/continue": ("POST", self.continue_)}
-        path = urlsplit(self.path).path
+        path = url_part(self.path, "path") or self.path
         if path not in routes:
             raise HTTPError(404, "not_found", f"no such address {path[:100]!r}; the API is "
                             "GET /v1/health, GET /v1/models, POST /v1/continue")
@@ -179,7 +187,7 @@ class Handler(BaseHTTPRequestHandler):
         if not self.server.allows_host(host_name(host)):
             raise HTTPError(403, "forbidden", f"Host {host[:100]!r} is not this machine")
         origin = self.headers.get("Origin")
-        if origin is not None and urlsplit(origin).hostname not in LOCAL_HOSTS:
+        if origin is not None and url_part(origin, "hostname") not in LOCAL_HOSTS:
             raise HTTPError(403, "forbidden", f"requests from web pages ({origin[:100]}) "
                             "are refused")
         if self.headers.get("Sec-Fetch-Site", "none") not in ("none", "same-origin"):

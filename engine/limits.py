@@ -128,8 +128,8 @@ def music_only(line: str) -> str:
 
 
 def voice_lines(body: str) -> Iterator[tuple[str, str, str]]:
-    """(voice, kind, text) for each line of a tune's body: kind "field" (text is "M:3/4"),
-    or "music" (comment stripped); comments, directives and lyrics are left out."""
+    """(voice, kind, text) for each line of a tune (or its body): kind "field" (text is
+    "M:3/4"), or "music" (comment stripped); comments, directives and lyrics are left out."""
     voice = "1"
     for raw in body.split("\n"):
         if raw.startswith("%"):
@@ -155,21 +155,18 @@ def check_abc(text: str) -> None:
     TooLarge for sizes (characters, bars, characters or notes of a bar, voices, chords);
     SegueError for meters, unit lengths, tempi and note lengths Segue cannot read.
     """
-    from engine.abc_text import split_head, split_tunes
+    from engine.abc_text import split_tunes
 
     check_size(len(text), MAX_MUSIC_CHARS, "characters of ABC")
     tunes = split_tunes(text)
     if not tunes:
         return  # the reader says what is missing
-    head, body = split_head(tunes[0])
-    for line in head.split("\n"):
-        field = FIELD_LINE.match(strip_comment(line).strip())
-        if field is not None:
-            check_field(field.group(1), field.group(2))
     bars: dict[str, int] = {}
     bar_chars: dict[str, int] = {}
     bar_notes: dict[str, int] = {}
-    for voice, kind, line in voice_lines(body):
+    for voice, kind, line in voice_lines(tunes[0]):  # a head line that is no field is music
+        if kind == "field" and line[0] not in FIELD_CHECKS:
+            continue
         bars.setdefault(voice, 0)
         check_size(len(bars), MAX_PARTS, "voices", "continue fewer voices at once")
         if kind == "field":

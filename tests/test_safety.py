@@ -89,6 +89,8 @@ REFUSED_ABC = [
     ("Q:1/4=0", "X:1\nM:4/4\nL:1/8\nQ:1/4=0\nK:C\nCDEF GABc|", 422, "Q:1/4=0"),
     ("a chord of 20 notes", HEAD + "[CDEFGABcdefgabc'd'e'f'g'a'b']8|", 413, "chord"),
     ("17 voices", HEAD + "".join(f"V:{v}\nC8|\n" for v in range(17)), 413, "voices"),
+    ("notes in the head (30 s before)", "X:1\nM:3/4\nLC4000:1/8\nK:Eb\nE2G2B2|e4 d2|", 422,
+     "at most 64 units"),
 ]
 
 
@@ -306,6 +308,9 @@ RAW = [  # header bytes are read as Latin-1: b"\xb2" is "²", a digit to str.isd
     ("two Host headers", b"Host: 127.0.0.1\r\nHost: 127.0.0.1\r\nContent-Length: 2", 400,
      "bad_request"),
     ("HTTP/2.0", b"", 505, "bad_http"),
+    ("an Origin that cannot be split", b"Host: 127.0.0.1\r\nOrigin: http://[::1\r\n"
+     b"Content-Length: 2", 403, "forbidden"),
+    ("a path that cannot be split", b"", 404, "not_found"),
 ]
 
 
@@ -315,8 +320,10 @@ def test_bad_headers_get_a_standard_status(server: Server, headers: bytes, statu
                                            code: str) -> None:
     if headers:
         data = b"POST /v1/continue HTTP/1.1\r\n" + headers + b"\r\n\r\n{}"
-    else:
+    elif status == 505:
         data = b"GET /v1/health HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n"
+    else:
+        data = b"GET //[::1/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     answer = raw_exchange(server.http_port, data)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert int(head.split()[1]) == status, answer[:300]

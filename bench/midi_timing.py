@@ -3,9 +3,12 @@ the end of a phrase the answer is ready.
 
     python bench/midi_timing.py                              # 120 BPM 4/4, 10 phrases
     python bench/midi_timing.py --bpm 90 --rounds 20 --latency 2
+    python bench/midi_timing.py --transport free             # no MIDI clock: Segue's --bpm
 
-A host in this process (tests/midi_helpers.py) sends MIDI clock at the tempo, plays a bar of
-eighths and ends it with the trigger CC; `segue midi` runs in its own process, as with a DAW.
+A host in this process (tests/midi_helpers.py) sends MIDI clock at the tempo (with the FL
+Studio script's SysEx, or --transport clock, continue or free as midi_helpers.play_and_check
+describes), plays a bar of eighths and ends it with the trigger CC; `segue midi` runs in its
+own process, as with a DAW, given --bpm and --meter too.
 Each note of each answer is compared with where its ABC puts it on the host's timeline; the
 error includes both JACK hops (clock in, note out), each up to one JACK period; `--latency`
 is passed to `segue midi`, which then sends every note that many ms early. Uses the running
@@ -25,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from midi_helpers import (
     BARS,
+    TRANSPORTS,
     TRIGGER_CC,
     SegueProcess,
     call_and_response,
@@ -48,6 +52,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--latency", type=float, default=0.0, metavar="MS",
                         help="segue midi's --latency (default 0)")
+    parser.add_argument("--transport", choices=TRANSPORTS, default="sysex",
+                        help="how the host keeps time with Segue (default sysex: FL Studio's)")
     args = parser.parse_args()
 
     errors: list[float] = []
@@ -55,12 +61,14 @@ def main() -> None:
     with jack_server():
         start_xruns = xruns()
         options = ["--bars", str(BARS), "--trigger-cc", str(TRIGGER_CC), "--seed", "1",
-                   "--latency", str(args.latency)]
+                   "--latency", str(args.latency), "--bpm", str(args.bpm), "--meter",
+                   args.meter]
         segue = SegueProcess(args.model, "bench", *options)
         segue.wait_for(r"^listening", timeout=120)
         try:
             for _ in range(args.rounds):
-                figures = call_and_response(segue, args.bpm, args.meter, within=0.05)
+                figures = call_and_response(segue, args.bpm, args.meter, within=0.05,
+                                            transport=args.transport)
                 errors += figures["errors_ms"]
                 ready.append(figures["ready_s"])
         finally:
@@ -68,8 +76,8 @@ def main() -> None:
         late = xruns() - start_xruns
     own = [line for line in segue.lines if line.startswith("played ")]
     absolute = [abs(e) for e in errors]
-    print(f"segue midi over JACK, {args.bpm:g} BPM {args.meter}, {args.rounds} answers of {BARS}"
-          f" bars, {len(errors)} notes, --latency {args.latency:g} "
+    print(f"segue midi over JACK, {args.transport}, {args.bpm:g} BPM {args.meter}, {args.rounds}"
+          f" answers of {BARS} bars, {len(errors)} notes, --latency {args.latency:g} "
           f"({platform.processor() or platform.machine()})")
     print(f"  note-on error at the host: p50 {percentile(absolute, 0.5):.2f} ms, "
           f"p99 {percentile(absolute, 0.99):.2f} ms, max {max(absolute):.2f} ms, "

@@ -2,9 +2,10 @@
 
 A request gives the music as `events` (bridge.events), as a `musicxml` document (with an
 optional `part` and `measures` to take a selection) or as an `abc` tune, plus sampling
-fields. The answer gives the continuation in the same form, and always as ABC. The HTTP
-server uses all of this; OSC uses `check_setting` for its controls and `continue_music` for
-its continuations.
+fields, and optionally `bar_meters`: the meter of each new bar, for a host whose next bars
+exist already in another meter. The answer gives the continuation in the same form, and
+always as ABC. The HTTP server uses all of this; OSC uses `check_setting` for its controls
+and `continue_music` for its continuations, the MIDI bridge `check_setting`.
 
 Where the work happens: `parse_request` and `check_music` run in the thread that answers the
 client and only measure text (engine.limits); `prepare` (cut to the recent bars, read, write
@@ -124,6 +125,7 @@ class ContinueRequest:
     seed: int | None = DEFAULTS["seed"]
     variations: int = DEFAULTS["variations"]
     model: str | None = DEFAULTS["model"]
+    bar_meters: list[str] | None = None
 
     def sampling(self) -> Any:
         """The engine's Sampling for this request."""
@@ -148,7 +150,7 @@ def parse_request(body: Any) -> ContinueRequest:
     unknown = sorted(set(body) - ALLOWED - {form})
     if unknown:
         raise BadRequest(f"unknown field {unknown[0]!r}; fields are {', '.join(FORMS)}, "
-                         f"part, measures, {', '.join(SETTINGS)}")
+                         f"part, measures, bar_meters, {', '.join(SETTINGS)}")
     music = body[form]
     if form == "events" and not isinstance(music, dict):
         raise BadRequest("events must be an object with time_signature, key and staves")
@@ -160,7 +162,25 @@ def parse_request(body: Any) -> ContinueRequest:
         raise BadRequest("part and measures select from a musicxml document only")
     request.part = check_part(body.get("part"))
     request.measures = check_measures(body.get("measures"))
+    request.bar_meters = check_bar_meters(body.get("bar_meters"), request.bars)
     return request
+
+
+def check_bar_meters(value: Any, bars: int) -> list[str] | None:
+    """The meters of the new bars, in order (at most `bars` of them), or null."""
+    from bridge.events import check_meter
+
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise BadRequest(f"bar_meters must be a list of meters such as [\"3/4\", \"3/4\"], "
+                         f"not {str(value)[:100]!r}")
+    if len(value) > bars:
+        raise BadRequest(f"bar_meters names {len(value)} bars, but bars is {bars}")
+    try:
+        return [check_meter(meter, f"bar_meters[{index}]") for index, meter in enumerate(value)]
+    except SegueError as error:
+        raise BadRequest(str(error)) from None
 
 
 def check_part(value: Any) -> str | None:
@@ -221,10 +241,11 @@ class Prepared:
     part_names: list[str | None] | None = None  # musicxml: the names of the parts
 
 
-def prepare(_: Any, request: ContinueRequest) -> Prepared:
+def prepare(_: Any, request: ContinueRequest, chord_symbols: bool) -> Prepared:
     """In a reader process: cut the music to its recent bars (engine.recent), read it, and
-    write the model's prompt. Whatever a reader raises is BadMusic in its own words (or
-    BadRequest for a malformed events document, TooLarge for a size over a limit)."""
+    write the model's prompt (with chord symbols if the model reads them). Whatever a reader
+    raises is BadMusic in its own words (or BadRequest for a malformed events document,
+    TooLarge for a size over a limit)."""
     from bridge.events import events_to_score, part_layout, recent_events
     from engine.limits import check_fillable
     from engine.music import parse_abc, select
@@ -251,7 +272,7 @@ def prepare(_: Any, request: ContinueRequest) -> Prepared:
             score = parse_abc(recent_abc(request.music))
         if not any(True for _ in score.recurse().notesAndRests):
             raise BadMusic("the prompt is empty: select some bars with notes or rests")
-        prepared.prompt = make_prompt(score)
+        prepared.prompt = make_prompt(score, chord_symbols=chord_symbols)
         check_fillable(prepared.prompt.meter, prepared.prompt.unit)
     except (BadRequest, TooLarge):
         raise
@@ -287,23 +308,31 @@ def parse_musicxml(text: str) -> Any:
     return score
 
 
-def continue_prompt(engine: Any, prompt: Any, bars: int, sampling: Any,
-                    variations: int) -> list[Any]:
-    """In the model's process: `variations` continuations of `prompt` (engine.continuation)."""
-    return engine.continue_prompt(prompt, bars, sampling, variations)
+def continue_prompt(engine: Any, prompt: Any, bars: int, sampling: Any, variations: int,
+                    meters: list[str] | None) -> list[tuple[str, list[str]]]:
+    """In the model's process: (ABC, meter of each bar) of `variations` continuations of
+    `prompt` (engine.continuation), plain data that a reader process can unpickle."""
+    takes = engine.continue_prompt(prompt, bars, sampling, variations, meters)
+    return [(take.abc, take.meters) for take in takes]
 
 
-def render(_: Any, form: str, abcs: list[str], prepared: Prepared) -> list[dict[str, Any]]:
-    """In a reader process: each continuation in the request's form ("events" or
-    "musicxml"), and as ABC."""
+def render(_: Any, request: ContinueRequest, takes: list[tuple[str, list[str]]],
+           prepared: Prepared) -> list[dict[str, Any]]:
+    """In a reader process: each continuation, (ABC, meter of each bar), in the request's
+    form ("events" or "musicxml"), and as ABC; events name the meter of each bar when the
+    request named them."""
     from bridge.events import score_to_events
-    from engine.music import parse_abc, quiet
+    from engine.meters import answer_score
+    from engine.music import quiet
 
-    takes = []
-    for abc in abcs:
-        score = parse_abc(abc)
-        if form == "events":
-            takes.append({"events": score_to_events(score, prepared.layout), "abc": abc})
+    rendered = []
+    for abc, meters in takes:
+        score = answer_score(abc, meters)
+        if request.form == "events":
+            events = score_to_events(score, prepared.layout)
+            if request.bar_meters:
+                events["bar_meters"] = meters
+            rendered.append({"events": events, "abc": abc})
             continue
         from music21.musicxml.m21ToXml import GeneralObjectExporter
 
@@ -313,8 +342,8 @@ def render(_: Any, form: str, abcs: list[str], prepared: Prepared) -> list[dict[
                 part.partName = name
         with quiet():
             document = GeneralObjectExporter(score).parse().decode("utf-8")
-        takes.append({"musicxml": document, "abc": abc})
-    return takes
+        rendered.append({"musicxml": document, "abc": abc})
+    return rendered
 
 
 def notes(_: Any, abc: str) -> list[float]:
@@ -327,22 +356,23 @@ def notes(_: Any, abc: str) -> list[float]:
 
 
 def continue_music(worker: Any, request: ContinueRequest,
-                   model: str | None) -> tuple[list[Any], Prepared, float]:
-    """Read, continue: (the continuations, the read prompt, the model's milliseconds)."""
-    prepared = worker.read(prepare, request)
+                   model: str | None) -> tuple[list[tuple[str, list[str]]], Prepared, float]:
+    """Read, continue: (the continuations as (ABC, meter of each bar), the read prompt, the
+    model's milliseconds)."""
+    prepared = worker.read(prepare, request, worker.chord_symbols(model))
     check_work(request.bars, prepared.prompt.voices, request.variations)
     takes, engine_ms = worker.timed_call(continue_prompt, prepared.prompt, request.bars,
-                                         request.sampling(), request.variations, model=model)
+                                         request.sampling(), request.variations,
+                                         request.bar_meters, model=model)
     return takes, prepared, engine_ms
 
 
-def answer_music(worker: Any, request: ContinueRequest, takes: list[Any],
+def answer_music(worker: Any, request: ContinueRequest, takes: list[tuple[str, list[str]]],
                  prepared: Prepared) -> dict[str, Any]:
     """The answer's music: the first continuation in the request's form and as ABC, and
     every continuation under "variations" when more than one was asked for."""
-    abcs = [take.abc for take in takes]
-    rendered = ([{"abc": abc} for abc in abcs] if request.form == "abc"
-                else worker.read(render, request.form, abcs, prepared))
+    rendered = ([{"abc": abc} for abc, _ in takes] if request.form == "abc"
+                else worker.read(render, request, takes, prepared))
     answer = dict(rendered[0])
     if request.variations > 1:
         answer["variations"] = rendered

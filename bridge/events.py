@@ -10,6 +10,14 @@ from the start of the first bar, rests as empty `pitches`, `tie` true when the e
 to the next one of the same voice. Answers add `"tpcs"`, MuseScore's tonal pitch classes
 (C = 14, one step per fifth: G = 15, F = 13), so the host spells each note as the engine did.
 
+Chord symbols travel in an optional top-level list, onsets counted like the events':
+
+    "chords": [{"staff": 0, "onset": "1/2", "symbol": "Am7"}]
+
+each symbol in Segue's normalized spelling (`engine.chord_symbols`: root, `#`/`b`, a quality
+such as `m7`, `/bass`). They belong to the staff's first voice. Answers carry the list only
+when the model wrote chord symbols.
+
 Each (staff, voice) becomes one part of the score, and so one ABC voice for the model.
 """
 
@@ -25,6 +33,7 @@ from engine.limits import (
     CONTEXT_BARS,
     CONTEXT_NOTES,
     MAX_BAR_NOTES,
+    MAX_CHORDS,
     MAX_EVENTS,
     MAX_SPAN,
     MAX_STAVES,
@@ -58,13 +67,17 @@ def tpc(pitch) -> int:
 
 
 def time_signature_of(events: dict) -> str:
-    text = events.get("time_signature", "4/4")
+    return check_meter(events.get("time_signature", "4/4"), "time_signature")
+
+
+def check_meter(text: Any, what: str) -> str:
+    """A meter such as "3/4", normalized; SegueError naming `what` for anything else."""
     if not isinstance(text, str) or "/" not in text:
-        raise SegueError(f"time_signature must be written like \"3/4\", not {text!r}")
+        raise SegueError(f"{what} must be written like \"3/4\", not {text!r}")
     numerator, _, denominator = text.partition("/")
     if not (numerator.strip().isdigit() and denominator.strip() in
             {"1", "2", "4", "8", "16", "32"} and 0 < int(numerator) <= 32):
-        raise SegueError(f"time_signature {text!r} is not a meter Segue can write")
+        raise SegueError(f"{what} {text!r} is not a meter Segue can write")
     return f"{int(numerator)}/{int(denominator)}"
 
 
@@ -81,7 +94,8 @@ def key_of(events: dict):
 
 
 def events_to_score(events: dict):
-    """A music21 Score from an events document, one part per (staff, voice)."""
+    """A music21 Score from an events document, one part per (staff, voice), each filled
+    with rests to the end of the last bar that any event reaches."""
     from music21 import chord, meter, note, stream, tie
 
     if not isinstance(events, dict):
@@ -118,7 +132,15 @@ def events_to_score(events: dict):
             voices.setdefault((staff_index, voice), []).append(
                 (onset, length, sorted(set(pitches)), bool(event.get("tie", False))))
 
+    symbols = chords_of(events, len(staves))
+    bar = Fraction(time_signature)
+    last = max((onset + length for items in voices.values() for onset, length, *_ in items),
+               default=bar)
+    end = -(-last // bar) * bar  # events describe time: a bar they reach into is whole
     score = stream.Score()
+    first_voice: dict[int, int] = {}
+    for staff_index, voice in sorted(voices):
+        first_voice.setdefault(staff_index, voice)
     for (staff_index, voice), items in sorted(voices.items()):
         part = stream.Part(id=f"staff{staff_index}-voice{voice}")
         part.insert(0, meter.TimeSignature(time_signature))
@@ -143,9 +165,46 @@ def events_to_score(events: dict):
             element.duration.quarterLength = length * 4
             part.insert(onset * 4, element)
             position = onset + length
+        if position < end:  # the time after a voice's last event is silence
+            part.insert(position * 4, note.Rest(quarterLength=(end - position) * 4))
         part.makeRests(fillGaps=True, inPlace=True, timeRangeFromBarDuration=False)
-        score.insert(0, part.makeNotation())
+        part = part.makeNotation()
+        if first_voice[staff_index] == voice:
+            for onset, symbol in symbols.get(staff_index, []):
+                measure = part.getElementAtOrBefore(onset * 4, [stream.Measure])
+                if measure is not None:
+                    measure.insert(onset * 4 - frac(measure.offset), symbol)
+        score.insert(0, part)
     return score
+
+
+def chords_of(events: dict, staves: int) -> dict[int, list]:
+    """The optional "chords" list as music21 ChordSymbols by staff: [(onset, symbol)]."""
+    from engine.chord_symbols import from_text
+
+    chords = events.get("chords", [])
+    if not isinstance(chords, list):
+        raise SegueError("chords must be a list of {staff, onset, symbol} objects")
+    if len(chords) > MAX_CHORDS:
+        raise SegueError(f"at most {MAX_CHORDS} chord symbols can be sent at once")
+    by_staff: dict[int, list] = {}
+    for index, item in enumerate(chords):
+        where = f"chord {index}"
+        if not isinstance(item, dict):
+            raise SegueError(f"{where}: a chord must be an object with staff, onset and symbol")
+        staff = item.get("staff", 0)
+        if isinstance(staff, bool) or not isinstance(staff, int) or not 0 <= staff < staves:
+            raise SegueError(f"{where}: staff must be a staff number from 0 to {staves - 1}")
+        onset = parse_fraction(item.get("onset"), f"{where}: onset")
+        if onset < 0:
+            raise SegueError(f"{where}: onset must be >= 0")
+        symbol = item.get("symbol")
+        try:
+            parsed = from_text(symbol if isinstance(symbol, str) else repr(symbol))
+        except ValueError as error:
+            raise SegueError(f"{where}: {error}") from None
+        by_staff.setdefault(staff, []).append((onset, parsed))
+    return by_staff
 
 
 def part_layout(score) -> list[tuple[int, int]]:
@@ -195,6 +254,8 @@ def score_to_events(score, layout: list[tuple[int, int]] | None = None) -> dict:
                 "tie": bool(tie_ is not None and tie_.type in ("start", "continue")),
                 "voice": voice,
             })
+    chords = [{"staff": staff, "onset": fraction_text(onset / 4), "symbol": text}
+              for staff, onset, text in sorted(chord_symbols(parts, layout))]
     result = {
         "time_signature": time_signature.ratioString if time_signature else "4/4",
         "key": key_signature.sharps if key_signature else 0,
@@ -202,6 +263,8 @@ def score_to_events(score, layout: list[tuple[int, int]] | None = None) -> dict:
     }
     if isinstance(key_signature, key.Key):
         result["mode"] = "minor" if key_signature.mode == "minor" else "major"
+    if chords:
+        result["chords"] = chords
     return result
 
 
@@ -210,7 +273,7 @@ def recent_events(events: dict, bars: int = CONTEXT_BARS, notes: int = CONTEXT_N
     most `bars` bars and `notes` events in all (at least one bar). An event that starts
     before the cut keeps its part after it. Onsets and durations are checked on the way
     (engine.limits.check_fraction, MAX_SPAN, MAX_BAR_NOTES); other errors are left to
-    `events_to_score`."""
+    `events_to_score`. Chord symbols before the cut are dropped, the others moved with it."""
     if not isinstance(events, dict) or not isinstance(events.get("staves"), list):
         return events
     bar = Fraction(time_signature_of(events))
@@ -249,4 +312,36 @@ def recent_events(events: dict, bars: int = CONTEXT_BARS, notes: int = CONTEXT_N
     staves = [[dict(event, onset=fraction_text(max(onset, cut) - cut),
                     duration=fraction_text(onset + length - max(onset, cut)))
                for onset, length, event in staff if onset + length > cut] for staff in timed]
-    return dict(events, staves=staves)
+    return dict(events, staves=staves, **recent_chords(events, cut))
+
+
+def recent_chords(events: dict, cut: Fraction) -> dict:
+    """{"chords": the chord symbols at or after `cut`, onsets counted from it} ({} if the
+    document has no list of chords; what is wrong inside one is `chords_of`'s to say)."""
+    chords = events.get("chords")
+    if not isinstance(chords, list):
+        return {}
+    kept = []
+    for index, item in enumerate(chords):
+        if not isinstance(item, dict):
+            return {"chords": chords}
+        onset = parse_fraction(item.get("onset"), f"chord {index}: onset")
+        check_fraction(onset, f"chord {index}: onset")
+        if onset >= cut:
+            kept.append(dict(item, onset=fraction_text(onset - cut)))
+    return {"chords": kept}
+
+
+def chord_symbols(parts: list, layout: list[tuple[int, int]]) -> list[tuple[int, Fraction, str]]:
+    """(staff, onset in quarter notes, normalized symbol) of every chord symbol of the parts."""
+    from music21 import harmony
+
+    from engine.chord_symbols import symbol_text
+
+    found = []
+    for part, (staff, _) in zip(parts, layout, strict=True):
+        for symbol in part.recurse().getElementsByClass(harmony.ChordSymbol):
+            text = symbol_text(symbol)
+            if text is not None:
+                found.append((staff, frac(symbol.getOffsetInHierarchy(part)), text))
+    return found

@@ -3,7 +3,8 @@
 The loop: listen (capture the phrase, bridge/phrase.py) -> the phrase ends -> quantize it into
 an events document, key estimated unless given -> the engine continues it by `bars` bars, in a
 process of its own (bridge/composer.py) -> the answer plays from the first bar line after it is
-ready (and after the phrase) at the host's tempo (bridge/player.py) -> listen again. While
+ready (and after the phrase) at the host's tempo (bridge/player.py), its chord symbols, if it
+has any, as a chord part on a channel of their own (--chords-channel) -> listen again. While
 Segue thinks and plays, what arrives on the input is not captured, so an answer that a DAW
 routes back to Segue is not heard as a call.
 
@@ -38,7 +39,7 @@ from bridge import sysex
 from bridge.clock import Clock
 from bridge.composer import Composer
 from bridge.phrase import Capture, Phrase, phrase_events
-from bridge.player import Player, timed_notes
+from bridge.player import Player, timed_chords, timed_notes
 from engine.errors import SegueError
 
 log = logging.getLogger("segue.midi")
@@ -63,6 +64,7 @@ class Settings:
     trigger_cc: int | None = None
     trigger_note: int | None = None
     channel: int = 0  # of the answer, 0-15
+    chords_channel: int | None = None  # of the answer's chord symbols, 0-15; None: not played
     silence_bars: float = 1.0
     max_bars: int = 8
     latency: float = 0.0  # seconds each message is sent early (--latency, in ms there)
@@ -101,6 +103,7 @@ class Bridge:
         self.host_speaks_sysex = False
         self.last: tuple[Phrase, dict] | None = None
         self.takes = 0
+        self.said_no_chords = False
         # The answer's first bar line (None once it has begun) and its end, in beats.
         self.answer_beats: tuple[float | None, float] | None = None
 
@@ -243,6 +246,7 @@ class Bridge:
             self.takes += 1
             answer, abc = self.composer(events, settings.bars, settings.temperature, seed)
             notes = timed_notes(answer)
+            chords = self.chord_part(answer)
         except SegueError as error:
             self.status(sysex.ERROR, f"error: {error}")
             self.listen()
@@ -257,12 +261,26 @@ class Bridge:
         start = max(self.clock.next_bar_line(line.beat_at(ready + MARGIN + settings.latency)),
                     phrase.end_bar)
         self.player.play(notes, start, phrase.velocity, settings.channel)
+        if settings.chords_channel is not None:
+            self.player.play(chords, start, phrase.velocity, settings.chords_channel)
         self.answer_beats = (start, start + settings.bars * self.clock.bar_beats)
         bar = round(start / self.clock.bar_beats) + 1
         self.status(sysex.READY, f"answer: {settings.bars} bars from bar {bar} at "
                                  f"{60 / line.spb:.1f} BPM, ready "
                                  f"{ready - since:.2f} s after it was asked for")
         self.say("\n".join("  " + row for row in abc.strip().splitlines()))
+
+    def chord_part(self, answer: dict) -> list[tuple[float, float, int]]:
+        """The answer's chord symbols as notes for --chords-channel (none without it); says
+        once that answers carry none, when they do not."""
+        if self.settings.chords_channel is None:
+            return []
+        chords = timed_chords(answer, self.settings.bars * self.clock.bar_beats)
+        if not chords and not self.said_no_chords:
+            self.said_no_chords = True
+            self.say("the answer has no chord symbols for --chords-channel: the model writes "
+                     "them once it has been trained on tunes with chords")
+        return chords
 
     def status(self, code: int, text: str) -> None:
         """Say what Segue is doing: on the terminal, and to a host that speaks our SysEx."""

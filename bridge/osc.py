@@ -106,6 +106,7 @@ class OscServer(socketserver.UDPServer):
         self.reply_ports: OrderedDict[tuple[str, int], int] = OrderedDict()
         self.continuing = threading.BoundedSemaphore(MAX_CONTINUING)
         self.lock = threading.Lock()
+        self.last_active = time.monotonic()  # when a message last came
 
     # --- sending -----------------------------------------------------------------------
     def target(self, client: tuple[str, int]) -> tuple[str, int]:
@@ -135,6 +136,7 @@ class OscServer(socketserver.UDPServer):
     # --- receiving ---------------------------------------------------------------------
     def receive(self, data: bytes, client: tuple[str, int]) -> None:
         """One datagram: a message or a bundle of them (time tags are not waited for)."""
+        self.last_active = time.monotonic()
         try:
             messages = [timed.message for timed in OscPacket(data).messages]
         except Exception:  # python-osc raises several kinds for junk
@@ -243,8 +245,8 @@ class OscServer(socketserver.UDPServer):
         """Read the tune, continue it, send the ABC and the notes (or an error)."""
         address, started = f"{PREFIX}/continue", time.monotonic()
         try:
-            [take], _, _ = continue_music(self.worker, request, model)
-            values = self.worker.read(notes, take.abc)
+            [(abc, _)], _, _ = continue_music(self.worker, request, model)
+            values = self.worker.read(notes, abc)
         except SegueError as error:
             self.send_error(client, address, describe(error))
             return
@@ -254,7 +256,7 @@ class OscServer(socketserver.UDPServer):
             return
         finally:
             self.continuing.release()
-        self.send(client, f"{address}/abc", [take.abc])
+        self.send(client, f"{address}/abc", [abc])
         self.send(client, f"{address}/notes", values)
         log.info("OSC %s from %s:%d in=%dB bars=%d ok %.1f ms", address, *client[:2],
                  len(request.music), request.bars, (time.monotonic() - started) * 1000)

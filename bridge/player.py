@@ -8,15 +8,18 @@ CPU; where the system allows it, the thread runs at real-time priority, as audio
 but the lowest one: the MIDI system's own threads (JACK's run at its priority less 5) must
 always be able to take the CPU from it, or they miss their period and drop MIDI.
 
-Every note-on gets its note-off: on `stop`, `panic`, `close` (Ctrl-C and errors go through
-it) the notes still sounding are switched off at once.
+Every note-on gets its note-off: on `stop`, `panic`, `close` (Ctrl-C, SIGTERM and errors go
+through it) the notes still sounding are switched off at once, and `close` returns only once
+those note-offs have had time to leave the port.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -32,6 +35,10 @@ from bridge.midi_ports import realtime_priority
 log = logging.getLogger("segue.midi")
 LEAD = 0.002  # seconds: wake this long before an event, then wait out the rest precisely
 RESYNC = 0.005  # seconds: read the timeline again at least this often while waiting
+# Seconds that the last messages are given to leave before the port may close: rtmidi hands
+# them to JACK in its next period (at most 4096 frames, 93 ms at 44.1 kHz); the other MIDI
+# systems take them at once.
+DRAIN = 0.1
 
 
 @dataclass(frozen=True, order=True)
@@ -72,6 +79,41 @@ def timed_notes(events: dict) -> list[tuple[float, float, int]]:
         if this[2] == after[2] and after[0] < this[1]:
             this[1] = after[0]
     return sorted((float(s), float(e), p) for s, e, p in notes if e > s)
+
+
+def timed_chords(events: dict, length: float) -> list[tuple[float, float, int]]:
+    """(start, end, pitch) in beats of the chord part of an events document: the chord symbols
+    (`"chords": [{"staff": 0, "onset": "n/d", "symbol": "Am7"}, ...]`) of the first staff that
+    has any, each voiced by music21 (`chord_pitches`) and held from its onset to the next
+    symbol's, the last to `length` beats (the answer's end). N.C. is silence."""
+    chords = events.get("chords") or []
+    if not chords:
+        return []
+    staff = min(chord["staff"] for chord in chords)
+    onsets = sorted((Fraction(chord["onset"]) * 4, chord["symbol"]) for chord in chords
+                    if chord["staff"] == staff)
+    notes = [(float(start), float(end), pitch)
+             for (start, symbol), (end, _) in itertools.pairwise([*onsets, (length, "")])
+             for pitch in chord_pitches(symbol) if start < end]
+    return sorted(notes)
+
+
+@functools.lru_cache(maxsize=1024)
+def chord_pitches(symbol: str) -> tuple[int, ...]:
+    """The MIDI pitches music21 voices a chord symbol with, root (or the bass of a slash chord)
+    in the octave or two below middle C: "Am7" -> A2 C3 E3 G3, "Bb/D" -> D3 F3 Bb3. Flats may
+    be written b (ABC, MusicXML) or - (music21). None for N.C., or a symbol music21 cannot
+    read (said in the log, once)."""
+    from music21 import harmony
+
+    figure = re.sub(r"(^|/)([A-G])b", r"\1\2-", symbol.strip())
+    try:
+        chord = harmony.ChordSymbol(figure)
+    except Exception:  # music21 raises ValueError and others for what it cannot read
+        if symbol.strip().upper().replace(".", "") != "NC":
+            log.warning("chord symbol %r not understood: not played", symbol)
+        return ()
+    return tuple(sorted({pitch.midi for pitch in chord.pitches}))
 
 
 class Player:
@@ -124,12 +166,14 @@ class Player:
                                            control=control, value=0))
 
     def close(self) -> None:
-        """Stop and end the thread."""
+        """Stop, end the thread, and give the note-offs time to leave: the port may be closed
+        once this returns."""
         self.stop()
         with self.condition:
             self.closed = True
             self.condition.notify()
         self.thread.join(timeout=2)
+        time.sleep(DRAIN)
 
     def send(self, message: Any) -> None:
         """Send one message now (from any thread: the port is not thread-safe)."""

@@ -10,6 +10,10 @@ on macOS ~/Documents. FL Studio on Linux runs under Wine: its Documents is the W
 A host gets its plug-in only once it has run here (its folder under Documents exists), unless
 asked for all hosts.
 
+Beside each MuseScore plug-in goes segue-launch.json: where this Segue is (the app, or this
+Python with `-m bridge`), so that the plug-in can start `segue serve` itself when MuseScore,
+started from a desktop menu, has no `segue` on its PATH.
+
 Every file written is recorded with its SHA-256 in $SEGUE_HOME/installed-plugins.json, with
 the folders made for it. So a second install changes nothing, an update replaces only files
 still as Segue wrote them, a file Segue did not write is replaced only when the user says so,
@@ -45,8 +49,10 @@ SWITCH_ON = {
                  "controller type to \"Segue\" and its port number to that of the output "
                  "\"Segue In\" (Windows: make those two ports with loopMIDI first).",
 }
-SERVER_NOTE = ("The MuseScore plug-in talks to `segue serve`, FL Studio to `segue midi`: keep "
-               "the one you need running while you work.")
+SERVER_NOTE = ("The MuseScore plug-in starts `segue serve` itself when it finds none (it stops "
+               "after 30 minutes unused); FL Studio talks to `segue midi`: keep that running "
+               "while you work.")
+LAUNCH_FILE = "segue-launch.json"
 
 
 @dataclass(frozen=True)
@@ -54,13 +60,27 @@ class Target:
     """One plug-in file and where its host looks for it."""
 
     host: str
-    source: Path  # the file shipped with Segue
+    source: Path | None  # the file shipped with Segue (None: `content` is written)
     dest: Path  # where the host reads it
     host_folder: Path  # exists once the host has run on this machine
+    content: bytes | None = None  # a file made at install time
 
     @property
     def host_found(self) -> bool:
         return self.host_folder.is_dir()
+
+    def data(self) -> bytes:
+        """The bytes to install; SegueError if the shipped file is missing."""
+        if self.content is not None:
+            return self.content
+        if self.source is None or not self.source.is_file():
+            raise SegueError(f"{self.source}: the {self.host} plug-in is missing from this "
+                             "Segue (install Segue from its source folder or use the app)")
+        return self.source.read_bytes()
+
+    def sha256(self) -> str:
+        """The SHA-256 of what is installed at `dest`."""
+        return hashlib.sha256(self.data()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -150,6 +170,24 @@ def targets(platform: str = sys.platform, home: Path | None = None,
     ]
 
 
+def launch_record() -> bytes:
+    """segue-launch.json: the program (and leading arguments) that runs this Segue."""
+    from bridge.launch import segue_program
+    from engine import __version__
+
+    program = segue_program()
+    record = {"program": program[0], "args": program[1:],
+              "written_by": f"segue install-plugins {__version__}"}
+    return (json.dumps(record, indent=2) + "\n").encode("utf-8")
+
+
+def launch_targets(chosen: list[Target]) -> list[Target]:
+    """segue-launch.json beside each MuseScore plug-in among `chosen`."""
+    record = launch_record()
+    return [Target(t.host, None, t.dest.with_name(LAUNCH_FILE), t.host_folder, record)
+            for t in chosen if t.host.startswith("MuseScore")]
+
+
 def manifest_path() -> Path:
     """Where Segue records the files it installed."""
     return segue_home() / "installed-plugins.json"
@@ -207,11 +245,8 @@ def install(chosen: list[Target], manifest_file: Path, *, dry_run: bool = False,
     manifest = json.loads(json.dumps(before))
     steps = []
     for target in chosen:
-        if not target.source.is_file():
-            raise SegueError(f"{target.source}: the {target.host} plug-in is missing from this "
-                             "Segue (install Segue from its source folder or use the app)")
-        data = target.source.read_bytes()
-        wanted = hashlib.sha256(data).hexdigest()
+        data = target.data()
+        wanted = target.sha256()
         key = str(target.dest)
         present = sha256(target.dest)
         recorded = manifest["files"].get(key, {}).get("sha256")

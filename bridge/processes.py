@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -76,8 +77,25 @@ def tame_allocator() -> None:
 
 
 def child_main(connection: Any, setup: Callable[..., Any], args: tuple[Any, ...],
-               max_memory_mb: float | None) -> None:
-    """The child: set up, then answer (function, args) requests until None or EOF."""
+               max_memory_mb: float | None) -> NoReturn:
+    """The child's life; it ends with os._exit, so no library's exit handler (torch's, JACK's)
+    can hang it or print on the way out."""
+    code = 1
+    try:
+        serve(connection, setup, args, max_memory_mb)
+        code = 0
+    except BaseException:  # a fault of ours outside any job: say what, then end
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
+def serve(connection: Any, setup: Callable[..., Any], args: tuple[Any, ...],
+          max_memory_mb: float | None) -> None:
+    """Set up, then answer (function, args) requests until None or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it stops us
     if max_memory_mb:  # a job that wants more gets MemoryError instead of the machine's RAM
         import resource

@@ -141,6 +141,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         """Every method comes here; `route` answers 405 where it does not belong."""
         started = time.monotonic()
+        used = url_part(self.path, "path") != "/v1/health"  # asking whether it is up is no use
+        if used:
+            self.server.last_active = started
         self.notes: dict[str, Any] = {}
         retry_after = None
         try:
@@ -154,6 +157,8 @@ class Handler(BaseHTTPRequestHandler):
         if status >= 400:
             self.close_connection = True  # a body may be left unread
         self.send_json(status, body, retry_after)
+        if used:
+            self.server.last_active = time.monotonic()
         extras = "".join(f" {key}={value}" for key, value in self.notes.items())
         log.info("%s %s %s %d%s %.1f ms", self.client_address[0], self.command,
                  printable(self.path[:80]), status, extras, (time.monotonic() - started) * 1000)
@@ -280,8 +285,12 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def parse_request(self) -> bool:
-        """The base class's parsing, less HTTP/0.9 (a bare `GET /path` line)."""
+        """The base class's parsing, less HTTP/0.9 (a bare `GET /path` line). A request line
+        of nothing but control characters, which the base class takes for a blank line and
+        leaves unanswered, gets a 400; only a truly blank one is let go without an answer."""
         if not super().parse_request():
+            if self.raw_requestline.strip(b"\r\n") and not self.requestline.split():
+                self.send_error(400, "Bad request line")
             return False
         if self.request_version == "HTTP/0.9":
             self.send_error(400, "HTTP/0.9 requests are not served")
@@ -371,6 +380,7 @@ class HTTPServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.open = self.overflowing = 0
         self.per_address: dict[str, int] = {}
+        self.last_active = time.monotonic()  # when a request (not health) came or was answered
         self.names = {socket.gethostname().lower(), f"{socket.gethostname().lower()}.local"}
 
     def allows_host(self, name: str) -> bool:
@@ -475,6 +485,14 @@ class Server:
     @property
     def osc_port(self) -> int | None:
         return None if self.osc is None else int(self.osc.server_address[1])
+
+    def idle_seconds(self) -> float:
+        """Seconds since the last request (HTTP or OSC; GET /v1/health does not count) came
+        or was answered; 0 while the worker has work queued or running."""
+        if self.worker.queued():
+            return 0.0
+        last = max(s.last_active for s in (self.http, self.osc) if s is not None)
+        return time.monotonic() - last
 
     def start(self) -> Server:
         for thread in self.threads:

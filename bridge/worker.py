@@ -108,7 +108,7 @@ def warm_up(engine: Any) -> None:
     from engine.prompt import Prompt
 
     prompt = Prompt(head="X:1\nM:4/4\nL:1/8\nK:G\n", body="GABc d2B2 |", meter="4/4",
-                    unit="1/8", key="G", voices=1)
+                    unit="1/8", key="G", tempo=None, voices=1)
     engine.continue_prompt(prompt, 1, Sampling(seed=0))
 
 
@@ -176,6 +176,7 @@ class Worker:
                                    max_rss_mb=MAX_READER_MB, max_memory_mb=READER_ADDRESS_MB)
         self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
         self.loaded_keys: OrderedDict[str | None, None] = OrderedDict()  # the process's cache
+        self.reads_symbols: dict[str | None, bool] = {}  # by cache key: see chord_symbols
         self.default_name = ""
         self.default_info: dict[str, Any] = {}
         self.device = ""
@@ -320,6 +321,16 @@ class Worker:
         if key is None:
             return self.model
         return next((m["path"] for m in list_models() if m["name"] == key), key)
+
+    def chord_symbols(self, key: str | None) -> bool:
+        """Whether the model of a cache key read chord symbols in training (its checkpoint's
+        `abc_language`, as `Engine.load` judges it): the readers write its prompts so."""
+        if key not in self.reads_symbols:
+            from engine.checkpoint import read_config, resolve_model
+
+            config = read_config(resolve_model(self.model_path(key)))
+            self.reads_symbols[key] = int(config.get("abc_language", 1)) >= 2
+        return self.reads_symbols[key]
 
     def note_loaded(self, key: str | None) -> None:
         """Mirror the process's LRU cache after a job that used model `key`."""

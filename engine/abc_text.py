@@ -1,4 +1,4 @@
-"""ABC as text: split a file into tunes, normalize a tune, read its header, regroup voices."""
+"""ABC as text: split a file into tunes, normalize a tune, read its header."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ KEPT_BODY_FIELDS = ("M", "L", "Q", "K", "V")
 
 FIELD_LINE = re.compile(r"^([A-Za-z]):(.*)$")
 DECORATION = re.compile(r"![^!\n]*!|\+[^+\n]*\+")
-ANNOTATION = re.compile(r'"[^"\n]*"')
+QUOTED = re.compile(r'"[^"\n]*"')
+
+
+def without_annotations(line: str) -> str:
+    """A line of music without its quoted annotations (`"^rit."`, `"<(1)"`), chord symbols
+    (quoted text that starts with a root A-G) kept."""
+    return QUOTED.sub(lambda m: m.group(0) if m.group(0)[1:2] in set("ABCDEFG") else "", line)
 
 
 @dataclass(frozen=True)
@@ -50,11 +56,13 @@ def normalize_tune(text: str) -> str | None:
     """A tune reduced to what the model needs, or None if it has no `K:` field or no notes.
 
     Comments, `%%` directives, lyrics, titles, sources, notes and other metadata go; the head
-    becomes `X:1` and the `M:`, `L:`, `Q:`, `K:` fields (in that order, `K:` last); the body
-    keeps its music, its voice (`V:`) and meter/key/tempo/unit changes, with decorations,
-    chord symbols and annotations in quotes, and line continuations removed.
+    becomes `X:1`, the `M:`, `L:`, `Q:` fields (in that order), the voice definitions (`V:`
+    with their names and clefs) and `K:`; the body keeps its music, its chord symbols, its
+    voice (`V:`) and meter/key/tempo/unit changes, with decorations, annotations in quotes
+    and line continuations removed.
     """
     head: dict[str, str] = {}
+    voices: list[str] = []
     body: list[str] = []
     in_body = False
     for raw in text.split("\n"):
@@ -68,21 +76,26 @@ def normalize_tune(text: str) -> str | None:
             name, value = field.group(1), field.group(2).strip()
             if name in KEPT_HEADER_FIELDS and name not in head:
                 head[name] = value
+            if name == "V":
+                voices.append(f"V:{value}")
             if name == "K":
                 in_body = True
+            continue
+        if line.startswith("+:"):  # the continuation of a lyrics or other field line
             continue
         if field is not None and not line.startswith("|"):
             name = field.group(1)
             if name in KEPT_BODY_FIELDS:
                 body.append(f"{name}:{field.group(2).strip()}")
             continue
-        music = ANNOTATION.sub("", DECORATION.sub("", line)).rstrip("\\").rstrip()
+        music = without_annotations(DECORATION.sub("", line)).rstrip("\\").rstrip()
         if music.strip():
             body.append(music)
     if "K" not in head or not body:
         return None
-    lines = ["X:1"] + [f"{name}:{head[name]}" for name in KEPT_HEADER_FIELDS if name in head]
-    return "\n".join(lines + body) + "\n"
+    lines = ["X:1"] + [f"{name}:{head[name]}" for name in KEPT_HEADER_FIELDS[:-1]
+                       if name in head]
+    return "\n".join([*lines, *voices, f"K:{head['K']}", *body]) + "\n"
 
 
 def read_header(text: str) -> Header:
@@ -107,44 +120,3 @@ def split_head(text: str) -> tuple[str, str]:
         if line.startswith("K:"):
             return "\n".join(lines[: index + 1]) + "\n", "\n".join(lines[index + 1:])
     return text, ""
-
-
-def group_voices(text: str) -> str:
-    """Rewrite a tune whose voices alternate line by line as one block per voice.
-
-    ABC lets voices alternate (`V:1` four bars, `V:2` four bars, `V:1` ...); music21 reads each
-    `V:` line as a new part, so before music21 sees such a tune its lines are gathered per voice.
-    A tune with fewer than two voices is returned unchanged.
-    """
-    head, body = split_head(text)
-    order: list[str] = []
-    blocks: dict[str, list[str]] = {}
-    current = None
-    preamble: list[str] = []
-    for line in body.split("\n"):
-        voice = re.match(r"^V:\s*(\S+)", line) or re.match(r"^\[V:\s*([^\]\s]+)[^\]]*\]\s*$", line)
-        if voice:
-            current = voice.group(1)
-            if current not in blocks:
-                order.append(current)
-                blocks[current] = []
-            continue
-        inline = re.match(r"^\[V:\s*([^\]\s]+)[^\]]*\](.*)$", line)
-        if inline:
-            current = inline.group(1)
-            if current not in blocks:
-                order.append(current)
-                blocks[current] = []
-            line = inline.group(2)
-        if current is None:
-            preamble.append(line)
-        else:
-            blocks[current].append(line)
-    if len(order) < 2:
-        return text
-    out = [line for line in head.rstrip("\n").split("\n") if not line.startswith("V:")]
-    out += preamble
-    for voice in order:
-        out.append(f"V:{voice}")
-        out += [line for line in blocks[voice] if line.strip()]
-    return "\n".join(out) + "\n"

@@ -1,39 +1,62 @@
 """music21 stream -> ABC text. music21 reads ABC but cannot write it; this module does.
 
-What it writes is standard ABC 2.1 and is also the language Segue's models speak:
+What it writes is standard ABC 2.1 and is also the language Segue's models speak (Segue ABC
+v2, `LANGUAGE_VERSION`; the README's "Segue's ABC" section is its reference):
 
-* the header is `X:`, `T:` (if the score has a title), `M:`, `L:`, `Q:` (if known), `K:`;
-  the unit note length `L:` follows the ABC rule (1/16 below a meter of 3/4, else 1/8);
+* the head is `X:`, `T:` (if the score has a title), `M:` (`M:2+3/8` for additive meters),
+  `L:` (the ABC rule: 1/16 below a meter of 3/4, else 1/8; never changed in the body), `Q:` (if
+  known), one `V:n name="..." clef=...` line per voice when there are several, and `K:`;
 * every accidental that differs from what a reader would assume is written out, whichever of
-  ABC's accidental rules (none, same letter, same letter and octave) the reader follows, so
-  music21, abc2midi and abcm2ps all read the same pitches;
+  ABC's accidental rules (none, same letter, same letter and octave) the reader follows;
 * durations are written explicitly (`A3/2`, never broken rhythm `A>B`); tuplets as `(3` or
-  `(p:q:r`; chords as `[CEG]2`; ties as `-`; grace notes as `{g}`; gaps as invisible rests `x`;
+  `(p:q:r`; chords as `[CEG]2`; ties as `-`, only to the same pitch; grace notes as `{g}`; gaps
+  as invisible rests `x`; chord symbols as `"Am7"` (normalized spelling) before the event at
+  whose onset they start, a held note split into tied notes where a symbol starts inside it;
 * beats are separated by spaces, bars by `|` (with `|:`, `:|`, `[1`, `[2`, `||`, `|]` where
-  the score has repeats, endings and double bars), four bars to a line;
-* several parts, or several voices in one part, become ABC voices `V:1`, `V:2`, ... whose lines
-  alternate, four bars each (music21 cannot read that layout: `engine.music.parse_abc` can);
-* meter, key and tempo changes inside the tune become inline fields `[M:3/4]`, `[K:D]`, `[Q:..]`.
+  the score has repeats, endings and double bars), four bars to a line; a voice's silent whole
+  bars are multi-bar rests `Z`, `Z3` (within a line);
+* several parts (or voices of a part) become ABC voices: chunks of four bars, each voice's
+  chunk on its own line after a bare `V:n` line;
+* meter, key and tempo changes become inline fields at the start of the bar, in every voice.
 
-Lyrics, chord symbols, dynamics, articulations, slurs and layout are not written.
+Lyrics, dynamics, articulations, slurs and layout are not written.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
+import statistics
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from music21 import bar, chord, duration, key, meter, note, spanner, stream, tempo
+from music21 import (
+    bar,
+    chord,
+    clef,
+    duration,
+    harmony,
+    key,
+    meter,
+    note,
+    spanner,
+    stream,
+    tempo,
+    tie,
+)
 
+from engine.chord_symbols import symbol_text
 from engine.errors import SegueError
 
+# The version of the text this module writes; checkpoints record the version they read.
+LANGUAGE_VERSION = 2
 MODE_SUFFIX = {
     "major": "", "ionian": "", "minor": "m", "aeolian": "m", "dorian": "Dor",
     "phrygian": "Phr", "lydian": "Lyd", "mixolydian": "Mix", "locrian": "Loc",
 }
 MISREAD_KEYS = {"FbLyd"}  # music21 reads these with the wrong signature
 ACCIDENTAL_TEXT = {-2: "__", -1: "_", 0: "=", 1: "^", 2: "^^"}
+CLEF_TEXT = {("G", 2): "treble", ("F", 4): "bass", ("C", 3): "alto", ("C", 4): "tenor"}
 
 
 def frac(value: float | Fraction) -> Fraction:
@@ -50,12 +73,18 @@ def unit_length(time_signature: meter.TimeSignature | None) -> Fraction:
 
 
 def meter_text(time_signature: meter.TimeSignature | None) -> str:
-    """The value of an `M:` field."""
+    """The value of an `M:` field: `6/8`, `C`, `C|`, `2+3/8` (additive), `none`."""
     if time_signature is None:
         return "none"
     if time_signature.symbol in ("common", "cut"):
         return "C" if time_signature.symbol == "common" else "C|"
-    return time_signature.ratioString
+    ratio = time_signature.ratioString
+    if "+" in ratio:
+        terms = [term.partition("/") for term in ratio.split("+")]
+        if len({d for _, _, d in terms}) == 1 and all(n.isdigit() for n, _, _ in terms):
+            return "+".join(n for n, _, _ in terms) + "/" + terms[0][2]
+        return f"{time_signature.numerator}/{time_signature.denominator}"
+    return ratio
 
 
 def key_text(key_signature: key.KeySignature | None) -> str:
@@ -81,6 +110,28 @@ def tempo_text(mark: tempo.MetronomeMark) -> str | None:
     beat = frac(mark.referent.quarterLength) / 4 if mark.referent else Fraction(1, 4)
     bpm = number / float(beat * 4)
     return f"{beat.numerator}/{beat.denominator}={round(bpm):d}"
+
+
+def clef_of(part: stream.Stream) -> clef.Clef | None:
+    found = part.recurse().getElementsByClass(clef.Clef)
+    return found.first() if found else None
+
+
+def clef_text(part: stream.Stream) -> tuple[str, int]:
+    """(the `clef=` value of a part's voice, the clef's octave change).
+
+    A part without a clef gets treble or bass from where its notes lie.
+    """
+    mark = clef_of(part)
+    octave = int(getattr(mark, "octaveChange", 0) or 0) if mark is not None else 0
+    name = CLEF_TEXT.get((str(mark.sign), int(mark.line or 0))) if mark is not None else None
+    if name is None:
+        pitches = [p.midi for n in part.recurse().notes for p in n.pitches]
+        name = "bass" if pitches and statistics.median(pitches) < 57 else "treble"
+        octave = 0
+    if octave not in (-1, 1) or name not in ("treble", "bass"):
+        return name, 0
+    return f"{name}{'-8' if octave < 0 else '+8'}", octave
 
 
 def length_text(ratio: Fraction) -> str:
@@ -113,14 +164,32 @@ def default_tuplet_q(p: int, compound: bool) -> int:
 
 @dataclass
 class Bar:
-    """One bar of one ABC voice: its events and the bar lines around it."""
+    """One bar of one ABC voice: its events, chord symbols and the bar lines around it."""
 
     events: list = field(default_factory=list)  # notes, rests, chords, key/meter/tempo marks
+    chords: list[tuple[Fraction, str]] = field(default_factory=list)  # (onset, symbol)
     start_repeat: bool = False
     end_repeat: bool = False
     right_style: str = "regular"  # regular, light-light (||), final (|])
     ending: str | None = None  # "1", "2", "1,2" when a first/second ending starts here
     offset_shift: Fraction = Fraction(0)  # where the bar's first event sits (pickups: > 0)
+    full: bool = True  # the bar lasts what its meter says
+
+    @property
+    def silent(self) -> bool:
+        """A whole bar with no note and no chord symbol: written as a multi-bar rest `Z`."""
+        return self.full and not self.chords and not any(
+            isinstance(e, note.NotRest) for e in self.events)
+
+
+@dataclass
+class Voice:
+    """One ABC voice: its bars and what its `V:` line says."""
+
+    bars: list[Bar]
+    name: str
+    clef: str
+    octave: int  # the clef's octave change (treble-8: -1): pitches are written that far up
 
 
 class AccidentalState:
@@ -156,14 +225,28 @@ class AccidentalState:
         return ACCIDENTAL_TEXT[alter]
 
 
-def pitch_text(p, accidentals: AccidentalState) -> str:
+def pitch_text(p, accidentals: AccidentalState, octave_shift: int = 0) -> str:
     """One pitch in ABC: accidental, letter, octave marks (C4 = `C`, C5 = `c`, C3 = `C,`)."""
-    octave = p.octave if p.octave is not None else p.implicitOctave
+    octave = (p.octave if p.octave is not None else p.implicitOctave) + octave_shift
     alter = max(-2, min(2, round(p.alter)))
     text = accidentals.marking(p.step, octave, alter)
     if octave >= 5:
         return text + p.step.lower() + "'" * (octave - 5)
     return text + p.step + "," * (4 - octave)
+
+
+def ends_a_beat(time_signature: meter.TimeSignature | None, position: Fraction,
+                length: Fraction) -> bool:
+    """Whether an event of `length` ending at `position` in its bar ends a beat (a space
+    follows it); for additive meters (2+3/8) the beats are the groups."""
+    if time_signature is None:
+        return position % 1 == 0
+    try:
+        beat = frac(time_signature.beatDuration.quarterLength)
+        return position % beat == 0 or length >= beat
+    except meter.MeterException:
+        groups = [frac(b.duration.quarterLength) for b in time_signature.beatSequence]
+        return position in set(itertools.accumulate(groups)) or length >= min(groups)
 
 
 def tied_on(n: note.NotRest, untied: set[int]) -> bool:
@@ -174,37 +257,41 @@ class VoiceWriter:
     """Writes the bars of one voice, keeping the accidental state across the bar."""
 
     def __init__(self, unit: Fraction, time_signature, key_signature,
-                 mark: tempo.MetronomeMark | None) -> None:
+                 mark: tempo.MetronomeMark | None, octave: int = 0) -> None:
         self.unit_ql = unit * 4  # unit length in quarter notes
         self.time_signature = time_signature
         self.key_signature = key_signature
         self.tempo = tempo_text(mark) if mark is not None else None
+        self.octave_shift = -octave
         self.untied: set[int] = set()
         self.accidentals = AccidentalState(key_signature)
 
     def length(self, quarter_length: Fraction) -> str:
         return length_text(quarter_length / self.unit_ql)
 
-    def bar_text(self, bar_: Bar, first: bool) -> tuple[list[str], str]:
-        """(field lines to write before the bar, the bar's music).
+    def pitch(self, p) -> str:
+        return pitch_text(p, self.accidentals, self.octave_shift)
 
-        A meter, key or tempo change at the start of a bar becomes field lines (`M:3/4`,
-        `K:D`) on lines of their own, always closed by `K:`: music21 ignores inline `[K:]`
-        fields and misreads a lone `M:` line. A change inside a bar stays inline.
+    def bar_text(self, bar_: Bar) -> tuple[str, str]:
+        """(the inline fields that open the bar, the bar's music).
+
+        A meter, key or tempo change at the start of a bar becomes inline fields before its
+        music (`[M:3/4] [K:D] `); a change inside a bar stays inline where it happens.
         """
         self.accidentals.new_bar()
-        pieces: list[str] = []
         changes: list[str] = []
+        pieces: list[str] = []
         position = bar_.offset_shift
         sounding = [e for e in bar_.events if isinstance(e, note.GeneralNote)]
         tuplet_heads = self.tuplet_groups(sounding)
+        symbols = sorted(bar_.chords)
         graces: list[note.NotRest] = []
         for element in bar_.events:
             if isinstance(element, (meter.TimeSignature, key.KeySignature, tempo.MetronomeMark)):
                 change = self.field_change(element)
-                if change and not first and frac(element.offset) == 0:
-                    changes.append(change)
-                elif change and not first:
+                if change and frac(element.offset) == 0:
+                    changes.append(f"[{change}]")
+                elif change:
                     pieces.append(f"[{change}] ")
                 continue
             if element.duration.isGrace:
@@ -217,31 +304,30 @@ class VoiceWriter:
             elif offset < position:
                 continue  # overlaps the previous event: cannot be written in one voice
             text = ""
+            while symbols and symbols[0][0] + bar_.offset_shift <= offset:
+                text += f'"{symbols.pop(0)[1]}"'
             if graces:  # before a tuplet head: music21 would count them in the tuplet
-                text = "{" + "".join(self.grace_text(g) for g in graces) + "}"
+                text += "{" + "".join(self.grace_text(g) for g in graces) + "}"
                 graces = []
             text += tuplet_heads.get(id(element), "")
             if text and pieces and not pieces[-1].endswith(" "):
                 text = " " + text
             text += self.event_text(element)
             position += frac(element.duration.quarterLength)
-            beat = frac(self.time_signature.beatDuration.quarterLength) \
-                if self.time_signature else Fraction(1)
-            if position % beat == 0 or frac(element.duration.quarterLength) >= beat:
+            if ends_a_beat(self.time_signature, position,
+                           frac(element.duration.quarterLength)):
                 text += " "
             pieces.append(text)
         if graces:  # grace notes at the end of a bar ornament nothing: written before the bar
             pieces.append("{" + "".join(self.grace_text(g) for g in graces) + "}")
-        if changes:
-            changes = [c for c in changes if not c.startswith("K:")]
-            changes.append(f"K:{key_text(self.key_signature)}")
-        return changes, "".join(pieces).strip()
+        fields = " ".join(changes)
+        return (fields + " " if fields else ""), "".join(pieces).strip()
 
     def field_change(self, element) -> str | None:
         """`M:3/4`, `K:D` or `Q:1/4=90` if `element` changes what is in force, else None."""
         if isinstance(element, meter.TimeSignature):
-            if self.time_signature is not None and element.ratioString == \
-                    self.time_signature.ratioString:
+            if self.time_signature is not None and \
+                    meter_text(element) == meter_text(self.time_signature):
                 return None
             self.time_signature = element
             return f"M:{meter_text(element)}"
@@ -252,10 +338,11 @@ class VoiceWriter:
             self.key_signature = element
             self.accidentals.set_key(element)
             return f"K:{key_text(element)}"
-        if self.tempo is not None and tempo_text(element) == self.tempo:
+        text = tempo_text(element)
+        if text is None or text == self.tempo:
             return None
-        self.tempo = tempo_text(element)
-        return f"Q:{self.tempo}" if self.tempo else None
+        self.tempo = text
+        return f"Q:{text}"
 
     def event_text(self, element: note.GeneralNote) -> str:
         notated = frac(element.duration.quarterLength) / tuplet_ratio(element)
@@ -264,13 +351,12 @@ class VoiceWriter:
             all_tied = tied_on(element, self.untied) or all(
                 tied_on(n, self.untied) for n in element.notes)
             inner = "".join(
-                pitch_text(n.pitch, self.accidentals)
-                + ("-" if tied_on(n, self.untied) and not all_tied else "")
+                self.pitch(n.pitch) + ("-" if tied_on(n, self.untied) and not all_tied else "")
                 for n in element.notes
             )
             return f"[{inner}]{length}" + ("-" if all_tied else "")
         if isinstance(element, note.Note):
-            return pitch_text(element.pitch, self.accidentals) + length + \
+            return self.pitch(element.pitch) + length + \
                 ("-" if tied_on(element, self.untied) else "")
         return "z" + length  # rests, and unpitched notes, which ABC cannot write
 
@@ -280,7 +366,7 @@ class VoiceWriter:
         pitches = grace.pitches
         if not pitches:
             return ""
-        return pitch_text(pitches[0], self.accidentals) + self.length(notated)
+        return self.pitch(pitches[0]) + self.length(notated)
 
     def tuplet_groups(self, sounding: list) -> dict[int, str]:
         """`(p`, `(p:q` or `(p:q:r` heads, by element id, for the tuplets among `sounding`.
@@ -325,11 +411,54 @@ class VoiceWriter:
         return heads
 
 
-def voice_bars(part: stream.Stream) -> list[list[Bar]]:
-    """The bars of a part, as one list per voice (a part with two voices gives two lists)."""
+def chord_symbols_of(measure: stream.Measure) -> list[tuple[Fraction, str]]:
+    """The measure's chord symbols as (onset in the bar, normalized text), in order."""
+    found = []
+    for symbol in measure.recurse().getElementsByClass(harmony.ChordSymbol):
+        text = symbol_text(symbol)
+        if text is not None:
+            found.append((frac(symbol.getOffsetInHierarchy(measure)), text))
+    return sorted(found, key=lambda item: item[0])
+
+
+def split_at_symbols(events: list, onsets: list[Fraction]) -> list:
+    """`events` with each note, chord or rest that a chord symbol starts inside cut in two at
+    the symbol's onset (the two halves of a note tied), so the symbol has an event to stand on.
+    Tuplet notes are not cut: their symbol moves to the next onset."""
+    result = []
+    for element in events:
+        start = frac(element.offset)
+        end = start + frac(element.duration.quarterLength)
+        cuts = [] if element.duration.isGrace or element.duration.tuplets \
+            else sorted(t for t in onsets if start < t < end)
+        if not cuts:
+            result.append(element)
+            continue
+        bounds = [start, *cuts, end]
+        old_tie = getattr(element, "tie", None)
+        for index, (left, right) in enumerate(itertools.pairwise(bounds)):
+            piece = copy.deepcopy(element)
+            piece.duration = duration.Duration(quarterLength=right - left)
+            piece.offset = left
+            if isinstance(piece, note.NotRest):
+                opens = index == 0 and (old_tie is None or old_tie.type == "start")
+                closes = index == len(bounds) - 2 and (old_tie is None or old_tie.type == "stop")
+                piece.tie = tie.Tie("start" if opens else "stop" if closes else "continue")
+            result.append(piece)
+    return result
+
+
+def voice_bars(part: stream.Stream, tempo_marks: dict[int, list] | None = None,
+               chord_symbols: bool = True) -> list[list[Bar]]:
+    """The bars of a part, as one list per voice (a part with two voices gives two lists).
+
+    `tempo_marks` adds tempo marks by bar index (tempo holds for every voice); chord symbols go
+    to the part's first voice.
+    """
     measures = list(part.getElementsByClass(stream.Measure))
     if not measures:
         raise SegueError("the part has no bars to write")
+    lengths = bar_lengths(measures)
     brackets = {}
     for bracket in part.spanners.getElementsByClass(spanner.RepeatBracket):
         spanned = bracket.getSpannedElements()
@@ -337,28 +466,33 @@ def voice_bars(part: stream.Stream) -> list[list[Bar]]:
             brackets[id(spanned[0])] = str(bracket.number)
     voice_count = max(1, *(len(m.voices) for m in measures))
     voices: list[list[Bar]] = [[] for _ in range(voice_count)]
-    for measure in measures:
-        marks = [e for e in measure.getElementsByClass(
-            (meter.TimeSignature, key.KeySignature, tempo.MetronomeMark))]
+    for number, measure in enumerate(measures):
+        marks = [e for e in measure.getElementsByClass((meter.TimeSignature, key.KeySignature))]
+        marks += (tempo_marks or {}).get(number, [])
         left, right = measure.leftBarline, measure.rightBarline
         shift = frac(measure.paddingLeft) if measure.paddingLeft else Fraction(0)
+        full = not shift and not measure.paddingRight and \
+            frac(measure.duration.quarterLength) == lengths[number]
         contents = list(measure.voices) if measure.voices else [measure]
+        symbols = chord_symbols_of(measure) if chord_symbols else []
         for index, voice in enumerate(voices):
             bar_ = Bar(
+                chords=symbols if index == 0 else [],
                 start_repeat=isinstance(left, bar.Repeat) and left.direction == "start",
                 end_repeat=isinstance(right, bar.Repeat) and right.direction == "end",
                 right_style=right.type if isinstance(right, bar.Barline) else "regular",
                 ending=brackets.get(id(measure)),
                 offset_shift=shift,
+                full=full,
             )
             events = list(contents[index].notesAndRests) if index < len(contents) else []
             if index >= len(contents):  # this voice is silent in this bar
-                events = [note.Rest(quarterLength=measure.barDuration.quarterLength)]
+                events = [note.Rest(quarterLength=lengths[number])]
                 events[0].offset = 0
+            events = [e for e in events if not _is_chord_symbol(e)]
+            events = split_at_symbols(events, [onset for onset, _ in bar_.chords])
             bar_.events = sorted(
-                marks + [e for e in events if not _is_chord_symbol(e)],
-                key=lambda e: (frac(e.offset), isinstance(e, note.GeneralNote)),
-            )
+                marks + events, key=lambda e: (frac(e.offset), isinstance(e, note.GeneralNote)))
             voice.append(bar_)
     for voice in voices:
         balance_repeats(voice)
@@ -368,10 +502,12 @@ def voice_bars(part: stream.Stream) -> list[list[Bar]]:
 def balance_repeats(bars: list[Bar]) -> None:
     """Write the repeat signs that are implied but missing (abc2midi wants every one): the `|:`
     that a first ending implies after an earlier `:|`, and the `:|` that closes a section
-    opened by `|:` at the end of the tune."""
+    opened by `|:` at the end of the tune; drop a second `|:` inside an open section."""
     section_start, opened, explicit = 0, True, False
     for index, bar_ in enumerate(bars):
-        if bar_.start_repeat:
+        if bar_.start_repeat and explicit:
+            bar_.start_repeat = False
+        elif bar_.start_repeat:
             opened = explicit = True
         if bar_.ending and bar_.ending.startswith("1") and not opened:
             bars[section_start].start_repeat = True
@@ -405,7 +541,7 @@ def false_ties(bars: list[Bar]) -> set[int]:
 
 
 def _is_chord_symbol(element) -> bool:
-    return type(element).__name__ in ("ChordSymbol", "NoChord", "RomanNumeral")
+    return isinstance(element, harmony.Harmony)
 
 
 def bar_line(previous: Bar | None, following: Bar | None) -> tuple[str, str]:
@@ -441,7 +577,8 @@ def joined_bar_line(closing: str, opening: str) -> str:
 
 
 def score_parts(score: stream.Stream) -> list[stream.Stream]:
-    """The parts of a score, each with bars (a stream without bars is barred first)."""
+    """The parts of a score, each with bars (a stream without bars is barred first) and one
+    voice (`one_voice`)."""
     parts = list(score.parts) if isinstance(score, stream.Score) else [score]
     if not parts:
         raise SegueError("the score has no parts")
@@ -451,8 +588,61 @@ def score_parts(score: stream.Stream) -> list[stream.Stream]:
             part = rebarred(part)
         elif not part.getElementsByClass(stream.Measure):
             part = part.makeNotation()
-        barred.append(part)
+        barred.append(one_voice(part))
     return barred
+
+
+def one_voice(part: stream.Stream) -> stream.Stream:
+    """A part whose bars hold several voices (a piano staff's melody and inner parts) as one
+    voice, so that a staff is one ABC voice and no voice is padded with rests where it is
+    silent: voices of rests alone are dropped, and where two or more voices sound, the bar
+    is chordified (every pitch kept at its time; a note held while another voice moves is
+    split into tied notes). A part without voices is returned as it is."""
+    measures = list(part.getElementsByClass(stream.Measure))
+    if not any(measure.voices for measure in measures):
+        return part
+    part = copy.deepcopy(part)
+    several = False
+    for measure in part.getElementsByClass(stream.Measure):
+        for voice in list(measure.voices):
+            if not voice.notes:
+                measure.remove(voice)
+        if len(measure.voices) == 1:  # the one voice left becomes the bar's content
+            voice = measure.voices[0]
+            measure.remove(voice)
+            for element in voice:
+                measure.insert(voice.offset + element.offset, element)
+        several = several or len(measure.voices) > 1
+    if several:
+        merged = part.chordify()
+        merged.partName = getattr(part, "partName", None)
+        for found in list(merged.recurse().getElementsByClass(chord.Chord)):
+            if len(found.pitches) == 1 and not isinstance(found, harmony.ChordSymbol):
+                single = note.Note(found.pitches[0], duration=found.duration)
+                single.tie = found.tie
+                found.activeSite.replace(found, single)
+        part = merged
+    measures = list(part.getElementsByClass(stream.Measure))
+    for measure, length in zip(measures, bar_lengths(measures), strict=True):
+        end = length - frac(measure.paddingLeft or 0)
+        if frac(measure.highestTime) < end and not measure.paddingRight:
+            measure.makeRests(refStreamOrTimeRange=[0.0, float(end)], fillGaps=True,
+                              inPlace=True)
+    return part
+
+
+def bar_lengths(measures: list[stream.Measure]) -> list[Fraction]:
+    """What each bar lasts by its meter, in quarter notes (music21's `barDuration` looks the
+    meter up anew for every bar, which costs seconds over a long movement)."""
+    lengths: list[Fraction] = []
+    signature: meter.TimeSignature | None = None
+    for measure in measures:
+        signature = measure.timeSignature or signature
+        if signature is None:
+            signature = measure.getContextByClass(meter.TimeSignature) or \
+                meter.TimeSignature("4/4")
+        lengths.append(frac(signature.barDuration.quarterLength))
+    return lengths
 
 
 def bars_overlap(part: stream.Stream) -> bool:
@@ -465,17 +655,18 @@ def bars_overlap(part: stream.Stream) -> bool:
 def rebarred(part: stream.Stream) -> stream.Part:
     """A part barred afresh from its notes' onsets, in its first meter or else 4/4.
 
-    music21 bars an unmetered tune (ABC `M:none`) at its bar lines with no length to check
-    them against, and its bars can overlap; the notes' onsets in the whole part are right.
+    An unmetered tune (ABC `M:none`) has bar lines with no length to check them against, and
+    its bars can overlap; the notes' onsets in the whole part are right.
     """
     result = stream.Part()
     first_meter = first_of(part, meter.TimeSignature)
     result.insert(0, meter.TimeSignature(first_meter.ratioString if first_meter else "4/4"))
-    for kind in (key.KeySignature, tempo.MetronomeMark):
+    for kind in (key.KeySignature, tempo.MetronomeMark, clef.Clef):
         mark = first_of(part, kind)
         if mark is not None:
             result.insert(0, mark)
-    for element in part.flatten().notesAndRests:
+    result.partName = getattr(part, "partName", None)
+    for element in part.flatten().getElementsByClass((note.GeneralNote, harmony.ChordSymbol)):
         result.insert(element.offset, element)
     return result.makeNotation()
 
@@ -485,39 +676,67 @@ def first_of(part: stream.Stream, classes):
     return found.first() if found else None
 
 
-def voice_text_lines(bars: list[Bar], writer: VoiceWriter, bars_per_line: int) -> list[str]:
-    """The lines of one voice, `bars_per_line` bars each, bar lines included.
+def bar_texts(voice: Voice, writer: VoiceWriter) -> list[tuple[str, str]]:
+    """(inline fields, music) of each bar of a voice; music is `Z` for a silent bar."""
+    writer.untied = false_ties(voice.bars)
+    texts = []
+    for bar_ in voice.bars:
+        fields, music = writer.bar_text(bar_)
+        texts.append((fields, "Z" if bar_.silent else music))
+    return texts
 
-    A bar that changes meter, key or tempo starts a new line, after its field lines.
-    """
-    writer.untied = false_ties(bars)
-    lines: list[str] = []
-    current = ""
-    in_line = 0
-    for index, bar_ in enumerate(bars):
-        changes, text = writer.bar_text(bar_, first=(index == 0))
-        closing, opening = bar_line(bars[index - 1] if index else None, bar_)
-        if index and (in_line == bars_per_line or changes):
-            lines.append(f"{current} {closing}".strip())
-            lines += changes
-            current, in_line = opening, 0
+
+def chunk_line(bars: list[Bar], texts: list[tuple[str, str]], start: int, end: int) -> str:
+    """Bars `start` to `end` (excluded) of a voice as one line, bar lines included; runs of
+    silent bars between plain bar lines are one multi-bar rest (`Z3`)."""
+    pieces: list[str] = []
+    index = start
+    while index < end:
+        closing, opening = bar_line(bars[index - 1] if index else None, bars[index])
+        if index == start:
+            pieces.append(opening)
         else:
-            joined = joined_bar_line(closing, opening)
-            current += f" {joined}" if joined else ""
-        current += " " + text
-        in_line += 1
-    closing, _ = bar_line(bars[-1], None)
-    lines.append(f"{current} {closing}".strip())
-    return lines
+            pieces.append(joined_bar_line(closing, opening))
+        fields, music = texts[index]
+        run = 1
+        if music == "Z":
+            while index + run < end and texts[index + run] == ("", "Z") and \
+                    bar_line(bars[index + run - 1], bars[index + run]) == ("|", ""):
+                run += 1
+            music = "Z" if run == 1 else f"Z{run}"
+        pieces.append(fields + music)
+        index += run
+    closing, _ = bar_line(bars[end - 1], bars[end] if end < len(bars) else None)
+    pieces.append(closing)
+    return " ".join(piece for piece in pieces if piece)
+
+
+def part_voices(part: stream.Stream, tempo_marks: dict[int, list],
+                chord_symbols: bool) -> list[Voice]:
+    """The ABC voices of one part, with the part's name and clef."""
+    name = " ".join((getattr(part, "partName", None) or "").replace('"', "'").split())
+    clef_name, octave = clef_text(part)
+    return [Voice(bars, name, clef_name, octave)
+            for bars in voice_bars(part, tempo_marks, chord_symbols)]
 
 
 def write_abc(score: stream.Stream, *, reference: int = 1, title: str | None = None,
-              unit: Fraction | None = None, bars_per_line: int = 4) -> str:
-    """Write a music21 score (or part) as one ABC tune; see the module docstring."""
+              unit: Fraction | None = None, bars_per_line: int = 4,
+              chord_symbols: bool = True) -> str:
+    """Write a music21 score (or part) as one ABC tune; see the module docstring.
+
+    `chord_symbols=False` leaves chord symbols out (for models that never read any).
+    """
     parts = score_parts(score)
     time_signature = first_of(parts[0], meter.TimeSignature)
     key_signature = first_of(parts[0], key.KeySignature)
-    mark = first_of(parts[0], tempo.MetronomeMark)
+    tempo_marks: dict[int, list] = {}
+    for part in parts:
+        for number, measure in enumerate(part.getElementsByClass(stream.Measure)):
+            for mark in measure.getElementsByClass(tempo.MetronomeMark):
+                if tempo_text(mark):
+                    tempo_marks.setdefault(number, []).append(mark)
+    first_tempo = next((m for m in tempo_marks.get(0, []) if frac(m.offset) == 0), None)
     unit = unit or unit_length(time_signature)
     if title is None and score.metadata is not None and score.metadata.title:
         title = score.metadata.title
@@ -526,21 +745,25 @@ def write_abc(score: stream.Stream, *, reference: int = 1, title: str | None = N
         header.append(f"T:{' '.join(title.split())}")
     header += [f"M:{meter_text(time_signature)}",
                f"L:{unit.numerator}/{unit.denominator}"]
-    if mark is not None and tempo_text(mark):
-        header.append(f"Q:{tempo_text(mark)}")
-    header.append(f"K:{key_text(key_signature)}")
+    if first_tempo is not None:
+        header.append(f"Q:{tempo_text(first_tempo)}")
 
-    voice_lines = [
-        voice_text_lines(bars, VoiceWriter(unit, time_signature, key_signature, mark),
-                         bars_per_line)
-        for part in parts for bars in voice_bars(part)
-    ]
+    voices = [voice for part in parts for voice in part_voices(part, tempo_marks, chord_symbols)]
+    length = max(len(voice.bars) for voice in voices)
+    for voice in voices:  # a part that ends early rests to the end
+        voice.bars += [Bar() for _ in range(length - len(voice.bars))]
+    if len(voices) > 1:
+        header += [f"V:{n}" + (f' name="{v.name}"' if v.name else "") + f" clef={v.clef}"
+                   for n, v in enumerate(voices, 1)]
+    header.append(f"K:{key_text(key_signature)}")
+    texts = [bar_texts(voice, VoiceWriter(unit, time_signature, key_signature, first_tempo,
+                                          voice.octave))
+             for voice in voices]
     body: list[str] = []
-    if len(voice_lines) == 1:
-        body = voice_lines[0]
-    else:
-        for row in range(max(len(lines) for lines in voice_lines)):
-            for n, lines in enumerate(voice_lines):
-                if row < len(lines):
-                    body += [f"V:{n + 1}", lines[row]]
+    for start in range(0, length, bars_per_line):
+        end = min(length, start + bars_per_line)
+        for n, (voice, voice_texts) in enumerate(zip(voices, texts, strict=True), 1):
+            if len(voices) > 1:
+                body.append(f"V:{n}")
+            body.append(chunk_line(voice.bars, voice_texts, start, end))
     return "\n".join(header + body) + "\n"

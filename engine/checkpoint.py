@@ -319,15 +319,25 @@ def warm_start(model: torch.nn.Module, name_or_path: str | os.PathLike[str]) -> 
 
 
 def load_checkpoint(name_or_path: str | os.PathLike[str] | None = None,
-                    device: str = "auto") -> Checkpoint:
-    """Load a model by name or path (None: the default), in eval mode and float32."""
+                    device: str = "auto", *, lean: bool = False) -> Checkpoint:
+    """Load a model by name or path (None: the default), in eval mode and float32.
+
+    lean: for inference only. A GPT-2 then comes as `engine.gpt2_fast.GPT2` (plain PyTorch,
+    the same weights and numbers) and transformers is never imported, which saves seconds at
+    start-up; a Mamba model is transformers' either way.
+    """
     from engine.model import build_model
 
     folder = resolve_model(name_or_path)
     config = read_config(folder)
     tokenizer = load_tokenizer(folder)
     try:
-        model = build_model(config["model"])
+        if lean and config["model"].get("architecture") == "gpt2":
+            from engine.gpt2_fast import GPT2
+
+            model: torch.nn.Module = GPT2(config["model"])
+        else:
+            model = build_model(config["model"])
     except (KeyError, TypeError, ValueError) as error:
         raise SegueError(f"{folder}: corrupt checkpoint, bad model config ({error})") from None
     load_weights(model, folder)

@@ -1,17 +1,25 @@
-"""The training corpus: music21's ~13,000 bundled ABC tunes, plus the user's own folders.
+"""The training corpus: music21's ~13,000 bundled ABC tunes, plus folders of ABC, MusicXML
+and MIDI (such as the CC0 OpenScore collections beside the project, `../shared/corpora`).
 
-Tunes are normalized (`engine.abc_text.normalize_tune`), deduplicated, and split into train,
-validation and test by a hash of their normalized text, so a tune keeps its split whatever
-else is added and a tune that appears in two collections lands in one split only.
+ABC tunes are normalized (`engine.abc_text.normalize_tune`), deduplicated, and split into
+train, validation and test by a hash of their normalized text, so a tune keeps its split
+whatever else is added and a tune that appears in two collections lands in one split only.
+A MusicXML or MIDI file is one piece, split by a hash of its bytes; it is read only when its
+canonical text is made (and cached), never while the corpus is listed.
 
-The models read tunes in their *canonical* form: parsed by music21 and written again by
-`engine.abc_writer`, the same path every prompt takes at inference.
+Every tune carries its collection (music21's folder, or the user folder's name) and licence:
+music21's corpus is for research and non-commercial use; a folder's licence is read from its
+LICENSE file (CC0 recognised by name).
+
+The models read tunes in their *canonical* form: read by `engine.music.parse_abc` (abc2xml,
+then music21) and written again by `engine.abc_writer`, the path every prompt takes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,23 +32,56 @@ SPLITS = ("train", "valid", "test")
 # Per 100 hash buckets: 90 train, 5 validation, 5 test.
 SPLIT_BUCKETS = (90, 95)
 SCORE_SUFFIXES = {".musicxml", ".xml", ".mxl", ".mid", ".midi"}
+BUNDLED_LICENCE = "music21 corpus: research and non-commercial use"
+LICENCE_FILES = ("LICENSE.txt", "LICENSE", "LICENCE.txt", "LICENCE", "LICENSE.md")
 
 
 @dataclass(frozen=True)
 class Tune:
-    """One normalized tune, where it came from, and its split."""
+    """One tune or piece, where it came from, its licence and its split.
+
+    An ABC tune holds its normalized `text`; a MusicXML or MIDI piece holds its file's `path`
+    (and `text` is empty until `engine.dataset` makes its canonical text).
+    """
 
     source: str  # "collection/file.abc#X" or a user file's path
     text: str
     split: str
+    collection: str = ""
+    licence: str = ""
+    path: str | None = None
 
 
-def split_of(text: str) -> str:
-    """'train', 'valid' or 'test', fixed by the tune's normalized text."""
-    bucket = int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:8], 16) % 100
+def split_of(text: str | bytes) -> str:
+    """'train', 'valid' or 'test', fixed by the tune's normalized text (or a file's bytes)."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    bucket = int(hashlib.sha1(data).hexdigest()[:8], 16) % 100
     if bucket < SPLIT_BUCKETS[0]:
         return "train"
     return "valid" if bucket < SPLIT_BUCKETS[1] else "test"
+
+
+def split_key(normalized: str) -> str:
+    """The text a tune's split is hashed from: its normalized text without chord symbols and
+    voice definitions, as tunes were normalized when the splits were first drawn, so adding
+    them to the normalized text moved no tune from one split to another."""
+    head, _, body = normalized.partition("\nK:")
+    head = "\n".join(line for line in head.split("\n") if not line.startswith("V:"))
+    lines = [re.sub(r'"[^"\n]*"', "", line).rstrip() for line in body.split("\n")]
+    return head + "\nK:" + "\n".join(line for line in lines if line.strip()) + "\n"
+
+
+def licence_of(folder: Path) -> str:
+    """A folder's licence from its LICENSE file: "CC0 1.0", its first line, or "unknown"."""
+    for name in LICENCE_FILES:
+        path = folder / name
+        if path.is_file():
+            text = path.read_text("utf-8", errors="replace")
+            if "CC0" in text or "Creative Commons Zero" in text:
+                return "CC0 1.0"
+            first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+            return first[:80] or "unknown"
+    return "unknown (no LICENSE file)"
 
 
 def bundled_root() -> Path:
@@ -55,33 +96,29 @@ def bundled_abc_files() -> list[Path]:
     return sorted(bundled_root().rglob("*.abc"))
 
 
-def tunes_from_abc_text(text: str, source: str) -> Iterator[Tune]:
+def tunes_from_abc_text(text: str, source: str, collection: str,
+                        licence: str) -> Iterator[Tune]:
     for index, raw in enumerate(split_tunes(text)):
         reference = raw.split("\n", 1)[0][2:].strip() or str(index + 1)
         normalized = normalize_tune(raw)
         if normalized is not None:
-            yield Tune(f"{source}#{reference}", normalized, split_of(normalized))
+            yield Tune(f"{source}#{reference}", normalized, split_of(split_key(normalized)),
+                       collection, licence)
 
 
 def tunes_from_folder(folder: Path) -> Iterator[Tune]:
-    """The tunes of a user folder: every .abc tune, and each MusicXML or MIDI file as one tune."""
-    from engine.abc_writer import write_abc
-    from engine.music import read_score
-
+    """The tunes of a user folder: every .abc tune, and each MusicXML or MIDI file as one piece."""
     if not folder.is_dir():
         raise SegueError(f"{folder}: no such folder")
+    collection, licence = folder.resolve().name, licence_of(folder)
     for path in sorted(folder.rglob("*")):
         suffix = path.suffix.lower()
         if suffix == ".abc":
             text = path.read_bytes().decode("utf-8", errors="replace")
-            yield from tunes_from_abc_text(text, str(path))
-        elif suffix in SCORE_SUFFIXES:
-            try:
-                normalized = normalize_tune(write_abc(read_score(path)))
-            except SegueError:
-                continue  # skip an unreadable score: one bad file must not stop a run
-            if normalized is not None:
-                yield Tune(str(path), normalized, split_of(normalized))
+            yield from tunes_from_abc_text(text, str(path), collection, licence)
+        elif suffix in SCORE_SUFFIXES and path.is_file():
+            yield Tune(str(path), "", split_of(path.read_bytes()), collection, licence,
+                       str(path))
 
 
 def iter_tunes(folders: Sequence[str | os.PathLike[str]] = (), *, bundled: bool = True,
@@ -94,19 +131,22 @@ def iter_tunes(folders: Sequence[str | os.PathLike[str]] = (), *, bundled: bool 
             root = bundled_root()
             for path in bundled_abc_files():
                 text = path.read_bytes().decode("utf-8", errors="replace")
-                yield from tunes_from_abc_text(text, str(path.relative_to(root)))
+                relative = path.relative_to(root)
+                yield from tunes_from_abc_text(text, str(relative), relative.parts[0],
+                                               BUNDLED_LICENCE)
         for folder in folders:
             yield from tunes_from_folder(Path(folder))
 
     for tune in sources():
-        if tune.text in seen or (split is not None and tune.split != split):
+        identity = tune.text or f"file:{tune.path}"
+        if identity in seen or (split is not None and tune.split != split):
             continue
-        seen.add(tune.text)
+        seen.add(identity)
         yield tune
 
 
 def canonical(text: str) -> str:
-    """A normalized tune as the models read it: through music21 and back out as our ABC."""
+    """A normalized tune as the models read it: read into a score and written as our ABC."""
     from engine.abc_writer import write_abc
     from engine.music import parse_abc
 
@@ -114,13 +154,14 @@ def canonical(text: str) -> str:
 
 
 def roundtrip_failure(text: str) -> str | None:
-    """Why ABC -> stream -> our ABC -> stream changes the notes of `text`, or None if it doesn't.
+    """Why ABC -> stream -> our ABC -> stream changes the notes or chord symbols of `text`, or
+    None if it changes neither.
 
-    Tunes music21 itself cannot read are not our failures: they return None from here and
-    are counted apart by `roundtrip_report`.
+    Tunes the reader cannot read at all are not the writer's failures: `parse_abc` raises
+    SegueError for them and `roundtrip_report` counts them apart.
     """
     from engine.abc_writer import write_abc
-    from engine.music import note_events, parse_abc
+    from engine.music import chord_events, note_events, parse_abc
 
     first = parse_abc(text)
     try:
@@ -147,6 +188,11 @@ def roundtrip_failure(text: str) -> str | None:
                 return "onset changed"
             if pitch_a != pitch_b:
                 return "pitch changed"
+    for part_before, part_after in zip(chord_events(first), chord_events(second), strict=True):
+        if len(part_before) != len(part_after):
+            return "chord symbol count changed"
+        if part_before != part_after:
+            return "chord symbol changed"
     return None
 
 
@@ -155,7 +201,7 @@ class RoundtripReport:
     """How many tunes survived the round trip, and why the others did not."""
 
     total: int
-    unreadable: int  # music21 itself cannot read them: not counted against the writer
+    unreadable: int  # the reader cannot read them at all: not counted against the writer
     passed: int
     failures: dict[str, list[str]]  # reason -> sources
 
@@ -175,10 +221,11 @@ def roundtrip_one(tune: Tune) -> tuple[str, str | None, bool]:
 
 def roundtrip_report(tunes: Iterable[Tune], *, workers: int = 1,
                      progress: bool = False) -> RoundtripReport:
-    """Run the round trip over `tunes` (in `workers` processes) and group the failures."""
+    """Run the round trip over the ABC tunes of `tunes` (in `workers` processes) and group
+    the failures."""
     from tqdm import tqdm
 
-    tunes = list(tunes)
+    tunes = [tune for tune in tunes if tune.path is None]
     if workers > 1:
         from multiprocessing import Pool
 
@@ -199,24 +246,21 @@ def roundtrip_report(tunes: Iterable[Tune], *, workers: int = 1,
     return RoundtripReport(len(tunes), unreadable, passed, failures)
 
 
-def collection_of(source: str) -> str:
-    """music21's collection folder ("essenFolksong") or, for a user file, its folder."""
-    path = Path(source.split("#")[0])
-    return str(path.parent) if path.is_absolute() else path.parts[0]
-
-
-def corpus_stats(tunes: Iterable[Tune]) -> dict:
-    """Counts and sizes by split and by collection."""
-    by_split: Counter[str] = Counter()
-    chars: Counter[str] = Counter()
-    by_collection: Counter[str] = Counter()
-    for tune in tunes:
-        by_split[tune.split] += 1
-        chars[tune.split] += len(tune.text)
-        by_collection[collection_of(tune.source)] += 1
-    return {
-        "tunes": sum(by_split.values()),
-        "characters": sum(chars.values()),
-        "splits": {s: {"tunes": by_split[s], "characters": chars[s]} for s in SPLITS},
-        "collections": dict(sorted(by_collection.items())),
-    }
+def corpus_stats(tunes: Iterable[Tune], sizes: Sequence[int]) -> dict:
+    """Counts and characters by split, by collection and by licence; `sizes` are the
+    characters of each tune's canonical text(s), 0 for a tune that could not be read."""
+    counts: dict[str, Counter[str]] = {"splits": Counter(), "collections": Counter(),
+                                       "licences": Counter()}
+    chars: dict[str, Counter[str]] = {name: Counter() for name in counts}
+    for tune, size in zip(tunes, sizes, strict=True):
+        for name, value in (("splits", tune.split), ("collections", tune.collection),
+                            ("licences", tune.licence)):
+            counts[name][value] += 1
+            chars[name][value] += size
+    stats: dict = {"tunes": sum(counts["splits"].values()),
+                   "characters": sum(chars["splits"].values())}
+    for name in counts:
+        keys = SPLITS if name == "splits" else sorted(counts[name])
+        stats[name] = {key: {"tunes": counts[name][key], "characters": chars[name][key]}
+                       for key in keys}
+    return stats

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import SegueError
+from engine.lm import sequence_logits
 
 SYSTEMS = ("model", "ngram", "repeat", "real")
 BAR_LINE = re.compile(r":*\|+\]?:*|::|\[\d+")
@@ -85,14 +86,14 @@ class Case:
 def test_texts(config: EvalConfig) -> list[tuple[str, str]]:
     """(source, canonical text) of the test split's tunes."""
     from engine.corpus import iter_tunes
-    from engine.dataset import canonicalize
+    from engine.dataset import canonicalize, job_of
 
     tunes = []
     for tune in iter_tunes(split="test"):
         tunes.append(tune)
         if config.test_tunes is not None and len(tunes) >= config.test_tunes:
             break
-    texts = canonicalize([(t.text, 0) for t in tunes], workers=config.workers,
+    texts = canonicalize([job_of(t) for t in tunes], workers=config.workers,
                          progress=config.progress)
     return [(t.source, text) for t, text in zip(tunes, texts, strict=True) if text is not None]
 
@@ -111,7 +112,7 @@ def bits_per_char(model: torch.nn.Module, data: np.ndarray, block_size: int, bat
         chunk = starts[first: first + batch_size]
         rows = np.stack([data[s: s + block_size + 1] for s in chunk]).astype(np.int64)
         tokens = torch.from_numpy(rows).to(device)
-        logits = model(input_ids=tokens[:, :-1], use_cache=False).logits.float()
+        logits = sequence_logits(model, tokens[:, :-1])
         losses = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
         for row, start in zip(losses, chunk, strict=True):
             scored = row if start == 0 else row[block_size - stride:]

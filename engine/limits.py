@@ -4,8 +4,9 @@ music21's readers and the ABC writer can take minutes and gigabytes on small hos
 (`C1000000|`, `M:1000000/1`, thousands of `1/1023` events), so music is measured as text
 first: sizes over a limit raise `TooLarge` (HTTP 413), values no reader or grammar should
 meet (a meter of 5/7, a unit length of -1/8, a tempo of 0) raise SegueError (HTTP 422, exit
-status 1 in the CLI). The server checks every request here before parsing it, and
-`engine.music.parse_abc` checks every tune it reads, so the CLI holds the same limits.
+status 1 in the CLI). The server checks every request here before parsing it, and the CLI
+checks ABC from standard input (files are the user's own; the corpus is not held to these
+limits, so the training text does not depend on them).
 `engine.recent` then cuts the music to the bars the model can read (CONTEXT_*), so only
 those are parsed.
 """
@@ -16,7 +17,6 @@ import re
 from collections.abc import Iterator
 from fractions import Fraction
 
-from engine.bars import GRID
 from engine.errors import SegueError
 
 # Sizes of what a request may send.
@@ -28,6 +28,7 @@ MAX_CHORD_NOTES = 16  # notes sounding at once in one voice
 MAX_PARTS = 16  # voices of ABC, parts of MusicXML, (staff, voice) pairs of events
 MAX_EVENTS = 20_000  # events of an events document
 MAX_STAVES = 16  # staves of an events document
+MAX_CHORDS = 5_000  # chord symbols of an events document
 MAX_SPAN = 4_096  # whole notes from the start of an events document to its last end
 MAX_NUMBER = 64  # the largest number in ABC music: note lengths, rests, tuplets, endings
 MAX_SLASHES = 4  # `C////` (a sixteenth of the unit) and no shorter
@@ -231,7 +232,8 @@ def check_musicxml(text: str, *, part_chosen: bool = False) -> None:
 
 
 def check_events(events: object) -> None:
-    """Check an events document's sizes: staves, events, (staff, voice) pairs, chords.
+    """Check an events document's sizes: staves, events, chord symbols, (staff, voice)
+    pairs, notes of a chord.
 
     Its values (fractions, pitches, meter) are checked by engine.recent and bridge.events.
     """
@@ -241,6 +243,9 @@ def check_events(events: object) -> None:
     check_size(len(staves), MAX_STAVES, "staves")
     check_size(sum(len(s) for s in staves if isinstance(s, list)), MAX_EVENTS, "events",
                "the model reads the last few bars only")
+    chords = events.get("chords")
+    if isinstance(chords, list):
+        check_size(len(chords), MAX_CHORDS, "chord symbols")
     voices = set()
     for index, staff in enumerate(staves):
         for event in staff if isinstance(staff, list) else ():
@@ -274,12 +279,12 @@ def check_fraction(value: Fraction, what: str) -> None:
 
 def check_fillable(meter: str, unit: str) -> Fraction:
     """The bar length in unit notes of a meter the grammar can fill; SegueError otherwise."""
-    from engine.bars import bar_units
+    from engine.bars import bar_units, grid_for
 
     check_meter(meter)
     check_unit(unit)
     bar = bar_units(meter, unit)
-    if bar <= 0 or bar % GRID:
+    if bar <= 0 or bar % grid_for(unit):
         raise SegueError(f"a bar of M:{meter} cannot be written in notes of L:{unit}")
     return bar
 

@@ -24,7 +24,7 @@ This module gives the same numbers, on the same weights, much faster:
 - `MambaDecoder`: `prefill(ids)` reads the prompt with the chunked scan and keeps each layer's
   (conv window, SSM state); `step(ids)` advances one token with a handful of tensor operations
   per layer, outside transformers' module and cache machinery, so a token costs the same at
-  any prompt length.
+  any prompt length; `extend(ids)` reads several more tokens with the chunked scan.
 
 transformers' own full-sequence path ignores a cached SSM state (its kernels take none); this
 one continues from it, so reading a prompt in several pieces gives the same result as reading
@@ -403,14 +403,32 @@ class MambaDecoder:
             return self.cached.prefill(ids)
         self.layers = [_Layer.of(block) for block in self.backbone.layers]
         self.windows, self.states = [], []
+        return self._read(ids)
+
+    @torch.inference_mode()
+    def extend(self, ids: torch.Tensor) -> torch.Tensor:
+        """Feed several tokens per sequence (B, T) at once, with the chunked scan from the kept
+        windows and states; return the logits after the last (B, V)."""
+        if self.kernels:
+            return self.cached.extend(ids)
+        return self._read(ids)
+
+    def _read(self, ids: torch.Tensor) -> torch.Tensor:
+        """Run (B, T) tokens through every layer from the kept states (none: from the start)."""
         hidden = self.backbone.embeddings(ids)
-        for block, layer in zip(self.backbone.layers, self.layers, strict=True):
+        fresh = not self.states
+        for i, (block, layer) in enumerate(zip(self.backbone.layers, self.layers, strict=True)):
             residual = hidden.float() if layer.fp32_residual else hidden
             normed = _rms_norm(hidden.to(layer.norm.dtype), layer.norm, layer.eps)
-            out, window, state = mixer_sequence(block.mixer, normed)
+            if fresh:
+                out, window, state = mixer_sequence(block.mixer, normed)
+                self.windows.append(window.contiguous())
+                self.states.append(state)
+            else:
+                out, window, state = mixer_sequence(block.mixer, normed, self.windows[i],
+                                                    self.states[i])
+                self.windows[i], self.states[i] = window.contiguous(), state
             hidden = residual + out
-            self.windows.append(window.contiguous())
-            self.states.append(state)
         return self._logits(hidden[:, -1])
 
     @torch.inference_mode()

@@ -2,7 +2,8 @@
 
 music21 is the hub: every reader returns a `music21.stream.Score` with parts and bars, every
 writer takes one. Errors a user can cause (a missing file, junk, a selection outside the
-score) raise `SegueError` with a one-line explanation.
+score) raise `SegueError` with a one-line explanation. music21 is imported only when a
+score is read or written, so the checks before that (a file's type, its presence) are instant.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
-from engine.abc_text import group_voices, read_header, split_tunes
-from engine.abc_writer import frac, write_abc
+from engine.abc_text import read_header, split_tunes
 from engine.errors import SegueError
 from engine.files import atomic_path, write_text_atomic
-from engine.limits import check_abc
 
 FORMATS = {
     ".abc": "abc",
@@ -81,8 +80,14 @@ def has_notes(score) -> bool:
 
 
 def parse_abc(text: str):
-    """One ABC tune (the first if the text has several) as a music21 Score."""
-    from music21 import converter, stream
+    """One ABC tune (the first if the text has several) as a music21 Score.
+
+    The one reader of ABC text for the CLI, the server and the corpus: abc2xml, then music21's
+    MusicXML importer (`engine.abc_reader`; the README's "Reading ABC" says why).
+    """
+    from music21 import stream
+
+    from engine.abc_reader import read_abc
 
     tunes = split_tunes(text)
     if not tunes:
@@ -90,18 +95,12 @@ def parse_abc(text: str):
     tune = tunes[0]
     if not read_header(tune).key:
         raise SegueError("the ABC tune has no K: (key) line")
-    check_abc(tune)
-    try:
-        with quiet():  # parseData: text is never taken for a file's path
-            score = converter.parseData(group_voices(tune), format="abc")
-    except Exception as error:
-        raise SegueError(f"music21 could not read the ABC tune: {error}") from error
-    if isinstance(score, stream.Opus):
-        score = score.scores[0]
+    with quiet():
+        score = read_abc(tune)
     if not has_notes(score):
         raise SegueError("the ABC tune has no notes")
     for part in score.parts:
-        if not part.getElementsByClass(stream.Measure):  # music21 leaves one bar unbarred
+        if not part.getElementsByClass(stream.Measure):
             part.makeMeasures(inPlace=True)
         mark_short_bars(part)
     return score
@@ -110,10 +109,9 @@ def parse_abc(text: str):
 def mark_short_bars(part) -> None:
     """Record short bars as pickups (first bar) or with padding, as MusicXML does.
 
-    music21's ABC reader leaves a short bar unmarked, and its MusicXML writer then fills
-    the bar with a rest, moving every later note.
-    Bars are numbered as musicians count them: a pickup is bar 0, the first full bar is 1
-    (music21 numbers the first bar 0 whenever the tune does not open with a bar line).
+    A short bar left unmarked would be filled with a rest by music21's MusicXML writer, moving
+    every later note. Bars are numbered as musicians count them: a pickup is bar 0, the first
+    full bar is 1 (abc2xml numbers the first bar 1 even when it is a pickup).
     """
     from music21 import stream
 
@@ -230,6 +228,8 @@ def read_midi(path: Path):
 
 def estimate_meter(score) -> str:
     """The candidate meter under which most of the music's weight falls on downbeats."""
+    from engine.abc_writer import frac
+
     onsets: dict[Fraction, float] = {}
     for element in score.flatten().notes:
         onset = frac(element.offset)
@@ -313,6 +313,8 @@ def select(score, *, part: str | None = None, measures: tuple[int, int] | None =
 
 def write_score(score, path: str | os.PathLike[str]) -> None:
     """Write a Score to `path` in the format its extension names, whole or not at all."""
+    from engine.abc_writer import write_abc
+
     kind = format_of(path)
     if kind == "abc":
         write_text_atomic(path, write_abc(score))
@@ -332,15 +334,41 @@ def note_events(score) -> list[list[tuple[Fraction, Fraction, int]]]:
     Tied notes count as one. The measure of a faithful conversion: two scores that agree
     here sound the same.
     """
+    from music21 import harmony
+
+    from engine.abc_writer import frac
+
     events = []
     for part in score.parts:
         triples = []
         with quiet():
             merged = part.stripTies(matchByPitch=True)
         for element in merged.flatten().notes:
-            if type(element).__name__ in ("ChordSymbol", "NoChord"):
+            if isinstance(element, harmony.Harmony):
                 continue
             onset, length = frac(element.offset), frac(element.duration.quarterLength)
             triples += [(onset, length, p.midi) for p in element.pitches]
         events.append(sorted(triples))
+    return events
+
+
+def chord_events(score) -> list[list[tuple[Fraction, str]]]:
+    """For each part, its chord symbols as (onset in quarter notes, normalized text), sorted.
+
+    With `note_events`, the measure of a faithful conversion: spelling is compared as Segue
+    writes it (`engine.chord_symbols`).
+    """
+    from music21 import harmony
+
+    from engine.abc_writer import frac
+    from engine.chord_symbols import symbol_text
+
+    events = []
+    for part in score.parts:
+        found = []
+        for symbol in part.recurse().getElementsByClass(harmony.ChordSymbol):
+            text = symbol_text(symbol)
+            if text is not None:
+                found.append((frac(symbol.getOffsetInHierarchy(part)), text))
+        events.append(sorted(found))
     return events

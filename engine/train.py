@@ -1,12 +1,15 @@
 """Training: nanoGPT's loop around a `transformers` GPT-2 or Mamba, on canonical ABC.
 
-Batches are random windows of `block_size + 1` tokens from the concatenated training tunes
+The tunes are cut into windows of at most `block_size` characters at bar lines, each under its
+own head, and `fill` of them made into fill-in-the-middle examples (`engine.windows`). Batches
+are random stretches of `block_size + 1` tokens from the concatenated windows
 (`engine.dataset`). The windows of step s come from a generator seeded with (seed, s), so the
 data position is a function of the step: resuming at step s sees exactly the batches an
 uninterrupted run would have seen. AdamW (weight decay on matrices only), linear warmup then
 cosine decay to a tenth of the peak rate, gradient clipping, bf16/fp16 autocast on CUDA.
 
 A run folder holds:
+    data/          the run's token arrays and corpus summary, made by its first session
     checkpoint/    the latest checkpoint (float32) with training_state.pt, for --resume
     best/          the checkpoint with the lowest validation loss so far (float16: ship this)
     metrics.jsonl  step, time, train_loss, val_loss, lr, tokens_per_s
@@ -29,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.abc_writer import LANGUAGE_VERSION
 from engine.checkpoint import (
     STATE_FILE,
     load_weights,
@@ -37,15 +41,16 @@ from engine.checkpoint import (
     save_checkpoint,
     warm_start,
 )
-from engine.dataset import load_corpus, token_array
+from engine.dataset import TUNE_SEPARATOR, load_corpus, token_array
 from engine.errors import SegueError
 from engine.files import atomic_path, write_text_atomic
 from engine.model import build_model, count_parameters, model_config
 from engine.tokenizer import CharTokenizer
+from engine.windows import training_texts
 
 # What --resume takes from the run as it was: a different value here is an error.
 FIXED_ON_RESUME = ("preset", "architecture", "layers", "width", "heads", "dropout", "data",
-                   "bundled", "limit_tunes", "augment", "block_size", "batch_size", "seed",
+                   "bundled", "limit_tunes", "augment", "fill", "block_size", "batch_size", "seed",
                    "init_from")
 
 
@@ -64,9 +69,11 @@ class TrainConfig:
     bundled: bool = True
     limit_tunes: int | None = None
     augment: int = 0
+    fill: float = 0.0
     block_size: int = 256
     batch_size: int = 16
     steps: int = 5000
+    minutes: float | None = None
     lr: float = 1e-3
     warmup: int = 200
     weight_decay: float = 0.1
@@ -84,11 +91,15 @@ class TrainConfig:
     command: str = ""
 
 
-def learning_rate(step: int, config: TrainConfig) -> float:
-    """Linear warmup to `lr`, then cosine decay to lr/10 at the last step."""
+def learning_rate(step: int, config: TrainConfig, elapsed: float = 0.0) -> float:
+    """Linear warmup to `lr`, then cosine decay to lr/10 at the last step, or, with a time
+    budget (`minutes`), at whichever of the last step and the end of the budget comes first."""
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup
-    progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    if config.minutes:
+        progress = max(progress, elapsed / (config.minutes * 60))
+    progress = min(1.0, progress)
     return config.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
@@ -210,6 +221,42 @@ def resumed_config(config: TrainConfig, given: set[str]) -> tuple[TrainConfig, d
     return saved, state
 
 
+def run_data(config: TrainConfig, dist: Distributed,
+             tokenizer: CharTokenizer) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The run's training and validation tokens and a summary of its corpus.
+
+    The first session of a run builds them from the corpus (windows, fill-in-the-middle
+    examples) and keeps them in the run folder (data/, as nanoGPT keeps train.bin): a resumed
+    run trains on exactly the data it began with, even after Segue's ABC writer has changed,
+    and never waits for the corpus to be converted again.
+    """
+    folder = Path(config.out) / "data"
+    if (folder / "summary.json").exists():
+        return (np.load(folder / "train.npy"), np.load(folder / "valid.npy"),
+                json.loads((folder / "summary.json").read_text("utf-8")))
+    if not dist.main:
+        dist.barrier()  # rank 0 fills the canonical cache first
+    corpus = load_corpus(config.data, bundled=config.bundled, limit=config.limit_tunes,
+                         augment=config.augment, workers=config.workers,
+                         progress=config.progress and dist.main)
+    if dist.main:
+        dist.barrier()
+    window = config.block_size - len(TUNE_SEPARATOR)
+    train_data = token_array(training_texts(corpus.splits["train"], window,
+                                            fill_share=config.fill, seed=config.seed), tokenizer)
+    valid_data = token_array(training_texts(corpus.splits["valid"], window,
+                                            fill_share=config.fill, seed=config.seed + 1),
+                             tokenizer)
+    summary = corpus.summary()
+    if dist.main:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, array in (("train", train_data), ("valid", valid_data)):
+            with atomic_path(folder / f"{name}.npy") as tmp, open(tmp, "wb") as handle:
+                np.save(handle, array)
+        write_text_atomic(folder / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return train_data, valid_data, summary
+
+
 def write_metrics(path: Path, records: list[dict[str, Any]]) -> None:
     write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
@@ -276,15 +323,7 @@ def train(config: TrainConfig, given: set[str] | None = None, resume: bool = Fal
         torch.set_num_threads(config.threads)
     dist = Distributed(config.device)
     tokenizer = CharTokenizer()
-    if not dist.main:
-        dist.barrier()  # rank 0 fills the canonical cache first
-    corpus = load_corpus(config.data, bundled=config.bundled, limit=config.limit_tunes,
-                         augment=config.augment, workers=config.workers,
-                         progress=config.progress and dist.main)
-    if dist.main:
-        dist.barrier()
-    train_data = token_array(corpus.splits["train"], tokenizer)
-    valid_data = token_array(corpus.splits["valid"], tokenizer)
+    train_data, valid_data, data_summary = run_data(config, dist, tokenizer)
     if len(valid_data) <= config.block_size + 1:
         raise SegueError(f"the validation tunes ({len(valid_data)} tokens) are shorter than "
                          f"one --block-size window ({config.block_size}); use a smaller one")
@@ -329,7 +368,7 @@ def train(config: TrainConfig, given: set[str] | None = None, resume: bool = Fal
     tokens_per_step = config.batch_size * config.block_size * dist.world
     summary: dict[str, Any] = {
         "command": config.command, "machine": machine(dist.device, dist.world),
-        "data": corpus.summary(), "config": asdict(config),
+        "data": data_summary, "config": asdict(config),
         "parameters": count_parameters(model), "tokens_per_step": tokens_per_step}
 
     run_start = time.perf_counter()
@@ -350,6 +389,7 @@ def train(config: TrainConfig, given: set[str] | None = None, resume: bool = Fal
         save_checkpoint(out / folder, model, tokenizer,
                         {"architecture": spec["architecture"], "preset": config.preset,
                          "model": spec, "block_size": config.block_size,
+                         "abc_language": LANGUAGE_VERSION,  # the text the model read
                          "training": dict(summary)}, dtype=dtype, training_state=training_state)
 
     def log(record: dict[str, Any]) -> None:
@@ -373,33 +413,34 @@ def train(config: TrainConfig, given: set[str] | None = None, resume: bool = Fal
         out.mkdir(parents=True, exist_ok=True)
         write_metrics(metrics_path, records)
         print(f"training {spec['architecture']} ({count_parameters(model):,} parameters) on "
-              f"{len(train_data):,} tokens ({len(corpus.splits['train'])} tunes; "
-              f"{corpus.skipped} unreadable tunes skipped), validating on "
+              f"{len(train_data):,} tokens ({data_summary['tunes']['train']} texts; "
+              f"{data_summary['skipped']} unreadable tunes skipped), validating on "
               f"{len(valid_data):,}; {dist.device}, {tokens_per_step} tokens a step", flush=True)
     if step == 0:
         validate()
     bar = tqdm(total=config.steps, initial=step, unit="step", dynamic_ncols=True,
                disable=not (config.progress and dist.main))
     window_loss, window_steps, window_time = 0.0, 0, 0.0
-    while step < config.steps:
+    while step < config.steps and not (config.minutes and wall() >= config.minutes * 60):
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         x, y = batch(train_data, config, generator, config.batch_size * dist.world, dist.device)
         rows = slice(dist.rank * config.batch_size, (dist.rank + 1) * config.batch_size)
-        lr = learning_rate(step, config)
+        lr = learning_rate(step, config, wall())
         window_loss += train_step(net, model, optimizer, scaler, autocast, x[rows], y[rows],
                                   lr, config.grad_clip)
         window_steps += 1
         step += 1
         window_time += time.perf_counter() - started
         bar.update()
-        if step % config.log_every == 0 or step == config.steps:
+        out_of_time = bool(config.minutes) and wall() >= config.minutes * 60
+        if step % config.log_every == 0 or step == config.steps or out_of_time:
             rate = window_steps * tokens_per_step / max(1e-9, window_time)
             train_loss = dist.mean(window_loss / window_steps)
             log({"train_loss": round(train_loss, 4), "lr": lr, "tokens_per_s": round(rate, 1)})
             bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{best:.3f}", tok_s=f"{rate:.0f}")
             window_loss, window_steps, window_time = 0.0, 0, 0.0
-        if step % config.eval_every == 0 or step == config.steps:
+        if step % config.eval_every == 0 or step == config.steps or out_of_time:
             validate()
         if dist.main and step % config.checkpoint_every == 0 and step < config.steps:
             save("checkpoint", torch.float32, with_state=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import math
 import os
 import re
 import subprocess
@@ -26,6 +27,7 @@ import pytest
 from server_helpers import check_bars
 
 from bridge import sysex
+from bridge.clock import CHANGE_TICKS
 from bridge.events import score_to_events
 from bridge.midi_ports import Input, quiet_stderr, realtime_priority
 from bridge.player import timed_notes
@@ -41,6 +43,7 @@ TRIGGER_CC = 102  # the --trigger-cc the bridge is started with
 PERIOD, RATE = 128, 48000  # frames a period and a second of the JACK server started here
 JACK_LATENCY = ("--latency", f"{1000 * PERIOD / RATE:.2f}")
 SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
+FREE_BPM = 100  # the --bpm of a Segue that the "free" host plays to
 JACK = "mido.backends.rtmidi/UNIX_JACK"
 JACK_LOG: Path | None = None  # the log of a server `jack_server` started
 
@@ -134,6 +137,7 @@ class SegueProcess:
                                         stderr=subprocess.STDOUT, text=True,
                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.lines: list[str] = []
+        self.times: list[float] = []  # when each line was read
         self.changed = threading.Condition()
         self.reader = threading.Thread(target=self.read, daemon=True)
         self.reader.start()
@@ -143,6 +147,7 @@ class SegueProcess:
         for line in self.process.stdout:
             with self.changed:
                 self.lines.append(line.rstrip("\n"))
+                self.times.append(time.perf_counter())
                 self.changed.notify_all()
 
     def wait_for(self, pattern: str, since: int = 0, timeout: float = 60) -> int:
@@ -180,6 +185,16 @@ class SegueProcess:
 
 
 @dataclass
+class Ports:
+    """The port names and output lines of a bridge run in this process, as a SegueProcess
+    has them."""
+
+    input: str
+    output: str
+    lines: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Heard:
     """A message from Segue's output and when it arrived."""
 
@@ -190,9 +205,10 @@ class Heard:
 @dataclass
 class Host:
     """A DAW: MIDI clock, transport, SysEx and notes into Segue's input at exact times on its
-    own timeline; everything from Segue's output recorded with its arrival time."""
+    own timeline (whose tempo may change); everything from Segue's output recorded with its
+    arrival time."""
 
-    segue: SegueProcess
+    segue: SegueProcess | Ports
     received: list[tuple[float, Any]] = field(default_factory=list)  # (MIDI time, message)
 
     def __post_init__(self) -> None:
@@ -203,9 +219,11 @@ class Host:
                              client="test-host")
         self.inp.handle = self.hear
         self.lock = threading.Lock()
-        self.origin = 0.0  # the time of beat 0
-        self.spb = 0.5
-        self.clocking: threading.Thread | None = None
+        # The timeline: from beat `beat` on, beat `beat` is at `time` and a beat lasts `spb`.
+        self.segments: list[tuple[float, float, float]] = [(0.0, 0.0, 0.5)]
+        self.position = 0.0  # the beat of the first tick
+        self.clocked = True  # whether the host sends MIDI clock and transport
+        self.playing: threading.Thread | None = None
         self.running = False
         self.due: list[tuple[float, int, Any]] = []
         self.count = itertools.count()
@@ -228,50 +246,74 @@ class Host:
     def sysex(self, data: tuple[int, ...]) -> None:
         self.send(mido.Message("sysex", data=data))
 
-    def start(self, bpm: float, lead: float = 0.1) -> None:
-        """Start the transport: Start, then clock ticks; beat 0 is the first tick, `lead`
-        seconds from now."""
-        self.spb, self.origin = 60 / bpm, time.perf_counter() + lead
+    def start(self, bpm: float, lead: float = 0.1, *, clock: bool = True,
+              position: float = 0.0) -> None:
+        """Start playing at `bpm`, the song at beat `position` (a multiple of a sixteenth)
+        `lead` seconds from now. With `clock`: Start (or, from a `position` other than 0, Song
+        Position Pointer and Continue), then clock ticks; without: free time, only the
+        messages given to `at`."""
+        self.position, self.clocked = position, clock
+        self.segments = [(position, time.perf_counter() + lead, 60 / bpm)]
         self.running = True
-        self.clocking = threading.Thread(target=self.clock, daemon=True)
-        self.clocking.start()
+        self.playing = threading.Thread(target=self.play, daemon=True)
+        self.playing.start()
+
+    def change_tempo(self, beat: float, bpm: float) -> None:
+        """From `beat` on (not yet played), play at `bpm`."""
+        with self.lock:
+            assert beat > self.segments[-1][0] and self.time_of(beat) > time.perf_counter()
+            self.segments.append((beat, self.time_of(beat), 60 / bpm))
 
     def at(self, beat: float, message: Any) -> None:
         """Send `message` at `beat` of the host's timeline (just before the tick there)."""
         with self.lock:
-            heapq.heappush(self.due, (self.time_of(beat), next(self.count), message))
+            heapq.heappush(self.due, (beat, next(self.count), message))
+
+    def segment(self, beat: float) -> tuple[float, float, float]:
+        return next(s for s in reversed(self.segments) if s[0] <= beat or s is self.segments[0])
 
     def time_of(self, beat: float) -> float:
-        return self.origin + beat * self.spb
+        start, at, spb = self.segment(beat)
+        return at + (beat - start) * spb
 
     def beat_of(self, t: float) -> float:
-        return (t - self.origin) / self.spb
+        start, at, spb = next(s for s in reversed(self.segments)
+                              if s[1] <= t or s is self.segments[0])
+        return start + (t - at) / spb
 
-    def clock(self) -> None:
+    def play(self) -> None:
+        """The host's transport thread: the messages due, and clock ticks, at their times."""
         realtime_priority()  # a DAW's clock runs real-time, where the system allows it
-        self.send(mido.Message("start"))
+        if self.clocked and self.position:
+            self.send(mido.Message("songpos", pos=round(self.position * 4)))
+            self.send(mido.Message("continue"))
+        elif self.clocked:
+            self.send(mido.Message("start"))
         for tick in itertools.count():
-            tick_time = self.time_of(tick / 24)
+            beat = self.position + tick / 24
             while True:
                 with self.lock:
                     message = heapq.heappop(self.due) if self.due and \
-                        self.due[0][0] <= tick_time else None
+                        self.due[0][0] <= beat else None
                 if message is None:
                     break
-                wait_until(message[0])
+                wait_until(self.time_of(message[0]))
                 self.send(message[2])
+            tick_time = self.time_of(beat)
             wait_until(tick_time)
             if not self.running:
                 return
-            self.send(mido.Message("clock"))
-            self.tick_lateness.append(time.perf_counter() - tick_time)
+            if self.clocked:
+                self.send(mido.Message("clock"))
+                self.tick_lateness.append(time.perf_counter() - tick_time)
 
     def stop(self) -> None:
-        """Stop the clock, then send Stop."""
+        """Stop playing; then Stop, if the host sends transport."""
         self.running = False
-        if self.clocking:
-            self.clocking.join()
-        self.send(mido.Message("stop"))
+        if self.playing:
+            self.playing.join()
+        if self.clocked:
+            self.send(mido.Message("stop"))
 
     def states(self, code: int, since: float = 0.0) -> list[float]:
         """Arrival times of Segue's STATE messages with `code`, from time `since` on."""
@@ -293,8 +335,8 @@ class Host:
 
     def close(self) -> None:
         self.running = False
-        if self.clocking:
-            self.clocking.join()
+        if self.playing:
+            self.playing.join()
         self.inp.close()
         self.out.close()
 
@@ -327,22 +369,37 @@ def unpaired(notes: list[Heard]) -> list[Any]:
     return left + list(sounding.values())
 
 
+class TimingError(AssertionError):
+    """A check of when something was heard, not of what: JACK's xruns may excuse it."""
+
+
+def on_time(ok: bool, message: str) -> None:
+    """Assert a timing check (a TimingError if it fails)."""
+    if not ok:
+        raise TimingError(message)
+
+
 ATTEMPTS = 3
+TRANSPORTS = ("sysex", "clock", "continue", "free")
+POSITION = 5.0  # beats: where the "continue" host's song starts (off its bar lines)
 
 
 def call_and_response(segue: SegueProcess, bpm: float, meter: str, end: str = "trigger",
-                      pitches: list[int] = SCALE, early: float = 0.0,
-                      within: float = 0.005) -> dict[str, Any]:
-    """`play_and_check` on a new host; again (up to ATTEMPTS in all) if JACK had xruns meanwhile
-    (JACK loses or repeats the MIDI events of a late client: a lost clock tick puts Segue a
-    24th of a beat behind). Neither Segue nor this host runs Python on JACK's thread
-    (bridge.midi_ports.Input), but a machine that stalls (a busy or virtual one) still makes
-    JACK's clients late now and then."""
+                      pitches: list[int] = SCALE, early: float = 0.0, within: float = 0.005,
+                      transport: str = "sysex", tempo_change: tuple[float, float] | None = None
+                      ) -> dict[str, Any]:
+    """`play_and_check` on a new host; again (up to ATTEMPTS in all) if its timing failed and
+    JACK had xruns meanwhile (JACK loses or repeats the MIDI events of a late client: a lost
+    clock tick puts Segue a 24th of a beat behind). Neither Segue nor this host runs Python on
+    JACK's thread (bridge.midi_ports.Input), but a machine that stalls (a busy or virtual one)
+    still makes JACK's clients late now and then. What was played (bars, notes, pitches, stuck
+    notes) is never excused."""
     for _ in range(ATTEMPTS - 1):
         before, host = xruns(), Host(segue)
         try:
-            return play_and_check(host, segue, bpm, meter, end, pitches, early, within)
-        except AssertionError as error:
+            return play_and_check(host, segue, bpm, meter, end, pitches, early, within,
+                                  transport, tempo_change)
+        except TimingError as error:
             if xruns() == before:
                 raise
             print(f"{xruns() - before} JACK xruns, again after: {str(error).splitlines()[0]}")
@@ -351,20 +408,22 @@ def call_and_response(segue: SegueProcess, bpm: float, meter: str, end: str = "t
     host = Host(segue)
     try:
         with unless_jack_lost_midi():
-            return play_and_check(host, segue, bpm, meter, end, pitches, early, within)
+            return play_and_check(host, segue, bpm, meter, end, pitches, early, within,
+                                  transport, tempo_change)
     finally:
         host.close()
 
 
 @contextlib.contextmanager
 def unless_jack_lost_midi() -> Iterator[None]:
-    """A failure becomes a skip, with its reason, when JACK reported xruns meanwhile: JACK then
-    drops or repeats MIDI, so what the host heard says nothing sure about Segue. Where JACK
-    keeps up (no xruns), every failure stands."""
+    """A timing failure (TimingError) becomes a skip, with its reason, when JACK reported
+    xruns meanwhile: JACK then drops or repeats MIDI, clock ticks among it, so when the host
+    heard a note says nothing sure about Segue. Every other failure stands, and so does a
+    timing failure where JACK kept up (no xruns)."""
     before = xruns()
     try:
         yield
-    except AssertionError as error:
+    except TimingError as error:
         if xruns() > before:
             pytest.skip(f"JACK lost MIDI ({xruns() - before} xruns) in every try: "
                         f"{str(error).splitlines()[0][:200]}")
@@ -372,57 +431,107 @@ def unless_jack_lost_midi() -> Iterator[None]:
 
 
 def play_and_check(host: Host, segue: SegueProcess, bpm: float, meter: str,
-                   end: str = "trigger", pitches: list[int] = SCALE,
-                   early: float = 0.0, within: float = 0.005) -> dict[str, Any]:
-    """The host plays one bar of eighths after a bar of count-in (MIDI clock at `bpm`, the meter
-    by SysEx as the FL Studio script sends it), ends it by `end` ("trigger" or "silence"),
-    records the answer and checks it: its first note within `within` seconds of `early`
-    seconds before its bar line. Returns its timing figures: each note's error in ms,
-    and the seconds from the end of the phrase to the answer being ready."""
+                   end: str = "trigger", pitches: list[int] = SCALE, early: float = 0.0,
+                   within: float = 0.005, transport: str = "sysex",
+                   tempo_change: tuple[float, float] | None = None) -> dict[str, Any]:
+    """The host plays one bar of eighths after at least a beat of count-in, ends it by `end`
+    ("trigger" or "silence"), records the answer and checks it: the bars Segue printed, every
+    note of them heard, at its pitch, and each note-off; and each note within `within` seconds
+    of `early` seconds before its time on the host's timeline, which has the answer start on
+    the first bar line it has time for. Returns each note's error in ms and the seconds from
+    the end of the phrase to the answer being ready.
+
+    `transport`, how the host keeps time with Segue:
+      "sysex"     as FL Studio with Segue's script: tempo and meter by SysEx, Start, clock;
+      "clock"     Start and MIDI clock alone (Segue is told the meter with --meter);
+      "continue"  Song Position Pointer (POSITION beats, off the bar lines) and Continue,
+                  then clock: Segue must place the bar lines by the song position;
+      "free"      nothing but the notes: Segue plays at its --bpm, which must be `bpm`.
+    `tempo_change`: (beats after the answer's first bar line, new BPM): the host changes
+    tempo there, mid-answer (`change_allowance`).
+    """
+    assert transport in TRANSPORTS and not (tempo_change and transport == "free")
     numerator, denominator = map(int, meter.split("/"))
     bar = numerator * 4 / denominator
     since, lines = time.perf_counter(), len(segue.lines)
-    host.sysex(sysex.tempo(bpm))
-    host.sysex(sysex.meter(numerator, denominator))
-    host.start(bpm)
-    phrase = [(bar + i / 2, pitches[i % len(pitches)]) for i in range(int(bar * 2))]
+    if transport == "sysex":
+        host.sysex(sysex.tempo(bpm))
+        host.sysex(sysex.meter(numerator, denominator))
+    position = POSITION if transport == "continue" else 0.0
+    host.start(bpm, clock=transport != "free", position=position)
+    first_bar = math.ceil((position + 1) / bar) * bar  # a beat of clock gives the tempo
+    phrase = [(first_bar + i / 2, pitches[i % len(pitches)]) for i in range(int(bar * 2))]
     for beat, pitch in phrase:
         host.at(beat, mido.Message("note_on", note=pitch, velocity=90))
         host.at(beat + 0.45, mido.Message("note_off", note=pitch))
-    phrase_end = 2 * bar
+    phrase_end = first_bar + bar
     if end == "trigger":
         host.at(phrase_end - 0.02, mido.Message("control_change", control=TRIGGER_CC,
                                                 value=127))
-    ready = host.wait_state(sysex.READY, since)
-    done = host.wait_state(sysex.LISTENING, ready)
+    if transport == "sysex":
+        ready = host.wait_state(sysex.READY, since)
+    ready_line = segue.wait_for(r"^answer: ", lines)
+    if transport != "sysex":
+        ready = segue.times[ready_line]
+    if tempo_change:
+        answer_bar = int(re.search(r"from bar (\d+)", segue.lines[ready_line]).group(1))
+        change_beat = (answer_bar - 1) * bar + tempo_change[0]
+        host.change_tempo(change_beat, tempo_change[1])
+    if transport == "sysex":
+        done = host.wait_state(sysex.LISTENING, ready)
+    else:
+        done = segue.times[segue.wait_for(r"^listening", ready_line)]
     host.stop()
+    time.sleep(0.05)  # for the last messages to arrive
 
+    # What was played: every note of the bars Segue wrote, each ended, none more.
     abc = segue.answer_abc(lines)
     check_bars(abc, BARS)
-    assert f" notes, 1 bars ({end})" in "\n".join(segue.lines[lines:])
     expected = sorted((start, pitch) for start, _, pitch
                       in timed_notes(score_to_events(parse_abc(abc))))
-    notes = [h for h in host.notes(since) if h.time < done + 0.05]
-    assert not unpaired(notes)
+    notes = host.notes(since)
+    assert not unpaired(notes), (unpaired(notes), abc)
     ons = [h for h in notes if h.message.type == "note_on" and h.message.velocity > 0]
-    assert ons and len(ons) == len(expected), (ons, expected)
+    assert sorted(h.message.note for h in ons) == sorted(p for _, p in expected), \
+        ([h.message.note for h in ons], expected, abc)
 
-    # The answer's first bar line: from its first note and where the ABC puts that note.
+    # When: the phrase heard as played, the answer from the first bar line it had time for,
+    # at the host's tempo, every note where the ABC puts it, listening again after its bars.
+    heard = "\n".join(segue.lines[lines:])
+    on_time(f" notes, 1 bars ({end})" in heard, f"the phrase was heard otherwise:\n{heard}")
     start = round((host.beat_of(ons[0].time) - expected[0][0]) / bar) * bar
-    assert start >= phrase_end
-    assert host.time_of(start - bar) < max(host.time_of(phrase_end), ready + 0.05), \
-        "the answer skipped a bar line it had time for"
-    first_error = ons[0].time - host.time_of(start + expected[0][0])
-    played = sorted((host.beat_of(h.time) - start, h.message.note) for h in ons)
-    assert abs(first_error + early) < within, \
-        f"first note {first_error * 1000:.2f} ms off its bar line: {played} {expected} {abc}"
-
-    # The rest at the host's tempo, every note where the ABC puts it (within a 32nd note),
-    # every note-off by the end of the answer's last bar.
-    for (beat, pitch), (onset, want) in zip(played, expected, strict=True):
-        assert abs(beat - onset) < 1 / 8 and pitch == want, (played, expected)
-    assert max(host.beat_of(h.time) for h in notes) - start <= BARS * bar + 1 / 8
-    assert done >= host.time_of(start + BARS * bar) - 0.005  # listens again after its bars
-    errors = [(h.time - host.time_of(start + onset)) * 1000
-              for h, (onset, _) in zip(ons, expected, strict=True)]
+    on_time(start >= phrase_end, f"the answer began at beat {start}, in the phrase")
+    on_time(host.time_of(start - bar) < max(host.time_of(phrase_end), ready + 0.05),
+            "the answer skipped a bar line it had time for")
+    played = sorted(ons, key=lambda h: (round((host.beat_of(h.time) - start) * 24),
+                                        h.message.note))
+    changed_at = (start + tempo_change[0]) if tempo_change else math.inf
+    errors, report = [], []
+    for heard_note, (onset, pitch) in zip(played, expected, strict=True):
+        beat = start + onset
+        error = heard_note.time - host.time_of(beat)
+        errors.append(error * 1000)
+        report.append(f"{onset:.3f}:{pitch}:{heard_note.message.note}:{error * 1000:+.1f}ms")
+        allowed = within + change_allowance(host, changed_at, beat)
+        on_time(heard_note.message.note == pitch and abs(error + early) < allowed,
+                f"note {pitch} at beat {onset} of the answer heard {error * 1000:+.2f} ms "
+                f"off (sent {early * 1000:.0f} ms early, allowed {allowed * 1000:.1f} ms); "
+                f"onset:pitch:heard:error {' '.join(report)}\n{abc}")
+    last = max(host.beat_of(h.time) for h in notes)
+    on_time(last - start <= BARS * bar + 1 / 8, f"a note-off came {last - start} beats in")
+    on_time(done >= host.time_of(start + BARS * bar) - 0.005,
+            "listening again before the answer's end")
     return {"errors_ms": errors, "ready_s": ready - host.time_of(phrase_end)}
+
+
+def change_allowance(host: Host, changed_at: float, beat: float) -> float:
+    """Seconds a note at `beat` may be off for a tempo change at `changed_at`. Segue hears of a
+    change only from the clock's ticks, and sees it once CHANGE_TICKS of them have left its
+    line (bridge/clock.py): until then, and for the note due as the last of them comes, it
+    plays at the old tempo. So a note up to CHANGE_TICKS + 1 ticks after the change may be off
+    by that many ticks' change of length; every other note is held to the usual bound."""
+    ticks = CHANGE_TICKS + 1
+    if not changed_at < beat <= changed_at + ticks / 24:
+        return 0.0
+    old, new = host.segment(changed_at - 1e-9)[2], host.segment(changed_at)[2]
+    return ticks * abs(new - old) / 24

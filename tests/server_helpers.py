@@ -7,6 +7,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -111,14 +112,16 @@ def wait_idle(server: Server, limit_s: float = 60) -> None:
 
 
 def bar_lines(abc: str) -> dict[str, int]:
-    """Bar lines of each voice of a tune's body (the engine writes `|` and a final `|]`)."""
+    """Bars of each voice of a tune's body, by its bar lines (the engine writes `|` and a final
+    `|]`; a multi-bar rest `Z3 |` counts its three bars)."""
     counts: dict[str, int] = {}
     voice = "1"
     for line in split_head(abc)[1].splitlines():
         if line.startswith("V:"):
             voice = line[2:].strip()
             continue
-        counts[voice] = counts.get(voice, 0) + line.count("|")
+        multi_rests = sum(int(n) - 1 for n in re.findall(r"Z(\d+)", line))  # `Z3 |`: 3 bars
+        counts[voice] = counts.get(voice, 0) + line.count("|") + multi_rests
     return counts
 
 
@@ -135,19 +138,43 @@ def abc2midi_errors(abc: str) -> list[str]:
 
 
 def check_bars(abc: str, bars: int) -> None:
-    """Assert every voice of `abc` has exactly `bars` bars of the meter's length.
+    """Assert every voice of `abc` has exactly `bars` bars of the meter's length, the first too.
 
     Bars are counted by bar lines and measured by abc2abc (Debian abcmidi), a reader that is
-    not ours and that reports `Bar N is x/y not ...` for a bar of the wrong length.
+    not ours and that reports `Bar N is x/y not ...` for a bar of the wrong length. abc2abc
+    takes a tune's first bar for a pickup and never measures it, so each voice is given a
+    whole bar of rest before its own first bar here (`with_a_bar_of_rest`).
     """
     counts = bar_lines(abc)
     assert counts and set(counts.values()) == {bars}, (counts, abc)
     with tempfile.NamedTemporaryFile("w", suffix=".abc") as file:
-        file.write(abc)
+        file.write(with_a_bar_of_rest(abc))
         file.flush()
         report = subprocess.run(["abc2abc", file.name], capture_output=True, text=True,
                                 check=True, timeout=30)
     assert "Error" not in report.stdout + report.stderr, (report.stdout, abc)
+
+
+def with_a_bar_of_rest(abc: str) -> str:
+    """`abc` with a bar of rest (`z` as long as the head's meter's bar) before the first music
+    line of each voice."""
+    head, body = split_head(abc)
+    fields = dict(re.findall(r"^([ML]):\s*(\S+)", head, flags=re.MULTILINE))
+    meter_text = {"C": "4/4", "C|": "2/2"}.get(fields.get("M", "4/4"), fields.get("M", "4/4"))
+    numerators, denominator = meter_text.split("/")
+    meter = Fraction(sum(map(int, numerators.split("+"))), int(denominator))
+    unit = Fraction(fields["L"]) if "L" in fields else Fraction(1, 8 if meter >= 0.75 else 16)
+    rest = f"z{meter / unit}|"
+    rested: set[str] = set()
+    voice, lines = "1", []
+    for line in body.splitlines():
+        if line.startswith("V:"):
+            voice = line[2:].split()[0]
+        elif line.strip() and not re.match(r"^[A-Za-z]:|^%", line) and voice not in rested:
+            rested.add(voice)
+            line = rest + line
+        lines.append(line)
+    return head + "\n".join(lines) + "\n"
 
 
 def check_events(answer: dict[str, Any], bars: int, meter: str) -> None:

@@ -1,7 +1,9 @@
 """The app built by installers/build.sh (dist/segue/segue): skipped until it has been built.
 
-Build it first (installers/build.sh, about 10 minutes on 2 cores), then
-`python -m pytest tests/test_app.py -s` also prints its start-to-served-request time.
+Build it first (installers/build.sh, 3 to 10 minutes on 2 cores; .ci/run does), then
+`python -m pytest tests/test_app.py -s` also prints its start-to-served-request time. The path a
+musician takes is tested end to end: the app installs the MuseScore plug-in, and the plug-in, in
+a real MuseScore 3, starts the app's own server.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -116,3 +120,35 @@ def test_midi_bridge_answers_with_the_model_inside() -> None:
         finally:
             assert segue.stop() == 130
     assert figures["errors_ms"]
+
+
+@pytest.mark.skipif(shutil.which("mscore3") is None, reason="needs MuseScore 3 (musescore3)")
+def test_the_plugin_starts_the_apps_own_server(tmp_path: Path) -> None:
+    """A musician's path: the app puts the plug-in (and where the app is) into MuseScore's
+    folder; with no server running, the plug-in in a real MuseScore 3 starts the app's
+    `segue serve`, continues the selection with the model inside the app, and that server
+    stops by itself once unused."""
+    from test_musescore import flats_in_three, read, run_plugin, wait_for_text
+
+    home = tmp_path / "home"
+    (home / "Documents" / "MuseScore3").mkdir(parents=True)
+    result = app("install-plugins", home=home)
+    assert result.returncode == 0, result.stderr
+    plugin = home / "Documents" / "MuseScore3" / "Plugins" / "Segue.qml"
+    record = json.loads((plugin.parent / "segue-launch.json").read_text())
+    assert record == {"program": str(APP), "args": [], "written_by": record["written_by"]}
+    port = free_port()
+    output = tmp_path / "result.musicxml"
+    score = flats_in_three(tmp_path / "score.musicxml")
+    run_plugin(score, {"server": f"http://127.0.0.1:{port}", "staff": 0, "first_measure": 1,
+                       "last_measure": 2, "bars": 2, "seed": 5, "idle_exit": 0.05,
+                       "output": str(output)}, tmp_path, plugin=plugin,
+               env={"HOME": str(home), "SEGUE_HOME": str(home / ".segue")})
+    assert not Path(f"{output}.error").exists(), Path(f"{output}.error").read_text()
+    new_bars = list(read(output).parts[0].getElementsByClass("Measure"))[2:4]
+    assert [Fraction(m.quarterLength) for m in new_bars] == [3, 3]
+    log = wait_for_text(home / ".segue" / "serve.log", "segue serve: stopped", 240)
+    assert f"{APP} serve --host 127.0.0.1 --port {port}" in log
+    assert f"model {DEFAULT_MODEL} on cpu" in log and "POST /v1/continue 200" in log
+    assert "unused for 0.05 minutes; stopping" in log
+    assert health(port) is None

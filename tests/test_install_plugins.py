@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bridge.plugins_install import PLUGINS, install, read_manifest, targets, uninstall
+from engine import __version__
 
 QML = PLUGINS / "musescore" / "Segue.qml"
 FL_SCRIPT = PLUGINS / "flstudio" / "device_Segue.py"
@@ -188,3 +190,22 @@ def test_the_command_on_linux(tmp_path: Path) -> None:
     gone = segue("--uninstall", "--force", home=home)
     assert gone.returncode == 0, gone.stderr
     assert not any(p.is_file() for p in home.rglob("*") if p.name != "user-dirs.dirs")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the command on this system")
+def test_the_musescore_plugins_learn_where_segue_is(tmp_path: Path) -> None:
+    """segue-launch.json beside each Segue.qml names a program that runs this Segue, so the
+    plug-in can start `segue serve` from a MuseScore whose PATH lacks `segue`."""
+    home = tmp_path / "home"
+    _, documents, _ = layout("linux", home)
+    assert segue(home=home).returncode == 0
+    for version in ("MuseScore3", "MuseScore4"):
+        record = json.loads((documents / version / "Plugins" / "segue-launch.json").read_text())
+        assert record["program"] == sys.executable and record["args"] == ["-m", "bridge"]
+        ran = subprocess.run([record["program"], *record["args"], "--version"],
+                             capture_output=True, text=True, timeout=60, check=True,
+                             cwd=tmp_path)
+        assert ran.stdout.strip() == f"segue {__version__}"
+    assert segue(home=home).stdout.count("up to date") == 5      # 2 plug-ins, 2 records, FL
+    assert segue("--uninstall", home=home).returncode == 0
+    assert not list(documents.rglob("segue-launch.json"))

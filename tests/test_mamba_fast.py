@@ -13,6 +13,7 @@ import logging
 
 import pytest
 import torch
+from decoder_helpers import assert_close, assert_same_logits
 from transformers import MambaConfig, MambaForCausalLM
 
 from engine import mamba_fast
@@ -50,10 +51,6 @@ def ids_of(length: int, batch: int = 2, seed: int = 1) -> torch.Tensor:
     return torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
-def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-4)
-
-
 @pytest.mark.parametrize("length", LENGTHS)
 def test_full_sequence_logits_match(pair, length: int) -> None:
     reference, fast = pair
@@ -68,12 +65,25 @@ def test_prefill_then_steps_match(pair, length: int) -> None:
     ids = ids_of(length)
     expected, actual = CachedDecoder(reference), decoder_for(fast)
     assert isinstance(actual, MambaDecoder)
-    want, got = expected.prefill(ids), actual.prefill(ids)
-    assert_close(got, want)
-    for _ in range(6):
-        token = want.argmax(-1)
-        want, got = expected.step(token), actual.step(token)
-        assert_close(got, want)
+    assert_same_logits(expected, actual, ids, steps=6)
+
+
+@pytest.mark.parametrize("length", LENGTHS)
+def test_several_tokens_at_once_continue_the_state(pair, length: int) -> None:
+    """`extend` reads more tokens from the kept windows and states: across chunks, after
+    steps, and again after another extend, it gives the whole sequence's logits."""
+    reference, fast = pair
+    ids = ids_of(7 + 1 + 2 * length)
+    with torch.no_grad():
+        whole = reference(ids).logits
+    decoder = decoder_for(fast)
+    assert_close(decoder.prefill(ids[:, :7]), whole[:, 6])
+    assert_close(decoder.step(ids[:, 7]), whole[:, 7])
+    assert_close(decoder.extend(ids[:, 8:8 + length]), whole[:, 7 + length])
+    assert_close(decoder.extend(ids[:, 8 + length:]), whole[:, -1])
+    cached = CachedDecoder(reference)  # transformers' cache: one step at a time
+    cached.prefill(ids[:, :7])
+    assert_close(cached.extend(ids[:, 7:8 + length]), whole[:, 7 + length])
 
 
 def test_transformers_cache_protocol(pair) -> None:

@@ -1,8 +1,10 @@
-"""`segue midi` over real JACK MIDI ports: a host plays a phrase with MIDI clock and records the
-answer; the answer must have the bars asked for, start on the bar line after the phrase (the
-host hears it within 5 ms, Segue being told JACK's period: midi_helpers.JACK_LATENCY), play at
-the host's tempo, and end every note it starts. Junk and a vanished peer must not stop the
-bridge.
+"""`segue midi` over real JACK MIDI ports: a host plays a phrase and records the answer, as FL
+Studio does (SysEx and MIDI clock), as DAWs that send MIDI clock alone do (from the song start,
+or from a song position with Continue; changing tempo mid-answer), and in free time (no clock).
+The answer must have the bars asked for, every note of them heard at its pitch and ended, each
+within 5 ms of its time on the host's timeline (Segue being told JACK's period:
+midi_helpers.JACK_LATENCY), from the first bar line after the phrase it has time for. Junk and
+a vanished peer must not stop the bridge, and stopping it leaves no note sounding.
 
 Needs Debian's jackd2 (a dummy-driver server is started when none runs) and the JACK API in
 python-rtmidi.
@@ -10,12 +12,14 @@ python-rtmidi.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,21 +27,28 @@ import mido
 import pytest
 from midi_helpers import (
     BARS,
+    FREE_BPM,
     JACK_LATENCY,
+    PERIOD,
+    RATE,
     ROOT,
     SCALE,
     TRIGGER_CC,
     Host,
+    Ports,
     SegueProcess,
     call_and_response,
     jack_port,
     jack_server,
+    on_time,
     unless_jack_lost_midi,
     unpaired,
 )
 
 from bridge import sysex
-from bridge.midi_ports import ArrivalTimes
+from bridge.clock import CHANGE_TICKS, Clock
+from bridge.midi import Bridge, Settings
+from bridge.midi_ports import ArrivalTimes, open_ports
 
 
 @pytest.fixture(scope="session")
@@ -57,15 +68,49 @@ def segue(jack: None, model_path: Path) -> SegueProcess:
     assert "Traceback" not in "\n".join(process.lines), "\n".join(process.lines)
 
 
+@pytest.fixture(scope="module")
+def daw_segue(jack: None, model_path: Path) -> SegueProcess:
+    """A `segue midi` set up for DAWs that send no SysEx: the meter by --meter, and for free
+    time the tempo by --bpm."""
+    process = SegueProcess(model_path, "daw-test", "--bars", str(BARS), "--trigger-cc",
+                           str(TRIGGER_CC), "--seed", "1", "--meter", "3/4", "--bpm",
+                           str(FREE_BPM), *JACK_LATENCY)
+    process.wait_for(r"^listening")
+    yield process
+    assert process.stop() == 130
+    assert "Traceback" not in "\n".join(process.lines), "\n".join(process.lines)
+
+
+def report(what: str, figures: dict) -> None:
+    errors = figures["errors_ms"]
+    print(f"{what}: first note {errors[0]:+.2f} ms, worst note {max(map(abs, errors)):.2f} ms "
+          f"of {len(errors)}, ready {figures['ready_s']:.2f} s after the phrase")
+
+
 @pytest.mark.parametrize(("bpm", "meter", "end"), [
     (90, "4/4", "trigger"), (140, "3/4", "silence"), (90, "3/4", "trigger"),
     (140, "4/4", "silence")])
 def test_answer_starts_on_the_bar_line_at_the_hosts_tempo(
         segue: SegueProcess, bpm: float, meter: str, end: str) -> None:
-    figures = call_and_response(segue, bpm, meter, end)
-    errors = figures["errors_ms"]
-    print(f"{bpm} BPM {meter}: first note {errors[0]:+.2f} ms, worst note "
-          f"{max(map(abs, errors)):.2f} ms, ready {figures['ready_s']:.2f} s after the phrase")
+    report(f"FL Studio's setup, {bpm} BPM {meter}", call_and_response(segue, bpm, meter, end))
+
+
+@pytest.mark.parametrize(("transport", "bpm"), [
+    ("clock", 132), ("continue", 108), ("free", FREE_BPM)])
+def test_answer_in_time_with_clock_alone_or_none(
+        daw_segue: SegueProcess, transport: str, bpm: float) -> None:
+    """MIDI clock and Start alone, the meter from --meter (the tempo is not --bpm's); Song
+    Position Pointer off the bar lines, then Continue; free time at --bpm, no clock at all."""
+    report(f"{transport}, {bpm} BPM 3/4", call_and_response(daw_segue, bpm, "3/4",
+                                                            transport=transport))
+
+
+@pytest.mark.parametrize(("before", "after"), [(120, 90), (90, 126)])
+def test_answer_follows_a_tempo_change(daw_segue: SegueProcess, before: float,
+                                       after: float) -> None:
+    """The host's clock changes tempo a beat into the answer; the rest of it follows."""
+    report(f"clock {before} -> {after} BPM", call_and_response(
+        daw_segue, before, "3/4", transport="clock", tempo_change=(1.0, after)))
 
 
 def test_junk_does_not_stop_the_bridge(segue: SegueProcess) -> None:
@@ -178,6 +223,151 @@ def test_stop_panic_and_ctrl_c_end_every_note(jack: None, model_path: Path) -> N
         segue.stop()
 
 
+STOPS = 20
+
+
+@pytest.mark.slow
+def test_stopping_mid_answer_leaves_no_note_sounding(jack: None, model_path: Path) -> None:
+    """Ctrl-C (SIGINT) and SIGTERM by turns, each the moment a note of the answer sounds,
+    STOPS times in a row, every fourth time twice in a row (an impatient musician): every
+    note-on the host heard has its note-off by the time the bridge has gone. Most stops must
+    cut a note short (its note-off coming after the signal), or the test would prove little.
+    The next bridge starts while one plays, to save time."""
+    stuck: dict[str, list] = {}
+    cut = 0
+
+    def start(stop: int) -> SegueProcess:
+        return SegueProcess(model_path, f"stop-{stop}", "--bars", "2", "--bpm", "90",
+                            "--meter", "2/4", "--trigger-note", "36", "--seed", str(stop))
+
+    following: SegueProcess | None = start(0)
+    for stop in range(STOPS):
+        assert following is not None
+        number = signal.SIGTERM if stop % 2 else signal.SIGINT
+        segue, name = following, f"{'twice ' * (stop % 4 == 3)}{number.name} {stop + 1}"
+        host = None
+        try:
+            segue.wait_for(r"^listening", timeout=120)
+            following = start(stop + 1) if stop + 1 < STOPS else None
+            host = Host(segue)
+            since = time.perf_counter()
+            host.start(90, clock=False)
+            host.at(0, mido.Message("note_on", note=60, velocity=90))
+            host.at(0.9, mido.Message("note_off", note=60))
+            host.at(1, mido.Message("note_on", note=64, velocity=90))
+            host.at(1.9, mido.Message("note_off", note=64))
+            host.at(2, mido.Message("note_on", note=36, velocity=90))
+            deadline = time.perf_counter() + 60
+            while not (sounding := unpaired(host.notes(since))):
+                assert time.perf_counter() < deadline and segue.process.poll() is None, \
+                    "no note of the answer sounded:\n" + "\n".join(segue.lines)
+                time.sleep(0.001)
+            signalled = time.perf_counter()
+            if stop % 4 == 3:
+                segue.process.send_signal(number)
+                time.sleep(0.005)
+            assert segue.stop(number) == 130
+            time.sleep(0.1)  # for the host to read what came
+            stuck[name] = unpaired(host.notes(since))
+            cut += any(h.message.note in {m.note for m in sounding}
+                       for h in host.notes(signalled))
+        finally:
+            if host:
+                host.close()
+            segue.stop()
+    if following:
+        following.stop()
+    assert len(stuck) == STOPS and not any(stuck.values()), \
+        f"notes left sounding in {sum(map(bool, stuck.values()))} of {STOPS} stops: {stuck}"
+    assert cut > STOPS // 2, f"only {cut} of {STOPS} stops came while a note sounded"
+
+
+def test_chord_symbols_play_on_their_own_channel(jack: None) -> None:
+    """--chords-channel 3: an answer's chord symbols (made here as the engine's events carry
+    them) sound as chords on channel 3, each from its onset to the next symbol, N.C. silent,
+    on time with the melody on channel 1; of answers with none, the bridge says so once.
+    The bridge runs in this process, with the model's side replaced by these answers."""
+    melody = [{"onset": "0/1", "duration": "1/2", "pitches": [72]},
+              {"onset": "1/2", "duration": "1/2", "pitches": [74]},
+              {"onset": "1/1", "duration": "1/1", "pitches": [76]}]
+    chords = [{"staff": 0, "onset": "0/1", "symbol": "Am7"},
+              {"staff": 0, "onset": "1/2", "symbol": "D7"},
+              {"staff": 0, "onset": "1/1", "symbol": "Bb/D"},
+              {"staff": 0, "onset": "3/2", "symbol": "N.C."}]
+    plain = {"time_signature": "4/4", "key": 0, "mode": "major", "staves": [melody]}
+    answers = [plain, plain, {**plain, "chords": chords}]
+
+    class Answers:
+        def key(self, events: dict) -> tuple[int, str]:
+            return 0, "major"
+
+        def __call__(self, events: dict, bars: int, temperature: float,
+                     seed: int | None) -> tuple[dict, str]:
+            return answers.pop(0), "X:1\nM:4/4\nL:1/8\nK:C\nc4d4|e8|\n"
+
+    ports = Ports("chords-in", "chords-out")
+    inport, outport = open_ports(ports.input, ports.output, "jack")
+    settings = Settings(bars=2, trigger_cc=TRIGGER_CC, chords_channel=2,
+                        latency=PERIOD / RATE)
+    bridge = Bridge(outport, Clock(), Answers(), settings, say=ports.lines.append)
+    inport.handle = bridge.on_message
+    stop = threading.Event()
+    running = threading.Thread(target=bridge.run, args=(stop,))
+    running.start()
+    host = Host(ports)
+    try:
+        since = time.perf_counter()
+        host.sysex(sysex.tempo(150))
+        host.sysex(sysex.meter(4, 4))
+        host.start(150)
+        host.at(4, mido.Message("note_on", note=60, velocity=90))
+        host.at(4.4, mido.Message("note_off", note=60))
+        host.at(7.98, mido.Message("control_change", control=TRIGGER_CC, value=127))
+        takes = []
+        for _ in range(len(answers)):
+            ready = host.wait_state(sysex.READY, since)
+            done = host.wait_state(sysex.LISTENING, ready)
+            takes.append([h for h in host.notes(since) if h.time < done + 0.05])
+            since = time.perf_counter()
+            host.send(mido.Message("control_change", control=22, value=127))  # again
+        host.stop()
+    finally:
+        stop.set()
+        running.join()
+        inport.close()
+        bridge.close()
+        outport.close()
+        host.close()
+
+    said = [line for line in ports.lines if "no chord symbols" in line]
+    assert len(said) == 1 and said[0].startswith("the answer has no chord symbols"), ports.lines
+    assert [{h.message.channel for h in take} for take in takes] == [{0}, {0}, {0, 2}]
+    take = takes[2]
+    assert not unpaired(take)
+
+    def by_beat(channel: int, on: bool) -> dict[float, list[int]]:
+        """The notes switched on (or off) on `channel`, by beat of the answer."""
+        found: dict[float, list[int]] = {}
+        for heard in take:
+            message = heard.message
+            if message.channel == channel and (message.type == "note_on"
+                                               and message.velocity > 0) == on:
+                beat = round((host.beat_of(heard.time) - start) * 24) / 24
+                found.setdefault(beat, []).append(message.note)
+        return {beat: sorted(notes) for beat, notes in sorted(found.items())}
+
+    start = round(host.beat_of(take[0].time) / 4) * 4
+    assert by_beat(0, True) == {0: [72], 2: [74], 4: [76]}
+    am7, d7, b_flat_over_d = [45, 48, 52, 55], [50, 54, 57, 60], [50, 53, 58]
+    assert by_beat(2, True) == {0: am7, 2: d7, 4: b_flat_over_d}
+    assert by_beat(2, False) == {2: am7, 4: d7, 6: b_flat_over_d}
+    with unless_jack_lost_midi():
+        for heard in take:
+            error = heard.time - host.time_of(start + round((host.beat_of(heard.time) - start)
+                                                            * 24) / 24)
+            on_time(abs(error) < 0.005, f"{heard.message} {error * 1000:+.2f} ms off its beat")
+
+
 def test_latency_sends_every_note_early(jack: None, model_path: Path) -> None:
     """--latency 25: the answer leaves 25 ms early, for a DAW that hears it 25 ms late."""
     segue = SegueProcess(model_path, "latency-test", "--bars", str(BARS), "--trigger-cc",
@@ -240,3 +430,49 @@ def test_fl_studio_script_speaks_the_bridges_sysex() -> None:
     state = framed(sysex.state(sysex.THINKING, "Segue: thinking \u00e9"))
     assert script.state_text(state) == "Segue: thinking ?"
     assert script.state_text(framed(sysex.tempo(90))) is None
+
+
+def follow(segments: list[tuple[float, float]], stalls: float = 0.0) -> list[tuple[float, float]]:
+    """A Clock fed MIDI clock whose tempo is `segments` ((from beat, BPM), ...), each tick
+    arriving at the next boundary of a 128-frame JACK period after it was sent, a `stalls`
+    share of them held up 3-30 ms more. Returns, for each tick from beat 4 on, its beat and
+    how far (seconds) the line known just before it arrived put it from when it was sent."""
+    rng = random.Random(3)
+    period = 128 / 48000
+    sent, t = [], 100.0
+    for tick in range(20 * 24):
+        beat = tick / 24
+        bpm = next(b for start, b in reversed(segments) if start <= beat)
+        sent.append(t)
+        t += 60 / bpm / 24
+    clock = Clock(segments[0][1])
+    clock.on_message(mido.Message("start"), sent[0] - 0.001)
+    arrived = 0.0
+    errors = []
+    for tick, at in enumerate(sent):
+        if tick >= 4 * 24:
+            errors.append((tick / 24, clock.line(at).time_of(tick / 24) - at))
+        delay = rng.uniform(0.003, 0.03) if rng.random() < stalls else 0.0
+        arrived = max(arrived, math.ceil((at + delay) / period) * period)
+        clock.on_message(mido.Message("clock"), arrived)
+    return errors
+
+
+@pytest.mark.parametrize(("segments", "stalls"), [
+    ([(0, 120)], 0.05),
+    ([(0, 120), (12, 90)], 0.0), ([(0, 120), (12, 140)], 0.0),
+    ([(0, 120), (12, 90)], 0.05),
+    ([(0, 120), *((8 + j / 3, 120 - 20 * j / 24) for j in range(25))], 0.0)])
+def test_clock_follows_tempo_changes_and_ignores_held_up_ticks(
+        segments: list[tuple[float, float]], stalls: float) -> None:
+    """The line that places the answer's notes, just before each tick: within a JACK period
+    and a little of where the host sent it; a held-up tick does not move it; after a step
+    change of tempo, off only for the ticks that Segue needs to see it (CHANGE_TICKS and the
+    one due as the last comes), by as much as they moved; on a ramp, within 6 ms."""
+    changes = {start: bpm for start, bpm in segments[1:]} if len(segments) == 2 else {}
+    for beat, error in follow(segments, stalls):
+        allowed = 0.0035 if len(segments) < 3 else 0.006
+        for start, bpm in changes.items():
+            if start < beat <= start + (CHANGE_TICKS + 1) / 24:
+                allowed += (CHANGE_TICKS + 1) * abs(60 / bpm - 60 / segments[0][1]) / 24
+        assert abs(error) < allowed, (beat, error)

@@ -13,32 +13,26 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import threading
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+import sys
+import time
+from collections.abc import Iterator
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from musescore_helpers import Recorder, free_port, recording
 from server_helpers import running_server
 
 from bridge.events import events_to_score, part_layout, tpc
+from bridge.launch import health
 
-PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "musescore" / "Segue.qml"
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ROOT / "plugins" / "musescore" / "Segue.qml"
 
 pytestmark = pytest.mark.skipif(shutil.which("mscore3") is None,
                                 reason="needs MuseScore 3 (Debian package musescore3)")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -48,64 +42,31 @@ def server(model_path: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{running.http_port}"
 
 
-class Recorder(ThreadingHTTPServer):
-    """A proxy between the plug-in and the server that keeps each request and answer (after
-    `edit`, if a test sets one to change the server's answers)."""
-
-    def __init__(self, target: str) -> None:
-        super().__init__(("127.0.0.1", 0), ProxyHandler)
-        self.target = target
-        self.edit: Callable[[dict[str, Any]], None] | None = None
-        self.exchanges: list[tuple[dict[str, Any], dict[str, Any]]] = []
-
-
-class ProxyHandler(BaseHTTPRequestHandler):
-    server: Recorder
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        headers = {name: value for name, value in self.headers.items()   # as MuseScore sent them
-                   if name.lower() not in ("host", "content-length", "connection")}
-        request = urllib.request.Request(self.server.target + self.path, data=body,
-                                         headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=300) as answer:
-                status, data = answer.status, answer.read()
-        except urllib.error.HTTPError as error:
-            status, data = error.code, error.read()
-        if self.server.edit:
-            answer = json.loads(data)
-            self.server.edit(answer)
-            data = json.dumps(answer).encode()
-        self.server.exchanges.append((json.loads(body), json.loads(data)))
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def recorder(server: str) -> Iterator[Recorder]:
-    proxy = Recorder(server)
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
-    yield proxy
-    proxy.shutdown()
-    proxy.server_close()
+    with recording(server) as proxy:
+        yield proxy
 
 
-def run_plugin(score: Path, job: dict[str, Any], folder: Path) -> None:
+def run_plugin(score: Path, job: dict[str, Any], folder: Path, plugin: Path = PLUGIN,
+               env: dict[str, str] | None = None) -> None:
     """Run the plug-in in batch mode on `score`."""
     job_file = folder / "job.json"
     job_file.write_text(json.dumps(job))
     env = {**os.environ, "SEGUE_PLUGIN_BATCH": str(job_file), "QT_QPA_PLATFORM": "offscreen",
-           "XDG_RUNTIME_DIR": str(folder), "HOME": str(folder)}
-    subprocess.run(["mscore3", "-p", str(PLUGIN), str(score)], env=env, timeout=300,
+           "XDG_RUNTIME_DIR": str(folder), "HOME": str(folder), **(env or {})}
+    subprocess.run(["mscore3", "-p", str(plugin), str(score)], env=env, timeout=300,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+def to_mscx(source: Path, folder: Path) -> Path:
+    """`source` saved by MuseScore 3 itself (as a user's score is: chord symbols with text)."""
+    target = source.with_suffix(".mscx")
+    subprocess.run(["mscore3", "-o", str(target), str(source)], timeout=120, check=True,
+                   env={**os.environ, "QT_QPA_PLATFORM": "offscreen",
+                        "XDG_RUNTIME_DIR": str(folder), "HOME": str(folder)},
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return target
 
 
 # ------------------------------------------------------------------------ scores
@@ -149,6 +110,57 @@ def two_staves(path: Path) -> Path:
             part.append(note.Note(base + step))
         score.insert(0, part.makeNotation())
     score.write("musicxml", fp=str(path))
+    return path
+
+
+def turning_meter(path: Path) -> Path:
+    """Four bars of 4/4, then bars that exist already in 3/4, 3/4 and 6/8 (as MuseScore's demo
+    "Reunion" turns from 4/4 to 3/4), with notes the continuation replaces."""
+    from music21 import meter, note, stream
+
+    part = stream.Part()
+    signatures = ["4/4", None, None, None, "3/4", None, "6/8"]
+    for number, (signature, beats) in enumerate(zip(signatures, [4, 4, 4, 4, 3, 3, 3],
+                                                    strict=True), 1):
+        bar = stream.Measure(number=number)
+        if signature:
+            bar.append(meter.TimeSignature(signature))
+        bar.append([note.Note(60 + number + k) for k in range(beats)])
+        part.append(bar)
+    stream.Score([part]).write("musicxml", fp=str(path))
+    return path
+
+
+def with_chords(path: Path) -> Path:
+    """4/4, four bars with chord symbols (Am7, G, C, E7), as a user's MuseScore score has them."""
+    from music21 import harmony, meter, note, stream
+
+    part = stream.Part()
+    for number, (symbol, base) in enumerate([("Am7", 57), ("G", 55), ("C", 60), ("E7", 64)], 1):
+        bar = stream.Measure(number=number)
+        if number == 1:
+            bar.append(meter.TimeSignature("4/4"))
+        bar.insert(0, harmony.ChordSymbol(symbol))
+        bar.append([note.Note(base + step) for step in (0, 4, 7, 12)])
+        part.append(bar)
+    stream.Score([part]).write("musicxml", fp=str(path))
+    return to_mscx(path, path.parent)
+
+
+def clarinet_resting(path: Path) -> Path:
+    """A B-flat clarinet in concert F major: two bars of rests, then notes (written in G)."""
+    from music21 import instrument, key, meter, note, stream
+
+    part = stream.Part()
+    part.insert(0, instrument.Clarinet())
+    bars = [stream.Measure(number=n) for n in range(1, 5)]
+    bars[0].append([meter.TimeSignature("4/4"), key.KeySignature(-1), note.Rest(quarterLength=4)])
+    bars[1].append(note.Rest(quarterLength=4))
+    bars[2].append([note.Note(p) for p in ("F4", "A4", "C5", "B-4")])
+    bars[3].append(note.Note("A4", quarterLength=4))
+    part.append(bars)
+    part.atSoundingPitch = True
+    stream.Score([part]).write("musicxml", fp=str(path))
     return path
 
 
@@ -201,6 +213,7 @@ def check_continuation(before, after, staves: list[int], first: int, last: int, 
     begin = Fraction(measures[first - 1].offset)
     target = Fraction(measures[last - 1].offset) + Fraction(measures[last - 1].quarterLength)
     meter, fifths = request["events"]["time_signature"], request["events"]["key"]
+    assert request["bar_meters"] == [meter] * bars          # the bars after are in that meter
     bar = Fraction(meter) * 4
     beyond = target + bars * bar
     for index, (old, new) in enumerate(zip(before.parts, after.parts, strict=True)):
@@ -222,19 +235,26 @@ def check_continuation(before, after, staves: list[int], first: int, last: int, 
                 if begin <= Fraction(e.offset) < target and starts_tie(e)}
         assert {Fraction(e["onset"]) * 4 for e in request["events"]["staves"][index]
                 if e["tie"]} == tied
-        check_written(after.parts[staff], target, bars, bar, meter, fifths,
+        check_written(after.parts[staff], target, [meter] * bars, fifths,
                       answer["events"]["staves"][index])
 
 
-def check_written(part, target: Fraction, bars: int, bar: Fraction, meter: str, fifths: int,
+def check_written(part, target: Fraction, meters: list[str], fifths: int | None,
                   events: list[dict[str, Any]]) -> None:
+    """The new bars from `target` (quarter notes) are one a meter, each as long as its meter
+    says and marked with it, in the key `fifths` (None: not checked), and every note of
+    `events` (the answer) sounds there as the server spelled it."""
+    span = sum(Fraction(meter) * 4 for meter in meters)
     new_bars = [m for m in part.getElementsByClass("Measure")
-                if target <= Fraction(m.offset) < target + bars * bar]
-    assert len(new_bars) == bars
-    for measure in new_bars:
-        assert Fraction(measure.quarterLength) == bar
-        assert measure.getContextByClass("TimeSignature").ratioString == meter
-        assert measure.getContextByClass("KeySignature").sharps == fifths
+                if target <= Fraction(m.offset) < target + span]
+    assert len(new_bars) == len(meters)
+    for measure, meter in zip(new_bars, meters, strict=True):
+        assert Fraction(measure.quarterLength) == Fraction(meter) * 4
+        signature = measure.timeSignature or measure.getContextByClass("TimeSignature")
+        assert signature.ratioString == meter
+        if fifths is not None:
+            key = measure.keySignature or measure.getContextByClass("KeySignature")
+            assert key.sharps == fifths
     written = [(Fraction(element.offset) - target, Fraction(element.quarterLength),
                 (pitch.midi, tpc(pitch)))
                for element in part.flatten().notes if Fraction(element.offset) >= target
@@ -242,13 +262,32 @@ def check_written(part, target: Fraction, bars: int, bar: Fraction, meter: str, 
     assert events
     for event in events:
         onset, length = Fraction(event["onset"]) * 4, Fraction(event["duration"]) * 4
-        if onset >= bars * bar:
+        if onset >= span:
             continue                          # past the bars asked for: not written
         if any(f.denominator & (f.denominator - 1) for f in (onset, length)):
             continue                          # a tuplet: MuseScore 3.2 rounds it to plain values
         heard = sounding(written, onset)
         for pitch, spelling in zip(event["pitches"], event["tpcs"], strict=True):
             assert (pitch, spelling) in heard, (event, sorted(heard))
+
+
+def voice_ends(events: list[dict[str, Any]]) -> set[Fraction]:
+    """Where each voice of a staff's events ends, in whole notes."""
+    ends: dict[int, Fraction] = {}
+    for event in events:
+        ends[event["voice"]] = max(ends.get(event["voice"], Fraction(0)),
+                                   Fraction(event["onset"]) + Fraction(event["duration"]))
+    return set(ends.values())
+
+
+def wait_for_text(path: Path, text: str, seconds: float) -> str:
+    """The file's text once it holds `text` (pytest.fail after `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists() and text in (found := path.read_text()):
+            return found
+        time.sleep(0.2)
+    pytest.fail(f"{path} does not say {text!r} after {seconds} s")
 
 
 # ------------------------------------------------------------------------ tests
@@ -294,6 +333,108 @@ def test_answer_past_the_bars_asked_for_is_not_written(recorder: Recorder,
     check_continuation(read(score), read(output), [0], 1, 2, 1, recorder.exchanges[0])
 
 
+def test_bars_in_another_meter_are_filled_each_in_its_own(recorder: Recorder,
+                                                         tmp_path: Path) -> None:
+    """The bars after the selection exist in 3/4, 3/4 and 6/8: each new bar is written full,
+    in its own meter, nothing cut; the bar added after them takes the last one's meter."""
+    score = turning_meter(tmp_path / "score.musicxml")
+    output = tmp_path / "result.musicxml"
+    run_plugin(score, {"server": f"http://127.0.0.1:{recorder.server_port}", "staff": 0,
+                       "first_measure": 1, "last_measure": 4, "bars": 4, "seed": 5,
+                       "output": str(output)}, tmp_path)
+    assert not Path(f"{output}.error").exists(), Path(f"{output}.error").read_text()
+    request, answer = recorder.exchanges[0]
+    meters = ["3/4", "3/4", "6/8", "6/8"]
+    assert request["events"]["time_signature"] == "4/4"
+    assert request["bar_meters"] == meters and answer["events"]["bar_meters"] == meters
+    events = answer["events"]["staves"][0]
+    assert voice_ends(events) == {sum(Fraction(m) for m in meters)}    # bar-exact, all of it
+    before, after = read(score).parts[0], read(output).parts[0]
+    assert len(after.getElementsByClass("Measure")) == 8
+    assert notes_of(after, Fraction(16)) == notes_of(before, Fraction(16))
+    check_written(after, Fraction(16), meters, None, events)
+
+
+def test_chord_symbols_are_sent_and_written(recorder: Recorder, tmp_path: Path) -> None:
+    """The selection's chord symbols go with the notes (onsets counted as theirs); the
+    answer's go into the new bars, replacing the ones those bars held; one past them is not
+    written."""
+    placed: list[Fraction] = []
+
+    def chords_in_answer(answer: dict[str, Any]) -> None:
+        events = [e for e in answer["events"]["staves"][0] if e["voice"] == 0]
+        second = next(Fraction(e["onset"]) for e, before in zip(events[1:], events, strict=False)
+                      if not before["tie"] and Fraction(e["onset"]).denominator in (1, 2, 4, 8))
+        placed.append(second)
+        answer["events"]["chords"] = [
+            {"staff": 0, "onset": "0/1", "symbol": "Dm7"},
+            {"staff": 0, "onset": f"{second.numerator}/{second.denominator}", "symbol": "G7"},
+            {"staff": 0, "onset": "3/1", "symbol": "C"}]
+
+    recorder.edit = chords_in_answer
+    score = with_chords(tmp_path / "score.musicxml")
+    output = tmp_path / "result.musicxml"
+    run_plugin(score, {"server": f"http://127.0.0.1:{recorder.server_port}", "staff": 0,
+                       "first_measure": 1, "last_measure": 2, "bars": 2, "seed": 2,
+                       "output": str(output)}, tmp_path)
+    assert not Path(f"{output}.error").exists(), Path(f"{output}.error").read_text()
+    request, _ = recorder.exchanges[0]
+    assert request["events"]["chords"] == [{"staff": 0, "onset": "0/1", "symbol": "Am7"},
+                                           {"staff": 0, "onset": "1/1", "symbol": "G"}]
+    symbols = [(Fraction(h.offset), h.figure)
+               for h in read(output).parts[0].flatten().getElementsByClass("ChordSymbol")]
+    assert sorted(symbols) == [(Fraction(0), "Am7"), (Fraction(4), "G"), (Fraction(8), "Dm7"),
+                               (8 + placed[0] * 4, "G7")]
+
+
+def test_a_transposing_staff_of_rests_sends_its_concert_key(recorder: Recorder,
+                                                           tmp_path: Path) -> None:
+    """A B-flat clarinet in concert F (written in G): a selection of rests holds no note to
+    tell the transposition, so the plug-in asks the staff's other notes."""
+    score = clarinet_resting(tmp_path / "score.musicxml")
+    output = tmp_path / "result.musicxml"
+    run_plugin(score, {"server": f"http://127.0.0.1:{recorder.server_port}", "staff": 0,
+                       "first_measure": 1, "last_measure": 2, "bars": 1, "seed": 1,
+                       "output": str(output)}, tmp_path)
+    assert not Path(f"{output}.error").exists(), Path(f"{output}.error").read_text()
+    request, answer = recorder.exchanges[0]
+    assert not any(e["pitches"] for e in request["events"]["staves"][0])
+    assert request["events"]["key"] == -1
+    assert answer["events"]["key"] == -1
+    sounding_score = read(output).toSoundingPitch()
+    check_written(sounding_score.parts[0], Fraction(8), ["4/4"], None,
+                  answer["events"]["staves"][0])
+
+
+def test_starts_segue_when_none_runs_and_segue_stops_when_unused(tmp_path: Path) -> None:
+    """No server runs. The plug-in, put in place by `segue install-plugins`, starts one from
+    the program that command recorded, continues the selection with it, and that server
+    (in its own session, so MuseScore's exit does not end it) stops once unused."""
+    home = tmp_path / "home"
+    (home / "Documents" / "MuseScore3").mkdir(parents=True)
+    env = {"HOME": str(home), "SEGUE_HOME": str(home / ".segue"), "PYTHONPATH": str(ROOT),
+           "XDG_CONFIG_HOME": str(home / ".config")}
+    subprocess.run([sys.executable, "-m", "bridge", "install-plugins"], check=True,
+                   env={**os.environ, **env}, stdout=subprocess.DEVNULL, timeout=120)
+    plugin = home / "Documents" / "MuseScore3" / "Plugins" / "Segue.qml"
+    assert (plugin.parent / "segue-launch.json").is_file()
+    port = free_port()
+    score = flats_in_three(tmp_path / "score.musicxml")
+    output = tmp_path / "result.musicxml"
+    run_plugin(score, {"server": f"http://127.0.0.1:{port}", "staff": 0, "first_measure": 1,
+                       "last_measure": 2, "bars": 2, "seed": 4, "idle_exit": 0.05,
+                       "output": str(output)}, tmp_path, plugin=plugin, env=env)
+    assert not Path(f"{output}.error").exists(), Path(f"{output}.error").read_text()
+    new_bars = list(read(output).parts[0].getElementsByClass("Measure"))[2:4]
+    assert [Fraction(m.quarterLength) for m in new_bars] == [3, 3]
+    assert all(m.notes for m in new_bars)
+    log = wait_for_text(home / ".segue" / "serve.log", "segue serve: stopped", 120)
+    assert f"--port {port} " in log and "--idle-exit 0.05" in log and "--no-osc" in log
+    assert re.search(r"POST /v1/continue 200 .*form=events bars=2", log), log
+    assert "unused for 0.05 minutes; stopping" in log
+    assert health("127.0.0.1", port) is None
+
+
 def test_no_server_changes_nothing(tmp_path: Path) -> None:
     score = flats_in_three(tmp_path / "score.musicxml")
     output = tmp_path / "result.musicxml"
@@ -303,6 +444,7 @@ def test_no_server_changes_nothing(tmp_path: Path) -> None:
     assert not output.exists()
     message = Path(f"{output}.error").read_text()
     assert "not running" in message and "segue serve" in message
+    assert "segue install-plugins" in message   # this copy of the plug-in has no launch record
 
 
 def test_bars_outside_the_score_are_refused(tmp_path: Path) -> None:

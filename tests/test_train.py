@@ -3,7 +3,9 @@ kill -9, damaged checkpoints fail clearly, and torchrun trains on two CPU proces
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import signal
 import subprocess
@@ -22,6 +24,7 @@ from engine.checkpoint import (
     resolve_model,
     save_checkpoint,
 )
+from engine.continuation import Engine
 from engine.dataset import TUNE_SEPARATOR, load_corpus, token_array
 from engine.errors import SegueError
 from engine.model import build_model, count_parameters, model_config
@@ -75,6 +78,8 @@ def test_tiny_model_learns(tmp_path: Path, architecture: str):
     loaded = load_checkpoint(run, device="cpu")  # a run folder stands for its best checkpoint
     assert loaded.path == run / "best" and loaded.config["model"]["architecture"] == architecture
     assert loaded.config["training"]["steps"] == 30 and not loaded.model.training
+    assert loaded.config["abc_language"] == 2  # it read Segue ABC v2: chord symbols allowed
+    assert Engine.load(str(run), device="cpu").chord_symbols
 
 
 @pytest.mark.parametrize("preset", ["gpt2-6m", "mamba-6m"])
@@ -199,14 +204,66 @@ def test_models_are_found_by_name(segue_home: Path):
 
 
 def test_torchrun_two_cpu_processes(tmp_path: Path):
+    """Two ranks train one model: each on its own rows, with DDP keeping their weights equal
+    (each rank saves its own copy, tests/torchrun_ranks.py), and rank 0 writes that model."""
     run = tmp_path / "ddp"
+    script = Path(__file__).parent / "torchrun_ranks.py"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", "2", "-m", "bridge", "train", *TINY, "--steps", "4",
-               "--checkpoint-every", "2", "--eval-every", "2", "--device", "cpu",
-               "--out", str(run)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+               "--nproc_per_node", "2", str(script), str(tmp_path), "train", *TINY,
+               "--steps", "4", "--checkpoint-every", "2", "--eval-every", "2", "--device",
+               "cpu", "--out", str(run)]
+    root = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "PYTHONPATH": root})
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("done: step 4") == 1  # only rank 0 speaks and writes
-    config = load_checkpoint(run / "checkpoint", device="cpu").config
+    checkpoint = load_checkpoint(run / "checkpoint", device="cpu")
+    config = checkpoint.config
     assert config["training"]["tokens_per_step"] == 2 * 4 * 32
     assert config["training"]["machine"].startswith("2 x CPU")
+    ranks = [torch.load(tmp_path / f"rank-{rank}.pt") for rank in (0, 1)]
+    saved = checkpoint.model.state_dict()
+    torch.manual_seed(config["training"]["config"]["seed"])  # as training began
+    start = build_model(config["model"]).state_dict()
+    assert ranks[0].keys() == ranks[1].keys() == saved.keys()
+    for name, weights in ranks[0].items():
+        assert torch.equal(weights, ranks[1][name]), f"the ranks' {name} differ"
+        assert torch.equal(weights, saved[name]), f"rank 0 trained {name} but saved another"
+    assert any(not torch.equal(ranks[0][name], start[name]) for name in start), "not trained"
+
+
+def test_a_time_budget_ends_the_run_and_decays_the_rate(tmp_path: Path):
+    run = train(tiny(tmp_path / "budget", steps=100_000, minutes=0.15, log_every=1))
+    records = [r for r in metrics(run) if r["lr"] is not None]
+    assert 0 < records[-1]["step"] < 100_000
+    assert records[-1]["time"] >= 9.0  # 0.15 minutes
+    decay = [r for r in records if r["step"] > 5]  # after the warmup
+    assert all(a["lr"] >= b["lr"] for a, b in itertools.pairwise(decay))
+    # the rate follows the cosine over the budget's time, whatever the steps cost
+    last = decay[-1]
+    assert last["lr"] < 3e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_a_run_can_start_from_another_models_weights(tmp_path: Path):
+    first = train(tiny(tmp_path / "first"))
+    second = train(tiny(tmp_path / "second", init_from=str(first), steps=1, eval_every=1))
+    start = metrics(second)[0]["val_loss"]
+    assert start == pytest.approx(min(r["val_loss"] for r in metrics(first)
+                                      if r["val_loss"] is not None), abs=0.05)
+    fresh = train(tiny(tmp_path / "fresh", steps=1, eval_every=1))
+    assert metrics(fresh)[0]["val_loss"] > start + 0.5
+    with pytest.raises(SegueError, match="cannot start from these weights"):
+        train(tiny(tmp_path / "wider", width=64, init_from=str(first)))
+
+
+def test_a_resumed_run_trains_on_the_data_it_began_with(tmp_path: Path, monkeypatch):
+    run = train(tiny(tmp_path / "kept", steps=10))
+    saved = (run / "data" / "train.npy").read_bytes()
+
+    def corpus_again(*args, **kwargs):
+        raise AssertionError("a resumed run must not read the corpus again")
+
+    monkeypatch.setattr("engine.train.load_corpus", corpus_again)
+    train(tiny(tmp_path / "kept", steps=20), {"steps"}, resume=True)
+    assert (run / "data" / "train.npy").read_bytes() == saved
+    assert max(r["step"] for r in metrics(run)) == 20

@@ -1,8 +1,11 @@
 """Continue a tune: read it, let the model write the next bars, print or save them.
 
 The input is ABC, MusicXML or MIDI (use - to read ABC from standard input). The answer has
-exactly --bars bars, each as long as the meter says, in the prompt's meter, unit length and
-key. Without -o the ABC goes to standard output; with -o the format follows the extension,
+exactly --bars bars, each as long as the meter says, in the meter, unit length and key in
+force at the end of the prompt; a prompt that ends inside a bar is first completed to the bar
+line (the answer then opens with that short bar). Chord symbols in the prompt are read; the
+answer writes chord symbols only with a model trained on them (Segue ABC v2). Without -o
+the ABC goes to standard output; with -o the format follows the extension,
 and the file holds the new bars alone as a complete piece (or the prompt too, --with-prompt).
 With --variations K, ABC output holds K tunes (X:1 .. X:K) and other formats K numbered files.
 
@@ -57,21 +60,36 @@ def numbered(path: Path, index: int, count: int) -> Path:
     return path if count == 1 else path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
 
 
+def chord_symbol_count(score) -> int:
+    from music21 import harmony
+
+    return sum(1 for symbol in score.recurse().getElementsByClass(harmony.ChordSymbol)
+               if not isinstance(symbol, harmony.NoChord))
+
+
 def run(args: argparse.Namespace) -> int:
-    from engine.continuation import MAX_BARS, Engine, Sampling
     from engine.errors import SegueError
     from engine.files import write_text_atomic
     from engine.music import format_of, parse_abc, write_score
 
     if args.output:
         format_of(args.output)
+    score = read_selection(args)  # a missing or unknown input fails before torch is imported
+
+    from engine.continuation import MAX_BARS, Engine, Sampling
+
     if not 1 <= args.bars <= MAX_BARS:  # before the model loads: fail fast
         raise SegueError(f"--bars must be between 1 and {MAX_BARS}, not {args.bars}")
-    score = read_selection(args)
-    engine = Engine.load(args.model, device=args.device)
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                         seed=args.seed)
+    sampling.check()
+    engine = Engine.load(args.model, device=args.device)
     results = engine.continue_score(score, args.bars, sampling, args.variations)
+    symbols = chord_symbol_count(score)
+    if symbols and not engine.chord_symbols:
+        print(f"segue: the answer has no chord symbols: {engine.name} was trained without them "
+              f"(the prompt's {symbols} chord symbols were read; a model trained on Segue ABC "
+              "v2 writes them)", file=sys.stderr)
     texts = [r.with_prompt if args.with_prompt else r.abc for r in results]
     texts = [text.replace("X:1\n", f"X:{i + 1}\n", 1) for i, text in enumerate(texts)]
     if not args.output:

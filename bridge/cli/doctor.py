@@ -154,7 +154,7 @@ def host_checks() -> list[Check]:
             fix = (f"start {target.host} once, then run `segue install-plugins`"
                    if program else "")
             checks.append(Check("warn" if program else "note", text, fix))
-        elif sha256(target.dest) == sha256(target.source):
+        elif sha256(target.dest) == target.sha256():
             checks.append(Check("ok", f"{target.host}{where}: plug-in installed: "
                                       f"{target.dest}"))
         elif target.dest.exists():

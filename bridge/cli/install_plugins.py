@@ -1,7 +1,9 @@
 """Install Segue's plug-ins into MuseScore 3, MuseScore 4 and FL Studio (or remove them).
 
 Copies the MuseScore plug-in (Segue.qml) into Documents/MuseScore3/Plugins and
-Documents/MuseScore4/Plugins, and the FL Studio controller script (device_Segue.py) into
+Documents/MuseScore4/Plugins, with segue-launch.json beside it (where this Segue is, so that
+the plug-in can start `segue serve` by itself), and the FL Studio controller script
+(device_Segue.py) into
 Documents/Image-Line/FL Studio/Settings/Hardware/Segue, using your real Documents folder
 (also when Windows keeps it in OneDrive). Hosts that have never run here are skipped unless
 you give --all. Running it again changes nothing; after an update of Segue it updates the
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         SERVER_NOTE,
         SWITCH_ON,
         install,
+        launch_targets,
         manifest_path,
         targets,
         uninstall,
@@ -66,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
                       f"{target.host_folder}); start it once and run this again, or use --all")
         chosen = [t for t in found if t.host_found or args.all]
         interactive = sys.stdin.isatty() and not args.force
-        steps = install(chosen, manifest_path(), dry_run=args.dry_run, force=args.force,
-                        ask=ask if interactive else None)
+        steps = install(chosen + launch_targets(chosen), manifest_path(), dry_run=args.dry_run,
+                        force=args.force, ask=ask if interactive else None)
     for step in steps:
         outcome = DRY.get(step.outcome, step.outcome) if args.dry_run else step.outcome
         detail = f" ({step.detail})" if step.detail else ""

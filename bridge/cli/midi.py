@@ -16,6 +16,7 @@ examples:
   segue midi                                    ports "Segue In" / "Segue Out", 4-bar answers
   segue midi --bars 8 --trigger-cc 64           the sustain pedal ends the phrase
   segue midi --bpm 96 --meter 3/4 --key Em      no MIDI clock: a set tempo, meter and key
+  segue midi --chords-channel 2                 the answer's chord symbols on channel 2
   segue midi --api jack --input in --output out --trigger-note 36
   segue midi --input "loopMIDI Port" --output "loopMIDI Port 1"      (Windows)
 """
@@ -43,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ports.add_argument("--list", action="store_true", help="list the MIDI ports and exit")
     ports.add_argument("--channel", type=int, default=1, metavar="1-16",
                        help="the MIDI channel of the answer (default 1)")
+    ports.add_argument("--chords-channel", type=int, metavar="1-16",
+                       help="play the answer's chord symbols as a chord part on this channel "
+                            "(default: not played)")
     time = parser.add_argument_group("time (used while no MIDI clock or host tempo comes)")
     time.add_argument("--bpm", type=float, default=120.0, metavar="B",
                       help="tempo (default 120)")
@@ -99,6 +103,11 @@ def check(args: argparse.Namespace) -> Any:
         raise SegueError(f"--latency must be between 0 and 100 ms, not {args.latency}")
     if not 1 <= args.channel <= 16:
         raise SegueError(f"--channel must be between 1 and 16, not {args.channel}")
+    if args.chords_channel is not None and not 1 <= args.chords_channel <= 16:
+        raise SegueError(f"--chords-channel must be between 1 and 16, not {args.chords_channel}")
+    if args.chords_channel == args.channel:
+        raise SegueError(f"--chords-channel must differ from --channel ({args.channel}): the "
+                         "chords would cut the melody's notes of the same pitch short")
     try:
         parse_meter(args.meter)
     except ValueError:
@@ -109,6 +118,8 @@ def check(args: argparse.Namespace) -> Any:
                     trigger_cc=midi_number(args.trigger_cc, "--trigger-cc"),
                     trigger_note=midi_number(args.trigger_note, "--trigger-note"),
                     channel=args.channel - 1, silence_bars=args.silence_bars,
+                    chords_channel=None if args.chords_channel is None else
+                    args.chords_channel - 1,
                     max_bars=args.max_bars, latency=args.latency / 1000)
 
 
@@ -126,9 +137,27 @@ def print_ports(api: str) -> None:
         print(f"    {name}")
 
 
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM handler: stop as Ctrl-C does, so every note gets its note-off."""
+    """Ctrl-C and SIGTERM: stop once, as Ctrl-C does. Another of them (an impatient musician, a
+    service manager) is ignored from now on, so it cannot cut short the switching off of the
+    notes that sound (`stop`)."""
+    for number in SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
     raise KeyboardInterrupt
+
+
+def stop(bridge: Any, inport: Any, outport: Any, composer: Any) -> None:
+    """End it all, with Ctrl-C and SIGTERM ignored: each note-on's note-off delivered before
+    the output port closes (Bridge.close), then the ports and the composer."""
+    for number in SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
+    inport.close()
+    bridge.close()
+    outport.close()
+    composer.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -156,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     bridge = Bridge(outport, Clock(args.bpm, parse_meter(args.meter)), composer, settings,
                     say=say)
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    handlers = {number: signal.signal(number, interrupt) for number in SIGNALS}
     # Every thread of this process at the same real-time priority where allowed (the model's
     # process, started above, keeps the ordinary one): a thread that waits for the interpreter
     # lock must never wait for an ordinary thread that the system has put aside.
@@ -166,9 +195,9 @@ def run(args: argparse.Namespace) -> int:
         say(f"ports: input {inport.name!r}, output {outport.name!r} ({resolve_api(args.api)})")
         bridge.run()
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        inport.close()
-        bridge.close()
-        outport.close()
-        composer.close()
+        try:
+            stop(bridge, inport, outport, composer)
+        finally:
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
     return 0

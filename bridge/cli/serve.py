@@ -6,10 +6,18 @@ GET /v1/models, POST /v1/continue) listens on TCP --port; OSC (namespace /segue)
 other machines use Segue, and Segue warns. Requests from web pages are refused either way.
 Ctrl-C stops it. The README's "Server: segue serve" section lists every route and address.
 
+--idle-exit MINUTES stops the server once nobody has used it for that long. --detach starts
+the server in the background, detached from this terminal (or from the program that ran the
+command), and waits until it answers. On standard output it says at once that it is starting,
+then, as its last line, where the server runs and where its log is ($SEGUE_HOME/serve.log),
+or the error (exit status 1); if a Segue answers there already, it says so and starts nothing.
+The MuseScore plug-in starts Segue this way when it finds no server.
+
 examples:
   segue serve                                 HTTP on 127.0.0.1:8765, OSC on 127.0.0.1:8766
   segue serve --model my-model --verbose      serve a model trained with `segue train`
   segue serve --no-osc --port 9999            HTTP only, on another port
+  segue serve --detach --idle-exit 30         in the background; stops after 30 idle minutes
   curl -s localhost:8765/v1/health            is it up?
   curl -s localhost:8765/v1/continue -d '{"abc": "X:1\\nL:1/8\\nK:G\\nGABc d2B2|", "bars": 4}'
 """
@@ -21,6 +29,10 @@ import logging
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.server import Server
 
 SUMMARY = "serve the HTTP (MuseScore) and OSC APIs on this machine"
 
@@ -49,7 +61,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--readers", type=int, default=2, metavar="N",
                         help="processes that read music for requests, side by side "
                              "(default 2)")
+    parser.add_argument("--idle-exit", type=float, default=None, metavar="MINUTES",
+                        help="stop after this many minutes without a request (default: never)")
+    parser.add_argument("--detach", action="store_true",
+                        help="run in the background, print where, and return once it answers")
     parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+
+
+def background_args(args: argparse.Namespace) -> list[str]:
+    """The options of `args` for the server that --detach starts (all but --detach)."""
+    options = ["--host", args.host, "--port", str(args.port), "--device", args.device,
+               "--cache", str(args.cache), "--queue", str(args.queue),
+               "--max-wait", str(args.max_wait), "--deadline", str(args.deadline),
+               "--readers", str(args.readers)]
+    options += ["--no-osc"] if args.no_osc else ["--osc-port", str(args.osc_port)]
+    options += ["--model", args.model] if args.model is not None else []
+    options += ["--idle-exit", str(args.idle_exit)] if args.idle_exit is not None else []
+    return options + (["--verbose"] if args.verbose else [])
+
+
+def detach(args: argparse.Namespace) -> int:
+    """--detach: start the server in the background; the last line on stdout says how it
+    went (a program that started the command reads it)."""
+    from bridge.launch import LOCAL, health, start_in_background
+    from engine.dataset import segue_home
+    from engine.errors import SegueError
+
+    log = segue_home() / "serve.log"
+    try:
+        if args.port == 0:
+            raise SegueError("--detach needs a fixed --port, so that it can tell when the "
+                             "server answers")
+        if health(args.host, args.port):
+            host = LOCAL.get(args.host, args.host)
+            print(f"segue serve: already running at http://{host}:{args.port}/v1", flush=True)
+            return 0
+        print(f"segue serve: starting in the background (log {log})", flush=True)
+        line = start_in_background(background_args(args), args.host, args.port, log)
+    except SegueError as error:
+        print(f"segue serve: error: {error}", flush=True)
+        return 1
+    print(line, flush=True)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,15 +112,19 @@ def run(args: argparse.Namespace) -> int:
     from bridge.worker import Worker
     from engine.errors import SegueError
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        handlers=[handler])
     for port in (args.port, args.osc_port):
         if not 0 <= port <= 65535:
             raise SegueError(f"port {port} is not a port number (0-65535)")
     if not (1 <= args.readers <= 16 and args.deadline > 0 and args.max_wait > 0):
         raise SegueError("--readers must be 1 to 16, --deadline and --max-wait above 0")
+    if args.idle_exit is not None and not args.idle_exit > 0:
+        raise SegueError(f"--idle-exit must be a number of minutes above 0, not {args.idle_exit}")
+    if args.detach:
+        return detach(args)
+    handler = logging.StreamHandler()
+    handler.setFormatter(Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        handlers=[handler])
     tame_allocator()
     worker = Worker(args.model, device=args.device, cache_size=args.cache,
                     queue_size=args.queue, max_wait_s=args.max_wait, readers=args.readers,
@@ -87,10 +144,24 @@ def run(args: argparse.Namespace) -> int:
             print(f"segue serve: model {worker.default_name} on {worker.device}; "
                   f"HTTP http://{host}:{server.http_port}/v1  OSC {osc}  "
                   "(Ctrl-C stops)", file=sys.stderr, flush=True)
-            stop.wait()
+            wait_until_stopped(stop, server, args.idle_exit)
     except KeyboardInterrupt:
         pass
     finally:
         worker.stop()
     print("segue serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def wait_until_stopped(stop: threading.Event, server: Server,
+                       idle_minutes: float | None) -> None:
+    """Return on SIGTERM, or once the server has been unused for `idle_minutes`."""
+    if idle_minutes is None:
+        stop.wait()
+        return
+    limit = idle_minutes * 60
+    while not stop.wait(min(1.0, limit / 4)):
+        if server.idle_seconds() >= limit:
+            print(f"segue serve: unused for {idle_minutes:g} minutes; stopping",
+                  file=sys.stderr, flush=True)
+            return

@@ -15,6 +15,7 @@ examples:
   segue train --name my-mamba --resume           continue after an interruption (or kill)
   segue train --name my-mamba --resume --steps 40000    ... and train for longer
   segue train --limit-tunes 200 --steps 50 --out /tmp/try   a quick try
+  segue train --preset gpt2-6m --steps 1000000 --minutes 480 --threads 1   8 hours, then stop
   torchrun --nproc_per_node 4 -m bridge train --preset gpt2-60m     several GPUs (DDP)
 
 Presets: gpt2-6m, gpt2-60m, mamba-6m, mamba-60m (about 6M and 60M parameters). The batch
@@ -35,9 +36,10 @@ SUMMARY = "train a model on the bundled corpus and/or your own folders of tunes"
 
 # Options that map onto engine.train.TrainConfig fields of the same name (dest).
 CONFIG_OPTIONS = ("preset", "architecture", "layers", "width", "heads", "dropout", "data",
-                  "limit_tunes", "augment", "block_size", "batch_size", "steps", "lr", "warmup",
-                  "weight_decay", "grad_clip", "eval_every", "eval_batches", "checkpoint_every",
-                  "log_every", "seed", "init_from", "device", "threads", "workers")
+                  "limit_tunes", "augment", "fill", "block_size", "batch_size", "steps",
+                  "minutes", "lr", "warmup", "weight_decay", "grad_clip", "eval_every",
+                  "eval_batches", "checkpoint_every", "log_every", "seed", "init_from",
+                  "device", "threads", "workers")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,11 +66,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="use only the first N training tunes (and N/10 validation tunes)")
     data.add_argument("--augment", type=int, metavar="K",
                       help="add K transpositions of each training tune (0-6; default 0)")
+    data.add_argument("--fill", type=float, metavar="SHARE",
+                      help="share of training windows made into fill-in-the-middle examples, "
+                           "so the model can fill a gap (0-1; default 0)")
 
     run = parser.add_argument_group("training")
     run.add_argument("--block-size", type=int, help="context length in tokens (default 256)")
     run.add_argument("--batch-size", type=int, help="sequences per step and process (16)")
     run.add_argument("--steps", type=int, help="optimizer steps in all (default 5000)")
+    run.add_argument("--minutes", type=float,
+                     help="a time budget: stop after this many minutes of training (all "
+                          "sessions of the run together), the learning rate decaying over it")
     run.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
     run.add_argument("--warmup", type=int, help="warmup steps (default 200)")
     run.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.1)")
@@ -106,10 +114,14 @@ def run(args: argparse.Namespace) -> int:
     values = {name: getattr(args, name) for name in given}
     if args.architecture and not args.preset:
         values["preset"] = None
+    if values.get("minutes") is not None and values["minutes"] <= 0:
+        raise SegueError("--minutes must be above 0")
     for name in ("steps", "batch_size", "block_size", "eval_every", "checkpoint_every",
                  "log_every", "eval_batches"):
         if name in values and values[name] < 1:
             raise SegueError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= values.get("fill", 0) <= 1:
+        raise SegueError("--fill is a share of the windows, from 0 to 1")
     if not 0 <= values.get("augment", 0) <= 6:
         raise SegueError("--augment must be between 0 and 6 transpositions")
     name = args.name or values.get("preset", "gpt2-6m") or f"{args.architecture}-custom"

@@ -2,31 +2,36 @@
 //  Segue for MuseScore 3.2+ and 4.4+ — select bars, click Continue.
 //
 //  Segue's music model writes the next bars right after the selection, in the
-//  same staves. It needs the Segue server on this computer: `segue serve`.
+//  same staves. It needs the Segue server on this computer; when none answers,
+//  the plug-in starts one (`segue serve --detach`) from where `segue
+//  install-plugins` recorded Segue to be (segue-launch.json beside this file),
+//  and that server stops by itself after 30 minutes unused.
 //
 //  One file serves both versions. MuseScore 4.4 reads the `//4.4` comment lines
 //  below; MuseScore 3 refuses a plug-in whose header sets title, categoryCode or
-//  thumbnailName, so those fields live in comments only. Features that came after
+//  thumbnailName, so those fields live in comments only. MuseScore 4 has no
+//  Qt.labs.settings and MuseScore 3 has no Settings of its own, so the settings
+//  object is made at run time from whichever exists. Features that came after
 //  3.2 are detected and, where missing, replaced (see capabilities()).
 //
 //  Batch mode (scripts and tests; MuseScore 3, whose `mscore3 -p` runs a plug-in
 //  without a window): SEGUE_PLUGIN_BATCH=job.json mscore3 -p Segue.qml score.mscz
 //  with job.json = {"server": URL, "staff": S, "last_staff": S2, "first_measure": M,
 //  "last_measure": N, "bars": K, "seed": X, "output": PATH} (bars of the score counted
-//  from 1, staves from 0; last_staff, seed, temperature, top_p and model optional).
+//  from 1, staves from 0; last_staff, seed, temperature, top_p, model and idle_exit,
+//  the minutes a server it starts stays unused, optional).
 //  It continues those bars, saves the score to PATH (format by extension, e.g.
 //  .musicxml) and quits; on an error it writes PATH.error with the message instead.
 //=============================================================================
 
 import QtQuick 2.9
 import FileIO 3.0
-import Qt.labs.settings 1.0
 import MuseScore 3.0
 
 MuseScore {
     id: segue
     version: "0.1.0"
-    description: "Continue the selected bars with Segue's music model. Start the Segue server first: segue serve"
+    description: "Continue the selected bars with Segue's music model. Segue starts by itself once `segue install-plugins` has run."
     menuPath: "Plugins.Continue with Segue…"
     pluginType: "dialog"
     requiresScore: true
@@ -38,17 +43,23 @@ MuseScore {
 
     readonly property string defaultServer: "http://127.0.0.1:8765"
     readonly property int requestTimeoutMs: 300000
+    readonly property int startTimeoutMs: 300000
+    readonly property real idleMinutes: 30
     property bool busy: false
     property bool failed: false
     property string status: ""
+    property var settings: null
 
-    Settings {
-        id: settings
-        category: "Segue"
-        property int bars: 4
-        property real temperature: 1.0
-        property string seed: ""
-        property string server: ""
+    // Settings kept between runs: MuseScore 4's own Settings type, else Qt.labs.settings
+    // (MuseScore 3), else defaults for this run only.
+    function makeSettings() {
+        var body = "Settings { category: \"Segue\"; property int bars: 4; property real temperature: 1.0; "
+                   + "property string seed: \"\"; property string server: \"\" }";
+        var modules = ["import MuseScore 3.0\n", "import Qt.labs.settings 1.0\n"];
+        for (var i = 0; i < modules.length; i++) {
+            try { return Qt.createQmlObject(modules[i] + body, segue, "SegueSettings"); } catch (e) {}
+        }
+        return { bars: 4, temperature: 1.0, seed: "", server: "" };
     }
 
     FileIO { id: file }
@@ -90,12 +101,12 @@ MuseScore {
     }
     // Note values MuseScore can write in one go: breve to 128th, plain, dotted, double-dotted.
     function noteValues() {
-        var list = [];
+        var values = [];
         for (var d = 1; d <= 256; d *= 2) {
             var base = frac(2, d);
-            list.push(times(base, frac(7, 4)), times(base, frac(3, 2)), base);
+            values.push(times(base, frac(7, 4)), times(base, frac(3, 2)), base);
         }
-        return list;
+        return values;
     }
 
     // ------------------------------------------------------------------- score
@@ -105,7 +116,7 @@ MuseScore {
         var list = [];
         for (var m = curScore.firstMeasure; m; m = m.nextMeasure) {
             var start = m.firstSegment.tick;
-            list.push({ start: start, end: start + m.timesigActual.ticks,
+            list.push({ start: start, end: start + m.timesigActual.ticks, actual: m.timesigActual,
                         nominal: m.timesigNominal, nominalTicks: m.timesigNominal.ticks });
         }
         return list;
@@ -152,18 +163,13 @@ MuseScore {
 
     // ------------------------------------------------------------- the request
 
-    // The selection as Segue's events: meter, key, and each staff's notes and rests.
+    // The selection as Segue's events: meter, key, each staff's notes and rests, and the
+    // chord symbols of the selected staves.
     function readEvents(range) {
         var c = curScore.newCursor();
         c.staffIdx = range.firstStaff; c.voice = 0; c.rewind(0);
         while (c.segment && c.tick < range.start) c.next();
-        // the key as written; a transposing instrument's notes tell its concert key
-        var key = c.keySignature;
-        for (; c.segment && c.tick < range.end; c.next())
-            if (c.element && c.element.type === Element.CHORD) {
-                key -= c.element.notes[0].tpc - c.element.notes[0].tpc1;
-                break;
-            }
+        var key = c.keySignature - transposition(range.firstStaff, range.start);
         key = key > 7 ? key - 12 : key < -7 ? key + 12 : key;
         var bar = range.measures[range.first];
         var pickup = minus(fromTicks(bar.nominalTicks), fromTicks(bar.end - bar.start));
@@ -186,7 +192,114 @@ MuseScore {
             }
             staves.push(events);
         }
-        return { time_signature: bar.nominal.numerator + "/" + bar.nominal.denominator, key: key, staves: staves };
+        var doc = { time_signature: bar.nominal.numerator + "/" + bar.nominal.denominator, key: key, staves: staves };
+        var chords = readChords(range, pickup);
+        if (chords.length) doc.chords = chords;
+        return doc;
+    }
+
+    // How far a staff's written notes are from concert pitch, in fifths (0 unless its
+    // instrument transposes), told by its notes: the first chord from `tick` on, else the
+    // last before it (a selection of rests has none of its own).
+    function transposition(staff, tick) {
+        var before = 0;
+        for (var voice = 0; voice < 4; voice++) {
+            var c = curScore.newCursor();
+            c.staffIdx = staff; c.voice = voice; c.rewind(0);
+            for (; c.segment; c.next()) {
+                if (!c.element || c.element.type !== Element.CHORD) continue;
+                var shift = c.element.notes[0].tpc - c.element.notes[0].tpc1;
+                if (c.tick >= tick) return shift;
+                before = shift;
+            }
+        }
+        return before;
+    }
+
+    // Every segment of the score from `from` up to `to` (ticks), in order.
+    function segmentsBetween(from, to) {
+        var segments = [];
+        var c = curScore.newCursor();
+        c.rewind(0);
+        for (var seg = c.segment; seg && seg.tick < to; seg = seg.next)
+            if (seg.tick >= from) segments.push(seg);
+        return segments;
+    }
+
+    // The chord symbols (harmony annotations) of the selected staves within [from, to).
+    function harmonies(range, from, to) {
+        var found = [], segments = segmentsBetween(from, to);
+        for (var i = 0; i < segments.length; i++) {
+            var annotations = segments[i].annotations;
+            for (var k = 0; annotations && k < annotations.length; k++) {
+                var a = annotations[k], staff = Math.floor(a.track / 4);
+                if (a.type === Element.HARMONY && staff >= range.firstStaff && staff <= range.lastStaff)
+                    found.push({ element: a, tick: segments[i].tick, staff: staff });
+            }
+        }
+        return found;
+    }
+
+    // The chord symbols of the selection as {staff, onset, symbol}, onsets counted as the
+    // events' are. A symbol without text (one MuseScore 3 imported from MusicXML in this
+    // session and has not saved yet) cannot be read, and is left out.
+    function readChords(range, pickup) {
+        var chords = [], found = harmonies(range, range.start, range.end);
+        for (var i = 0; i < found.length; i++) {
+            var symbol = String(found[i].element.text || "").trim();
+            if (symbol)
+                chords.push({ staff: found[i].staff - range.firstStaff, symbol: symbol,
+                              onset: fracText(plus(fromTicks(found[i].tick - range.start), pickup)) });
+        }
+        return chords;
+    }
+
+    // The bars the answer fills: those after the selection, then new ones in the last bar's
+    // meter. {meters: ["3/4", ...], ticks: [...], span (whole notes), append}.
+    function targetBars(range, bars) {
+        var measures = range.measures, last = measures[measures.length - 1];
+        var meters = [], ticks = [], span = frac(0, 1);
+        for (var k = 0; k < bars; k++) {
+            var m = measures[range.last + 1 + k], length, meter;
+            if (m) {
+                length = m.end - m.start;
+                meter = m.actual.numerator + "/" + m.actual.denominator;
+            } else {
+                length = last.nominalTicks;
+                meter = last.nominal.numerator + "/" + last.nominal.denominator;
+            }
+            meters.push(meter);
+            ticks.push(length);
+            span = plus(span, fromTicks(length));
+        }
+        return { meters: meters, ticks: ticks, span: span,
+                 append: Math.max(0, range.last + bars - (measures.length - 1)) };
+    }
+
+    // What writing the answer relies on: every bar's place and meter, and what the bars it
+    // fills hold in the selected staves. An edit there while the answer is on its way (the
+    // dialog does not block the score) changes it.
+    function fingerprint(range, target) {
+        var parts = [], measures = scoreMeasures(), until = range.end + toTicks(target.span);
+        for (var i = 0; i < measures.length; i++)
+            parts.push(measures[i].start + "+" + (measures[i].end - measures[i].start) + ":"
+                       + measures[i].nominal.numerator + "/" + measures[i].nominal.denominator);
+        for (var staff = range.firstStaff; staff <= range.lastStaff; staff++) {
+            for (var voice = 0; voice < 4; voice++) {
+                var c = curScore.newCursor();
+                c.staffIdx = staff; c.voice = voice; c.rewind(0);
+                for (; c.segment && c.tick < until; c.next()) {
+                    if (c.tick < range.end || !c.element) continue;
+                    var e = c.element, text = staff + "/" + voice + "@" + c.tick + ":" + e.type + ":" + e.duration.ticks;
+                    if (e.type === Element.CHORD)
+                        for (var k = 0; k < e.notes.length; k++) text += ":" + e.notes[k].pitch;
+                    parts.push(text);
+                }
+            }
+        }
+        var chords = harmonies(range, range.end, until);
+        for (i = 0; i < chords.length; i++) parts.push(chords[i].staff + "@" + chords[i].tick + ":" + chords[i].element.text);
+        return parts.join(",");
     }
 
     // Notes tied forward, for MuseScore < 3.3, whose notes cannot tell: the ties among
@@ -276,18 +389,139 @@ MuseScore {
         id: timeout
         property var xhr: null
         property var done: null
-        interval: requestTimeoutMs
+        interval: segue.requestTimeoutMs
         onTriggered: {
-            xhr.abort();
-            done(-1, "");
+            var callback = timeout.done;
+            timeout.xhr.abort();
+            callback(-1, "");
         }
+    }
+
+    // ---------------------------------------------------- starting the server
+
+    // POST the request; when nothing answers at an address of this computer, start Segue
+    // and ask once more. `done(status, text)`; status -2: Segue could not be started (text).
+    function ask(url, body, options, done) {
+        post(url, body, options.wait, function (status, text) {
+            if (status !== 0 || !isLocal(url)) return done(status, text);
+            startServer(url, options, function (error) {
+                if (error) return done(-2, error);
+                report("Asking Segue for " + options.bars + (options.bars === 1 ? " bar" : " bars") + "…", false);
+                post(url, body, options.wait, done);
+            });
+        });
+    }
+
+    function isLocal(url) {
+        return /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/.test(url);
+    }
+
+    // Start `segue serve --detach` from where `segue install-plugins` recorded Segue; it
+    // prints a first line at once, then where the server runs (once it answers) or why it
+    // did not start. `done(error)`, error null once Segue answers.
+    function startServer(url, options, done) {
+        if (fileExists("/.flatpak-info"))
+            return done("Segue is not running, and this MuseScore is a Flatpak, which cannot start programs "
+                        + "on this computer. Start Segue by hand: open a terminal, run segue serve, then click "
+                        + "Continue again.");
+        var launch = readLaunch();
+        if (!launch)
+            return done("Segue is not running at " + url + ", and this plug-in does not know where Segue is "
+                        + "installed. Run segue install-plugins once (it records that), or start Segue in a "
+                        + "terminal with segue serve, then try again.");
+        var process = makeProcess();
+        if (!process)
+            return done("Segue is not running, and this MuseScore cannot start programs. Start Segue in a "
+                        + "terminal with segue serve, then try again.");
+        var port = /:(\d+)$/.exec(url), args = [];
+        for (var i = 0; i < launch.args.length; i++) args.push(String(launch.args[i]));
+        var more = ["serve", "--detach", "--port", port ? port[1] : "80", "--no-osc", "--idle-exit", String(options.idleExit)];
+        for (i = 0; i < more.length; i++) args.push(more[i]);
+        if (typeof process.startWithArgs === "function") process.startWithArgs(launch.program, args);
+        else process.start(commandLine(launch.program, args));      // MuseScore 3: a command line
+        var finished = function (output) {
+            if (/^segue serve: (already )?running/m.test(output)) return done(null);
+            var lines = output.trim().split("\n"), last = lines[lines.length - 1].replace(/^segue serve: (error: )?/, "");
+            done(last ? "Segue could not start: " + last
+                      : "Segue could not start: " + launch.program + " did not run. Run segue install-plugins again, "
+                        + "or start Segue in a terminal with segue serve.");
+        };
+        if (options.wait) {                                      // batch mode: nothing runs meanwhile
+            process.waitForFinished(startTimeoutMs);
+            return finished(bytesText(process.readAllStandardOutput()));
+        }
+        report("Starting Segue… The first start takes a few seconds.", false);
+        starter.process = process;
+        starter.output = "";
+        starter.done = finished;
+        starter.since = Date.now();
+        starter.start();
+    }
+
+    // Reads what the starting command prints, without blocking the dialog.
+    Timer {
+        id: starter
+        property var process: null
+        property string output: ""
+        property var done: null
+        property real since: 0
+        interval: 250
+        repeat: true
+        onTriggered: {
+            starter.output += segue.bytesText(starter.process.readAllStandardOutput());
+            var waited = Date.now() - starter.since, callback = starter.done;
+            if (!/^segue serve: ((already )?running|error)/m.test(starter.output)
+                    && !(starter.output === "" && waited > 60000) && waited < segue.startTimeoutMs)
+                return;                                          // nothing printed in a minute: it did not run
+            starter.stop();
+            callback(starter.output);
+        }
+    }
+
+    // {program, args} recorded by `segue install-plugins` beside this file, or null.
+    function readLaunch() {
+        var path = decodeURIComponent(String(Qt.resolvedUrl("segue-launch.json")).replace(/^file:\/\//, ""));
+        if (/^\/[A-Za-z]:\//.test(path)) path = path.substring(1);      // Windows: /C:/...
+        if (!fileExists(path)) return null;
+        var launch;
+        try { launch = JSON.parse(file.read()); } catch (e) { return null; }
+        return launch && typeof launch.program === "string" && launch.args instanceof Array ? launch : null;
+    }
+
+    function fileExists(path) {
+        file.source = path;
+        return file.exists();
+    }
+
+    function makeProcess() {
+        try { return Qt.createQmlObject("import MuseScore 3.0\nQProcess {}", segue, "SegueProcess"); } catch (e) {}
+        return null;
+    }
+
+    // A command line for MuseScore 3's start(): arguments with spaces in double quotes.
+    function commandLine(program, args) {
+        var words = [program];
+        for (var i = 0; i < args.length; i++) words.push(args[i]);
+        for (i = 0; i < words.length; i++)
+            if (/[\s"]/.test(words[i])) words[i] = "\"" + words[i].replace(/"/g, "\"\"\"") + "\"";
+        return words.join(" ");
+    }
+
+    // A QByteArray as MuseScore hands it to QML (an ArrayBuffer) as text.
+    function bytesText(data) {
+        if (typeof data === "string") return data;
+        var bytes = new Uint8Array(data), text = "";
+        for (var i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]);
+        try { return decodeURIComponent(escape(text)); } catch (e) { return text; }
     }
 
     // The continuation's events from the server's answer, or an Error in plain words.
     function answerEvents(url, status, text) {
         if (status === 0)
-            throw new Error("Segue is not running at " + url + ". Start it in a terminal with the command "
+            throw new Error("Segue is not running at " + url + ". Start it there with the command "
                             + "segue serve, then try again.");
+        if (status === -2)
+            throw new Error(text);
         if (status === -1)
             throw new Error("Segue did not answer within " + requestTimeoutMs / 1000 + " seconds.");
         var answer;
@@ -423,11 +657,11 @@ MuseScore {
         return out;
     }
 
-    // Check the answer and plan every voice; nothing in the score changes here. `span`
-    // (the bars asked for, as a fraction of a whole note) bounds it: whatever an answer
-    // holds past them is no bar that was asked for, and is not written.
-    function planAnswer(range, doc, caps, span) {
-        var staves = doc.staves, voices = [], end = frac(0, 1);
+    // Check the answer and plan every voice and chord symbol; nothing in the score changes
+    // here. The bars asked for (`target`, see targetBars) bound it: whatever an answer holds
+    // past them is no bar that was asked for, and is not written.
+    function planAnswer(range, doc, caps, target) {
+        var staves = doc.staves, voices = [], end = frac(0, 1), span = target.span;
         var count = range.lastStaff - range.firstStaff + 1;
         if (staves.length > count)
             throw new Error("Segue answered with " + staves.length + " staves for " + count + " selected.");
@@ -453,6 +687,7 @@ MuseScore {
                 if (byVoice[v].length) voices.push({ staff: range.firstStaff + s, voice: v, events: byVoice[v] });
         }
         if (!voices.length) throw new Error("Segue's answer has no notes in it.");
+        var chords = doc.chords === undefined ? null : planChords(range, doc.chords, span);
         // bars after the selection: those the score has, then those to append
         var measures = range.measures, last = measures[measures.length - 1];
         var need = range.end + toTicks(end), append = 0, barlines = [];
@@ -461,13 +696,56 @@ MuseScore {
         for (var a = 0; a <= append; a++) barlines.push(fromTicks(last.end + a * last.nominalTicks - range.end));
         for (v = 0; v < voices.length; v++) voices[v].steps = planVoice(voices[v].events, barlines, caps);
         return { voices: voices, staves: staves.length, append: append, ticks: toTicks(end),
-                 scoreEnd: last.end + append * last.nominalTicks };
+                 scoreEnd: last.end + append * last.nominalTicks, chords: chords, spanTicks: toTicks(span) };
+    }
+
+    // The answer's chord symbols as {staff, tick, symbol}, checked (those past `span` dropped).
+    function planChords(range, chords, span) {
+        if (!(chords instanceof Array)) throw new Error("Segue's answer is malformed (chords).");
+        var planned = [], count = range.lastStaff - range.firstStaff + 1;
+        for (var i = 0; i < chords.length; i++) {
+            var chord = chords[i], onset = parseFrac(chord.onset, "a chord's onset");
+            if (!(chord.staff >= 0 && chord.staff < count && chord.staff % 1 === 0))
+                throw new Error("Segue's answer puts a chord symbol on staff " + chord.staff + ".");
+            if (typeof chord.symbol !== "string" || !chord.symbol.trim() || chord.symbol.length > 64)
+                throw new Error("Segue's answer has a chord symbol that is no text.");
+            if (onset.n < 0) throw new Error("Segue's answer has a chord symbol at " + chord.onset + ".");
+            if (cmp(onset, span) < 0)
+                planned.push({ staff: range.firstStaff + chord.staff, tick: range.end + toTicks(onset),
+                               symbol: chord.symbol.trim() });
+        }
+        return planned;
+    }
+
+    // Chord symbols into the new bars, like a paste: the ones those bars held in the selected
+    // staves go. A symbol goes where a note or rest of its staff starts (else it is left out).
+    function writeChords(range, plan) {
+        var old = harmonies(range, range.end, range.end + plan.spanTicks);
+        for (var i = 0; i < old.length; i++) removeElement(old[i].element);
+        for (i = 0; i < plan.chords.length; i++) {
+            var chord = plan.chords[i], c = cursorAt(chord.staff, chord.tick);
+            if (!c) continue;
+            var harmony = newElement(Element.HARMONY);
+            harmony.text = chord.symbol;
+            c.add(harmony);
+        }
+    }
+
+    // A cursor on a note or rest of `staff` that starts at `tick` (any voice), or null.
+    function cursorAt(staff, tick) {
+        for (var voice = 0; voice < 4; voice++) {
+            var c = curScore.newCursor();
+            c.staffIdx = staff; c.voice = voice; c.rewind(0);
+            while (c.segment && c.tick < tick) c.next();
+            if (c.segment && c.tick === tick) return c;
+        }
+        return null;
     }
 
     // Write the planned answer after the range as one undoable command.
-    function writeAnswer(range, doc, span) {
+    function writeAnswer(range, doc, target) {
         var caps = capabilities();
-        var plan = planAnswer(range, doc, caps, span);
+        var plan = planAnswer(range, doc, caps, target);
         curScore.startCmd();
         try {
             if (plan.append) curScore.appendMeasures(plan.append);
@@ -481,6 +759,7 @@ MuseScore {
             for (var staff = range.firstStaff; staff < range.firstStaff + plan.staves; staff++)
                 for (var voice = 1; voice < 4; voice++)
                     if (!written[staff * 4 + voice]) clearVoice(staff, voice, range.end, range.end + plan.ticks);
+            if (plan.chords) writeChords(range, plan);
             var c = curScore.newCursor();             // MuseScore 3.2 shares the note input voice
             c.staffIdx = range.firstStaff; c.voice = 0;
         } catch (e) {
@@ -517,7 +796,8 @@ MuseScore {
 
     function clearVoice(staff, voice, from, to) {
         for (var round = 0; round < 2; round++) {          // a chord becomes a rest, a rest goes
-            var c = curScore.newCursor(), found = [];
+            var found = [];
+            var c = curScore.newCursor();
             c.staffIdx = staff; c.voice = voice; c.rewind(0);
             for (; c.segment && c.tick < to; c.next())
                 if (c.tick >= from && c.element) found.push(c.element);
@@ -553,7 +833,7 @@ MuseScore {
             var tpc = tpcFor(step, note.pitch);
             if (tpc !== null) {
                 note.tpc1 = tpc;
-                note.tpc2 = tpc + shift;
+                note.tpc2 = validTpc(tpc + shift);
             }
         }
         if (caps.addToChord) return;
@@ -562,9 +842,17 @@ MuseScore {
             note = newElement(Element.NOTE);
             note.pitch = step.pitches[k];
             var t = tpcFor(step, step.pitches[k]);
-            if (t !== null) { note.tpc1 = t; note.tpc2 = t + shift; }
+            if (t !== null) { note.tpc1 = t; note.tpc2 = validTpc(t + shift); }
             chord.add(note);
         }
+    }
+
+    // A transposed spelling within -1..33 (MuseScore 4 stores any value unchecked): twelve
+    // fifths up or down spell the same pitch class (C = B# = Dbb).
+    function validTpc(tpc) {
+        while (tpc > 33) tpc -= 12;
+        while (tpc < -1) tpc += 12;
+        return tpc;
     }
 
     // The tonal pitch class the server chose for a pitch, if it fits the pitch.
@@ -579,18 +867,23 @@ MuseScore {
     // Read the range, ask Segue, write the answer; then `finish(error)`, with error a
     // message in plain words (and the score unchanged) or null.
     function continueRange(range, options, finish) {
-        var url = serverUrl(options.server), score = curScore, events;
-        try { events = readEvents(range); } catch (e) { finish(e.message); return; }
-        var body = { events: events, bars: options.bars, temperature: options.temperature,
-                     seed: options.seed, variations: 1 };
+        var url = serverUrl(options.server), score = curScore, events, target, before;
+        try {
+            events = readEvents(range);
+            target = targetBars(range, options.bars);
+            before = fingerprint(range, target);
+        } catch (e) { finish(e.message); return; }
+        var body = { events: events, bars: options.bars, bar_meters: target.meters,
+                     temperature: options.temperature, seed: options.seed, variations: 1 };
         if (options.top_p !== undefined) body.top_p = options.top_p;
         if (options.model !== undefined) body.model = options.model;
-        post(url, body, options.wait, function (status, text) {
+        ask(url, body, options, function (status, text) {
             try {
                 var doc = answerEvents(url, status, text);
-                if (!sameScore(score, curScore) || scoreMeasures().length !== range.measures.length)
-                    throw new Error("The score changed while Segue was working; nothing was written.");
-                writeAnswer(range, doc, times(frac(options.bars, 1), parseFrac(events.time_signature, "meter")));
+                if (!sameScore(score, curScore) || fingerprint(range, target) !== before)
+                    throw new Error("The score changed while Segue was working (in or after the selected bars); "
+                                    + "nothing was written. Click Continue again.");
+                writeAnswer(range, doc, target);
                 finish(null);
             } catch (e) {
                 finish(e.message || String(e));
@@ -637,7 +930,8 @@ MuseScore {
         var range = { start: measures[first - 1].start, end: measures[last - 1].end, firstStaff: staff,
                       lastStaff: lastStaff, measures: measures, first: first - 1, last: last - 1 };
         var options = { server: job.server, bars: job.bars || 4, temperature: job.temperature === undefined ? 1.0 : job.temperature,
-                        seed: job.seed === undefined ? null : job.seed, top_p: job.top_p, model: job.model, wait: true };
+                        seed: job.seed === undefined ? null : job.seed, top_p: job.top_p, model: job.model,
+                        idleExit: job.idle_exit || idleMinutes, wait: true };
         continueRange(range, options, function (error) {
             if (error) return fail(error);
             var extension = output.substring(output.lastIndexOf(".") + 1).toLowerCase();
@@ -652,6 +946,7 @@ MuseScore {
             timeout.stop();
             timeout.xhr.abort();
         }
+        starter.stop();                                 // a server being started starts anyway
         if (typeof quit === "function") quit(); else Qt.quit();      // Qt.quit() crashes MuseScore 4
     }
 
@@ -670,7 +965,7 @@ MuseScore {
         busy = true;
         report("Asking Segue for " + bars + (bars === 1 ? " bar" : " bars") + "…", false);
         var options = { server: settings.server, bars: bars, temperature: temperature,
-                        seed: seedText === "" ? null : parseInt(seedText, 10), wait: false };
+                        seed: seedText === "" ? null : parseInt(seedText, 10), idleExit: idleMinutes, wait: false };
         continueRange(range, options, function (error) {
             busy = false;
             if (error) return report(error, true);
@@ -691,6 +986,7 @@ MuseScore {
             closePlugin();
             return;
         }
+        settings = makeSettings();
         barsField.text = settings.bars;
         var t = settings.temperature;
         temperatureField.text = t % 1 === 0 ? t.toFixed(1) : String(t);

@@ -1,0 +1,51 @@
+"""The tokens a grammar state allows, as tensors made once per state.
+
+Bar-exact decoding masks the model's logits before every token with what the grammar
+(engine.bars) allows next. The grammar answers with a state per token (None where a token is
+not allowed); walking the alphabet for a new state and turning the answer into a tensor every
+token costs more than sampling, and the same states come back again and again (every bar
+starts alike, tunes repeat). `TokenMasks`
+keeps, for each state it has seen, the successors, the allowed-token mask, the same mask
+narrowed to the tokens that finish bars quickly (a segment that runs past its budget), and
+whether exactly one token is allowed (the model need not be read before writing it).
+
+States are the cache keys: any hashable state with `successors(alphabet)` will do.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+import torch
+
+STATES = 20_000  # states kept; a state's entry is about 1 kB
+
+
+class Mask(NamedTuple):
+    """What a grammar state allows next."""
+
+    successors: tuple[Any, ...]  # the state after each token, None where it is not allowed
+    allowed: torch.Tensor  # bool, one per token
+    finishing: torch.Tensor  # `allowed` within the finishing tokens, or `allowed` if none is
+    forced: bool  # exactly one token is allowed
+
+
+class TokenMasks:
+    """The masks of grammar states over one alphabet, built once per state.
+
+    `finishing`: bool per token, the tokens that can only finish bars quickly.
+    """
+
+    def __init__(self, alphabet: tuple[str, ...], finishing: torch.Tensor,
+                 states: int = STATES) -> None:
+        self.alphabet = alphabet
+        self.finishing_tokens = finishing
+        self.of = lru_cache(maxsize=states)(self._build)
+
+    def _build(self, state: Any) -> Mask:
+        successors = state.successors(self.alphabet)
+        allowed = torch.tensor([s is not None for s in successors])
+        finishing = allowed & self.finishing_tokens
+        return Mask(successors, allowed, finishing if bool(finishing.any()) else allowed,
+                    int(allowed.sum()) == 1)

@@ -1,0 +1,20 @@
+"""Checks shared by the tests of Segue's decoders against transformers' own cache."""
+
+from __future__ import annotations
+
+import torch
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Equal within 1e-4, absolute: the tolerance every decoder is held to."""
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-4)
+
+
+def assert_same_logits(expected, actual, ids: torch.Tensor, steps: int) -> None:
+    """Two decoders read the prompt `ids`, then `steps` greedy tokens: the same logits each time."""
+    want, got = expected.prefill(ids), actual.prefill(ids)
+    assert_close(got, want)
+    for _ in range(steps):
+        token = want.argmax(-1)
+        want, got = expected.step(token), actual.step(token)
+        assert_close(got, want)

@@ -1,0 +1,144 @@
+"""The bar-exact grammar (engine/bars.py) on its own: whatever a model picks among the allowed
+characters, the bars come out whole and abc2midi finds every tie's note; ties only to the same
+pitch; chord symbols in the normalized spelling; `Z` only where several voices are written."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from engine.bars import BarState, bar_units, grid_for, key_alters
+from engine.tokenizer import ALPHABET
+
+CASES = [  # meter, L, key; the bar in unit notes follows
+    ("4/4", "1/8", "C"), ("3/4", "1/8", "Bb"), ("6/8", "1/8", "F#m"), ("2/4", "1/16", "ADor"),
+    ("2+3/8", "1/16", "Eb"), ("9/8", "1/8", "DMix"),
+]
+
+
+def state(meter: str, unit: str, key: str, bars: int, **options) -> BarState:
+    numerator, _, denominator = meter.partition("/")
+    bar = Fraction(sum(map(int, numerator.split("+"))), int(denominator)) / Fraction(unit)
+    return BarState(bar=bar, bars_left=bars, grid=grid_for(unit), key=key_alters(key),
+                    **options)
+
+
+def write(text: str, start: BarState) -> BarState | None:
+    current: BarState | None = start
+    for ch in text:
+        current = current.feed(ch) if current is not None else None
+    return current
+
+
+def random_walk(start: BarState, seed: int) -> str:
+    """Characters picked uniformly among the allowed ones (the worst a model can do)."""
+    rng = random.Random(seed)
+    current, text = start, ""
+    while not current.done:
+        allowed = [(ch, s) for ch, s in zip(ALPHABET, current.successors(tuple(ALPHABET)),
+                                            strict=True) if s is not None]
+        assert allowed, f"dead end after {text!r}"
+        ch, current = rng.choice(allowed)
+        text += ch
+        assert len(text) < 4000, text
+    return text
+
+
+def abc2midi_messages(tune: str) -> list[str]:
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "tune.abc"
+        source.write_text(tune)
+        done = subprocess.run(["abc2midi", str(source), "-o", str(Path(folder) / "t.mid")],
+                              capture_output=True, text=True, timeout=60)
+    return [line for line in (done.stdout + done.stderr).splitlines()
+            if ("Error" in line or "Warning" in line) and ("tie" in line.lower()
+                                                           or "bar" in line.lower())]
+
+
+@pytest.mark.parametrize(("meter", "unit", "key"), CASES)
+def test_any_choice_of_allowed_characters_ends_in_whole_bars_with_sound_ties(
+        meter: str, unit: str, key: str):
+    for seed in range(25):
+        several_voices = seed % 2 == 0
+        start = state(meter, unit, key, 4, chord_symbols=True, multi_rest=several_voices,
+                      previous="\n" if several_voices else "|")
+        body = random_walk(start, seed)
+        tune = f"X:1\nM:{meter}\nL:{unit}\nK:{key}\n{body}\n"
+        assert not abc2midi_messages(tune), tune
+
+
+@pytest.mark.parametrize("time", [Fraction(1), Fraction(5, 2)])
+def test_an_unfinished_bar_is_completed_first(time: Fraction):
+    start = state("3/4", "1/8", "C", 3, time=time, previous=" ")
+    for seed in range(10):
+        assert random_walk(start, seed).count("|") == 3
+
+
+@pytest.mark.parametrize(("text", "allowed"), [
+    ("C2-C2", True), ("C2-D2", False), ("C2-^C2", False), ("^C2-^C2", True), ("^C2-C2", True),
+    ("^C2-c2", False), ("C8- | C2", True), ("^C8- | C8", False), ("^C8- | ^C8", True),
+    ("C2-z2", False), ("[CE]2-[CEG]2", True), ("[CE]2-C2", False), ("[C-E]2 C2", True),
+    ("[C-E]2 E2", False), ("C2-[EC]2", True), ("C2-\"Am\"C2", True), ("_a C2-C2", True),
+    ("[CC]2", False), ("F2-F2", True),
+])
+def test_a_tie_leads_only_to_the_same_pitch(text: str, allowed: bool):
+    """In C major: an accidental holds to the bar line, and a doubled chord note is refused."""
+    result = write(text, state("4/4", "1/8", "C", 2, chord_symbols=True))
+    assert (result is not None) == allowed, text
+
+
+def test_a_tie_is_refused_where_readers_hear_different_pitches():
+    # `_a` flattens every A for abc2midi but only a' s octave for ABC 2.1: `A-` is ambiguous
+    start = state("4/4", "1/8", "C", 2)
+    assert write("_a A2-", start) is None
+    assert write("_a =A2-=A2", start) is not None
+
+
+@pytest.mark.parametrize(("text", "allowed"), [
+    ('"Am7"A2', True), ('"D/F#"D2', True), ('"Bbm7b5"B2', True), ('"G7sus4"G2', True),
+    ('"Amin"A2', False), ('"H"A2', False), ('"Am7" A2', False), ('"Am7"|', False),
+    ('"Am7""D"A2', False), ('"A/A"A2', False),
+])
+def test_chord_symbols_use_the_normalized_spelling(text: str, allowed: bool):
+    result = write(text, state("4/4", "1/8", "C", 2, chord_symbols=True))
+    assert (result is not None) == allowed, text
+
+
+def test_no_chord_symbols_for_a_model_that_never_read_any():
+    assert write('"Am"A2', state("4/4", "1/8", "C", 2)) is None
+
+
+@pytest.mark.parametrize(("text", "allowed"), [
+    ("Z |", True), ("Z3 |", True), ("Z4 |", True), ("Z5 |", False), ("Z1 |", False),
+    ("Z0 |", False), ("Z2 | C8 |", True), ("C4 Z", False),
+])
+def test_multi_bar_rests_in_several_voice_segments(text: str, allowed: bool):
+    start = state("4/4", "1/8", "C", 4, multi_rest=True, previous="\n")
+    assert (write(text, start) is not None) == allowed, text
+    assert write("Z |", state("4/4", "1/8", "C", 4)) is None  # not for one voice
+
+
+def test_only_lengths_one_note_head_can_show_down_to_a_32nd_note():
+    eighths = state("4/4", "1/8", "C", 1)
+    assert write("C5", eighths) is None and write("C7/4", eighths) is not None
+    assert write("C/8", eighths) is None and write("C/4", eighths) is not None
+    sixteenths = state("2/4", "1/16", "C", 1)
+    assert write("C/4", sixteenths) is None and write("C/", sixteenths) is not None
+
+
+def test_key_signatures():
+    assert key_alters("Bb") == (0, 0, -1, 0, 0, 0, -1)
+    assert key_alters("F#m") == (1, 0, 0, 1, 1, 0, 0)
+    assert key_alters("ADor") == (0, 0, 0, 1, 0, 0, 0)
+    assert key_alters("EbMix") == (0, -1, -1, 0, 0, -1, -1)
+
+
+def test_bar_lengths_in_unit_notes():
+    assert bar_units("2+3/8", "1/8") == 5
+    assert bar_units("C|", "1/8") == 8
+    assert bar_units("6/8", "1/16") == 12

@@ -1,0 +1,159 @@
+"""The lean GPT-2 (engine.gpt2_fast) gives transformers' numbers on the same weights.
+
+transformers' `GPT2LMHeadModel` with its own cache is the reference throughout: logits of
+whole sequences, of a prompt followed by single steps and by several tokens at once, and the
+music `Engine` writes, greedy and seeded, token for token. The checkpoints are the tiny random
+one of conftest.py and the model Segue ships.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from decoder_helpers import assert_close, assert_same_logits
+from test_continue import TUNES, TWO_VOICES
+
+from engine import continuation
+from engine.checkpoint import load_checkpoint
+from engine.continuation import Engine, Sampling
+from engine.evaluate import bits_per_char
+from engine.gpt2_fast import GPT2, GPT2Decoder, supports
+from engine.lm import CachedDecoder, decoder_for, sequence_logits
+from engine.model import build_model, model_config
+
+VOCAB = 96
+
+
+@pytest.fixture(scope="module", params=["tiny", "shipped"])
+def pair(request: pytest.FixtureRequest, model_path: Path) -> tuple[torch.nn.Module, GPT2]:
+    """(transformers' model, the lean one), loaded from the same checkpoint."""
+    name = str(model_path) if request.param == "tiny" else None
+    reference = load_checkpoint(name, device="cpu").model
+    lean = load_checkpoint(name, device="cpu", lean=True).model
+    assert isinstance(lean, GPT2) and not isinstance(reference, GPT2)
+    return reference, lean
+
+
+def ids_of(length: int, batch: int = 2, seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("length", [1, 2, 37, 200])
+def test_whole_sequence_logits_match(pair, length: int) -> None:
+    reference, lean = pair
+    ids = ids_of(length)
+    with torch.inference_mode():
+        expected = reference(input_ids=ids).logits
+    assert_close(lean(ids), expected)
+    assert_close(sequence_logits(lean, ids), sequence_logits(reference, ids))
+
+
+@pytest.mark.parametrize("length", [1, 5, 64])
+def test_prompt_then_single_steps_match(pair, length: int) -> None:
+    reference, lean = pair
+    ids = ids_of(length)
+    expected, actual = CachedDecoder(reference), decoder_for(lean)
+    assert isinstance(actual, GPT2Decoder)
+    assert_same_logits(expected, actual, ids, steps=12)
+
+
+def test_several_tokens_at_once_match_single_steps(pair) -> None:
+    reference, lean = pair
+    ids = ids_of(61)
+    with torch.inference_mode():
+        whole = reference(input_ids=ids).logits
+    decoder = GPT2Decoder(lean)
+    assert_close(decoder.prefill(ids[:, :20]), whole[:, 19])
+    assert_close(decoder.extend(ids[:, 20:21]), whole[:, 20])
+    assert_close(decoder.extend(ids[:, 21:33]), whole[:, 32])
+    assert_close(decoder.step(ids[:, 33]), whole[:, 33])
+    assert_close(decoder.extend(ids[:, 34:60]), whole[:, 59])
+    assert_close(decoder.step(ids[:, 60]), whole[:, 60])
+
+
+def test_a_new_prompt_starts_afresh(pair) -> None:
+    """The buffers are kept between prompts: nothing of the first may leak into the second."""
+    reference, lean = pair
+    decoder = GPT2Decoder(lean)
+    decoder.prefill(ids_of(50, seed=2))
+    decoder.step(ids_of(1, seed=3)[:, 0])
+    short = ids_of(10, seed=4)
+    with torch.inference_mode():
+        expected = reference(input_ids=short).logits[:, -1]
+    assert_close(decoder.prefill(short), expected)
+
+
+def test_transformers_models_get_the_lean_decoder_too(pair) -> None:
+    reference, _ = pair
+    assert supports(reference)
+    assert isinstance(decoder_for(reference), GPT2Decoder)
+    ids = ids_of(30)
+    want = CachedDecoder(reference).prefill(ids)
+    assert_close(GPT2Decoder(reference).prefill(ids), want)
+
+
+def test_other_gpt2_variants_keep_transformers_cache() -> None:
+    """A GPT-2 built with settings the lean decoder does not compute falls back, exactly."""
+    model = build_model(model_config(architecture="gpt2", vocab_size=VOCAB, layers=1, width=32,
+                                     heads=2, positions=64))
+    config: Any = model.config
+    config.activation_function = "relu"
+    assert not supports(model)
+    assert isinstance(decoder_for(model), CachedDecoder)
+
+
+def test_positions_beyond_the_model_are_a_clear_error(model_path: Path) -> None:
+    lean = load_checkpoint(str(model_path), device="cpu", lean=True).model
+    decoder = GPT2Decoder(lean)
+    decoder.prefill(ids_of(511, batch=1))
+    decoder.step(ids_of(1, batch=1)[:, 0])  # position 511, the last of 512
+    with pytest.raises(ValueError, match="beyond the model's 512 positions"):
+        decoder.step(ids_of(1, batch=1)[:, 0])
+
+
+def reference_engine(name: str | None) -> Engine:
+    """An Engine over transformers' model that decodes with transformers' own cache."""
+    loaded = load_checkpoint(name, device="cpu")
+    return Engine(loaded.model, loaded.tokenizer, block_size=loaded.block_size,
+                  name=loaded.name, device="cpu")
+
+
+@pytest.mark.parametrize("name", ["tiny", "shipped"])
+def test_engine_writes_the_same_music_token_for_token(model_path: Path, name: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Greedy and seeded, one voice and two, and past the context (the window slides)."""
+    model = str(model_path) if name == "tiny" else None
+    lean = Engine.load(model, device="cpu")
+    assert isinstance(lean.model, GPT2)
+    cases = [(TUNES["6/8"], 8, Sampling(temperature=0)), (TUNES["3/4"], 8, Sampling(seed=3)),
+             (TUNES["2/2"], 4, Sampling(seed=5, top_k=8, temperature=1.2)),
+             (TWO_VOICES, 6, Sampling(seed=2, top_p=0.9)), (TUNES["9/8"], 24, Sampling(seed=4))]
+    got = [lean.continue_abc(abc, bars, sampling)[0].abc for abc, bars, sampling in cases]
+    reference = reference_engine(model)
+    monkeypatch.setattr(continuation, "decoder_for", CachedDecoder)
+    want = [reference.continue_abc(abc, bars, sampling)[0].abc for abc, bars, sampling in cases]
+    assert got == want
+
+
+def test_bits_per_char_the_same_on_both(pair) -> None:
+    reference, lean = pair
+    data = ids_of(700, batch=1)[0].numpy()
+    assert bits_per_char(lean, data, 64, 4, "cpu", progress=False) == pytest.approx(
+        bits_per_char(reference, data, 64, 4, "cpu", progress=False), abs=1e-5)
+
+
+def test_inference_never_imports_transformers(model_path: Path) -> None:
+    code = ("import sys\n"
+            "from engine.continuation import Engine, Sampling\n"
+            f"engine = Engine.load({str(model_path)!r}, device='cpu')\n"
+            "engine.continue_abc('X:1\\nM:3/4\\nL:1/8\\nK:G\\nB2d2g2|f4 e2|\\n', 2, "
+            "Sampling(seed=1))\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'transformers'))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, check=True)
+    assert result.stdout.strip() == "[]", result.stdout

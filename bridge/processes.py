@@ -154,6 +154,7 @@ class ChildProcess:
         self.jobs = 0
         self.rss_mb = 0.0
         self.started_at = 0.0
+        self.lock = threading.Lock()  # kill() forgets the child in one step
         self.start_s = 5.0  # how long the last start took (the Retry-After of an overrun)
 
     # --- life cycle -------------------------------------------------------------------
@@ -171,6 +172,8 @@ class ChildProcess:
     def ready(self, timeout_s: float = START_LIMIT_S) -> Any:
         """Wait for the setup: its state's `info`; its SegueError raised here."""
         if self.process is None:
+            if self.closed:
+                raise Crashed("the server is stopping", 1.0)
             self.start()
         if self.is_ready:
             return self.info
@@ -191,16 +194,19 @@ class ChildProcess:
         return value
 
     def kill(self) -> None:
-        """Stop the child at once (SIGKILL) and forget it."""
-        if self.process is None:
+        """Stop the child at once (SIGKILL) and forget it. Safe while another thread waits
+        on the child (`close` from a stopping server): that thread then gets Crashed."""
+        with self.lock:
+            process, connection = self.process, self.connection
+            self.process = self.connection = None
+            self.is_ready = False
+        if process is None:
             return
         with contextlib.suppress(OSError, ValueError):
-            self.process.kill()
-        self.process.join(5)
+            process.kill()
+        process.join(5)
         with contextlib.suppress(OSError):
-            self.connection.close()
-        self.process = self.connection = None
-        self.is_ready = False
+            connection.close()
 
     def restart(self) -> None:
         """Kill the child and, unless closing, start a new one."""
@@ -211,11 +217,12 @@ class ChildProcess:
     def close(self, timeout_s: float = 5.0) -> None:
         """Ask the child to end; kill it if it does not within `timeout_s`."""
         self.closed = True
-        if self.process is None:
+        process, connection = self.process, self.connection
+        if process is None:
             return
-        with contextlib.suppress(OSError, ValueError):
-            self.connection.send(None)
-        self.process.join(timeout_s)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            connection.send(None)
+        process.join(timeout_s)
         self.kill()
 
     def alive(self) -> bool:
@@ -230,38 +237,40 @@ class ChildProcess:
         and Overrun is raised; if it dies, Crashed; a fault of ours inside it, ChildFault.
         """
         self.ready()
+        connection = self.connection  # kept: `close` in another thread may forget it
         try:
-            self.connection.send((function, args))
-        except (OSError, ValueError, EOFError):
+            connection.send((function, args))
+            answered = connection.poll(deadline_s)
+        except (OSError, ValueError, EOFError, AttributeError):
             self.crashed()
-        if not self.connection.poll(deadline_s):
+        if not answered:
             self.restart()
             raise Overrun(f"the work took longer than its {deadline_s:g} s deadline and was "
                           "stopped", self.start_s)
-        kind, value, rss = self.receive()
+        kind, value, rss = self.receive(connection)
         self.jobs += 1
         self.rss_mb = rss
         if (self.max_jobs and self.jobs >= self.max_jobs) or \
                 (self.max_rss_mb and rss > self.max_rss_mb):
             log.info("%s replaced after %d jobs at %.0f MB", self.name, self.jobs, rss)
-            self.kill()
-            self.start()
+            self.restart()
         if kind == "raise":
             raise value
         if kind == "fault":
             raise ChildFault(value)
         return value
 
-    def receive(self) -> tuple[Any, ...]:
+    def receive(self, connection: Any) -> tuple[Any, ...]:
         """The child's next message; Crashed (and a new child) if it ended instead."""
         try:
-            return self.connection.recv()
+            return connection.recv()
         except (EOFError, OSError):
             self.crashed()
 
     def crashed(self) -> NoReturn:
         """The child ended in the middle of something: start a new one and raise Crashed."""
-        code = None if self.process is None else self.process.exitcode
+        process = self.process
+        code = None if process is None else process.exitcode
         if self.closed:
             self.kill()
             raise Crashed("the server is stopping", 1.0)

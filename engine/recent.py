@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from engine.abc_text import group_voices, split_head, split_tunes
+from engine.abc_text import split_head, split_tunes
 from engine.errors import SegueError
 from engine.limits import (
     BAR_LINE,
@@ -44,6 +44,37 @@ def bar_starts(text: str) -> list[int]:
     while len(starts) > 1 and not text[starts[-1]:].strip():
         starts.pop()
     return starts
+
+
+def group_voices(tune: str) -> str:
+    """A tune whose voices alternate (`V:1` four bars, `V:2` four bars, `V:1` ...) as one block
+    per voice, each opened by the first `V:` line of that voice (its name and clef kept);
+    inline `[V:1]` at the start of a line counts as a `V:` line. The head is kept as it is; a
+    tune with fewer than two voices is returned unchanged."""
+    head, body = split_head(tune)
+    order: list[str] = []
+    blocks: dict[str, list[str]] = {}
+    current = None
+    preamble: list[str] = []
+    for line in body.split("\n"):
+        voice = re.match(r"^V:\s*(\S+)", line) or re.match(r"^\[V:\s*([^\]\s]+)([^\]]*)\](.*)$",
+                                                          line)
+        if voice:
+            current = voice.group(1)
+            if current not in blocks:
+                order.append(current)
+                blocks[current] = [line if line.startswith("V:") else
+                                   f"V:{current}{voice.group(2)}"]
+            if not line.startswith("V:"):
+                blocks[current].append(voice.group(3))
+        elif current is None:
+            preamble.append(line)
+        else:
+            blocks[current].append(line)
+    if len(order) < 2:
+        return tune
+    lines = [line for voice in order for line in blocks[voice] if line.strip()]
+    return head + "\n".join([*preamble, *lines]) + "\n"
 
 
 def voice_blocks(body: str) -> list[tuple[str, str]]:

@@ -178,7 +178,7 @@ def test_a_cut_keeps_what_is_in_force(server: Server) -> None:
 
 # --- bounded work: deadlines ------------------------------------------------------------------
 def test_a_job_past_its_deadline_is_stopped_and_the_model_restarted(model_path: Path) -> None:
-    with running_server(model_path, deadline_s=0.5, max_wait_s=60) as short:
+    with running_server(model_path, deadline_s=3, max_wait_s=60) as short:
         old = short.worker.process.process.pid
         status, headers, answer = exchange(short.http_port, "POST", "/v1/continue", {
             "abc": ONE_BAR["abc"], "bars": 64, "variations": 4, "seed": 1})

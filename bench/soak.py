@@ -2,6 +2,7 @@
 
     python bench/soak.py                                 # the shipped model, 10,000 requests
     python bench/soak.py --requests 2000 --concurrency 8 --model PATH
+    python bench/soak.py --minutes 4                     # as many as 4 minutes allow
 
 `segue serve` runs as a child process on a free loopback port (HTTP only). The requests come
 from the suite's generator (tests/hostile.py): malformed ABC, events and MusicXML, fields of
@@ -97,6 +98,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="name or checkpoint folder (default: "
                         "the shipped default model)")
     parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop sending after this long (whole batches; default: no limit)")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--valid-every", type=int, default=5)
     parser.add_argument("--batch", type=int, default=50, help="requests between health checks")
@@ -116,7 +119,8 @@ def main() -> None:
     try:
         with concurrent.futures.ThreadPoolExecutor(args.concurrency) as pool:
             sent = 0
-            while sent < args.requests:
+            stop_at = started + (args.minutes * 60 if args.minutes else float("inf"))
+            while sent < args.requests and time.monotonic() < stop_at:
                 size = min(args.batch, args.requests - sent)
                 requests: list[Request | bytes] = list(batch(rng, document, size,
                                                              args.valid_every))
@@ -136,12 +140,14 @@ def main() -> None:
                     print(f"{sent + size} requests, {time.monotonic() - started:.0f} s, "
                           f"memory {sum(memory[-1][1].values()):.0f} MB", flush=True)
                 sent += size
+            if memory and memory[-1][0] != sent:  # and at the end
+                memory.append((sent, tree_rss_mb(process.pid)))
     finally:
         process.terminate()
         process.wait(60)
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
-        "requests": args.requests, "seconds": round(time.monotonic() - started),
+        "requests": sent, "seconds": round(time.monotonic() - started),
         "counts": dict(sorted(counts.items())), "health_failures": health_fail,
         "valid_p50_ms": round(statistics.median(valid_s) * 1000),
         "valid_p99_ms": round(statistics.quantiles(valid_s, n=100)[98] * 1000),

@@ -223,7 +223,8 @@ class Worker:
         self.process.closed = True
         self.process.close(timeout_s=1)
         self.readers.close()
-        self.thread.join(5)
+        if self.thread.ident is not None:  # started (a model that failed to load: never)
+            self.thread.join(5)
 
     # --- asking ------------------------------------------------------------------------
     def submit(self, function: Callable[..., Any], *args: Any, model: str | None = None,

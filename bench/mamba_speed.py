@@ -151,8 +151,9 @@ def main() -> None:
     import transformers
     from transformers import MambaForCausalLM
 
+    from engine.cached_decoder import CachedDecoder
     from engine.files import write_text_atomic
-    from engine.lm import CachedDecoder, decoder_for
+    from engine.lm import decoder_for
     from engine.mamba_fast import path_label
     from engine.model import build_model, hf_config, model_config
     from engine.tokenizer import CharTokenizer

@@ -28,6 +28,7 @@ from fractions import Fraction
 from typing import Any
 
 from engine.abc_writer import frac
+from engine.chord_symbols import is_chord_symbol
 from engine.errors import SegueError
 from engine.limits import (
     CONTEXT_BARS,
@@ -242,7 +243,7 @@ def score_to_events(score, layout: list[tuple[int, int]] | None = None) -> dict:
     for part, (staff, voice) in zip(parts, layout, strict=True):
         events = staves.setdefault(staff, [])
         for element in part.flatten().notesAndRests:
-            if element.duration.isGrace or type(element).__name__ in ("ChordSymbol", "NoChord"):
+            if element.duration.isGrace or is_chord_symbol(element):
                 continue
             pitches = list(element.pitches) if not element.isRest else []
             tie_ = getattr(element, "tie", None)

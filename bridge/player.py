@@ -90,10 +90,11 @@ def timed_chords(events: dict, length: float) -> list[tuple[float, float, int]]:
     if not chords:
         return []
     staff = min(chord["staff"] for chord in chords)
-    onsets = sorted((Fraction(chord["onset"]) * 4, chord["symbol"]) for chord in chords
-                    if chord["staff"] == staff)
+    onsets: list[tuple[Fraction, str]] = sorted(
+        (Fraction(chord["onset"]) * 4, chord["symbol"]) for chord in chords
+        if chord["staff"] == staff)
     notes = [(float(start), float(end), pitch)
-             for (start, symbol), (end, _) in itertools.pairwise([*onsets, (length, "")])
+             for (start, symbol), (end, _) in itertools.pairwise([*onsets, (Fraction(length), "")])
              for pitch in chord_pitches(symbol) if start < end]
     return sorted(notes)
 

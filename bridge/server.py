@@ -461,7 +461,7 @@ class Server:
     """HTTP (and OSC, unless `osc_port` is None) in front of one Worker, each on a thread.
 
     Port 0 picks a free port; `http_port` and `osc_port` say which. The worker stays its
-    creator's to stop (the MIDI bridge may share it).
+    creator's to stop.
     """
 
     def __init__(self, worker: Worker, *, host: str = "127.0.0.1", port: int = 8765,

@@ -27,6 +27,7 @@ it cannot import this module; tests/test_midi_bridge.py checks that the two agre
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 HEADER = (0x7D, 0x53, 0x47)
 TEMPO, METER, POSITION = 0x01, 0x02, 0x03
@@ -42,7 +43,7 @@ class Command:
     """One decoded message: its command byte and its values."""
 
     command: int
-    values: tuple = ()
+    values: tuple[Any, ...] = ()
 
 
 def seven_bit(value: int, groups: int) -> list[int]:

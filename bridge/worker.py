@@ -10,9 +10,10 @@ no client's parsing runs in the threads that answer other clients. Every job has
 and started again, and the request gets `Overrun` (HTTP 503 with Retry-After). A request
 that cannot start soon gets `Busy` at once (queue full, or the queue ahead of it would take
 longer than `max_wait_s` at the recent pace) or when its wait runs out, never a hang.
+The MIDI bridge's composer (bridge/composer.py) is an engine process too. From Python:
 
     worker = Worker("segue-gpt2-6m").start()
-    takes = worker.call(continue_prompt, prompt, 4, Sampling(temperature=0.9), 1)
+    takes = worker.call(continue_prompt, prompt, 4, Sampling(temperature=0.9), 1, None)
     worker.stop()
 
 Functions sent to the model take the engine first (`function(engine, *args)`), those sent to

@@ -212,10 +212,12 @@ class Layout:
                 lines.append(write_line(chunk))
         return "\n".join(lines) + ("\n" if lines else "")
 
-    def write(self, start: int = 0, stop: int | None = None) -> str:
-        """The tune from bar `start` to `stop`, under the head in force at `start`."""
+    def write(self, start: int = 0, stop: int | None = None, *,
+              title: bool | None = None) -> str:
+        """The tune from bar `start` to `stop`, under the head in force at `start` (with the
+        title as `head_at` decides)."""
         stop = self.bar_count if stop is None else stop
-        return self.head_at(start) + self.write_body(start, stop, after_head=True)
+        return self.head_at(start, title=title) + self.write_body(start, stop, after_head=True)
 
 
 def leading_fields(music: str) -> str:

@@ -4,7 +4,7 @@ music21's own ABC reader loses much of real-world ABC: meter changes on their ow
 inline, additive meters (`M:2+3/8` becomes 23/8), voices laid out with `%%staves` or
 interleaved `V:` lines, chord symbols; and it reads `w:` lyrics as notes. abc2xml (the
 converter EasyABC uses) reads all of these into MusicXML, which music21 imports well. The
-README's "Reading ABC" table has the numbers behind this choice.
+docs/reference/abc.md "Reading ABC" table has the numbers behind this choice.
 
 abc2xml's chord-symbol grammar has no `7sus4` or `add9`: before the text goes in, those two
 qualities are respelled to ones it reads with the same notes (`sus4` plus an added 7th, an

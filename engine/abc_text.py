@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 # Header fields the model needs; everything else in a header is dropped by `normalize_tune`.
 KEPT_HEADER_FIELDS = ("M", "L", "Q", "K")
@@ -13,6 +14,17 @@ KEPT_BODY_FIELDS = ("M", "L", "Q", "K", "V")
 FIELD_LINE = re.compile(r"^([A-Za-z]):(.*)$")
 DECORATION = re.compile(r"![^!\n]*!|\+[^+\n]*\+")
 QUOTED = re.compile(r'"[^"\n]*"')
+
+
+def length_text(ratio: Fraction) -> str:
+    """A length in unit notes as ABC writes it after a note: '', '2', '/', '/4', '3/2'."""
+    if ratio == 1:
+        return ""
+    if ratio.denominator == 1:
+        return str(ratio.numerator)
+    if ratio.numerator == 1:
+        return "/" if ratio.denominator == 2 else f"/{ratio.denominator}"
+    return f"{ratio.numerator}/{ratio.denominator}"
 
 
 def without_annotations(line: str) -> str:

@@ -1,7 +1,7 @@
 """music21 stream -> ABC text. music21 reads ABC but cannot write it; this module does.
 
 What it writes is standard ABC 2.1 and is also the language Segue's models speak (Segue ABC
-v2, `LANGUAGE_VERSION`; the README's "Segue's ABC" section is its reference):
+v2, `LANGUAGE_VERSION`; docs/reference/abc.md is its reference):
 
 * the head is `X:`, `T:` (if the score has a title), `M:` (`M:2+3/8` for additive meters),
   `L:` (the ABC rule: 1/16 below a meter of 3/4, else 1/8; never changed in the body), `Q:` (if
@@ -45,7 +45,8 @@ from music21 import (
     tie,
 )
 
-from engine.chord_symbols import symbol_text
+from engine.abc_text import length_text
+from engine.chord_symbols import is_chord_symbol, symbol_text
 from engine.errors import SegueError
 
 # The version of the text this module writes; checkpoints record the version they read.
@@ -132,17 +133,6 @@ def clef_text(part: stream.Stream) -> tuple[str, int]:
     if octave not in (-1, 1) or name not in ("treble", "bass"):
         return name, 0
     return f"{name}{'-8' if octave < 0 else '+8'}", octave
-
-
-def length_text(ratio: Fraction) -> str:
-    """A length in unit notes as ABC writes it after a note: '', '2', '/', '/4', '3/2'."""
-    if ratio == 1:
-        return ""
-    if ratio.denominator == 1:
-        return str(ratio.numerator)
-    if ratio.numerator == 1:
-        return "/" if ratio.denominator == 2 else f"/{ratio.denominator}"
-    return f"{ratio.numerator}/{ratio.denominator}"
 
 
 def tuplet_ratio(element: note.GeneralNote) -> Fraction:
@@ -489,7 +479,7 @@ def voice_bars(part: stream.Stream, tempo_marks: dict[int, list] | None = None,
             if index >= len(contents):  # this voice is silent in this bar
                 events = [note.Rest(quarterLength=lengths[number])]
                 events[0].offset = 0
-            events = [e for e in events if not _is_chord_symbol(e)]
+            events = [e for e in events if not is_chord_symbol(e)]
             events = split_at_symbols(events, [onset for onset, _ in bar_.chords])
             bar_.events = sorted(
                 marks + events, key=lambda e: (frac(e.offset), isinstance(e, note.GeneralNote)))
@@ -538,10 +528,6 @@ def false_ties(bars: list[Bar]) -> set[int]:
         if not following_pitches & {p.midi for p in current.pitches}:
             untied.add(id(current))
     return untied
-
-
-def _is_chord_symbol(element) -> bool:
-    return isinstance(element, harmony.Harmony)
 
 
 def bar_line(previous: Bar | None, following: Bar | None) -> tuple[str, str]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields
 from fractions import Fraction
 from functools import lru_cache
 
+from engine.abc_text import length_text
 from engine.chord_symbols import all_symbols
 
 # The shortest note, a 32nd note: abc2xml, Segue's ABC reader, counts 2,520 steps a quarter
@@ -36,17 +37,6 @@ TRIPLET = Fraction(2, 3)
 MAX_OCTAVE_MARKS = 2
 MAX_CHORD_NOTES = 4
 MAX_GRACE_NOTES = 4
-
-
-def length_text(ratio: Fraction) -> str:
-    """The canonical text of a length in unit notes, as the writer writes it."""
-    if ratio == 1:
-        return ""
-    if ratio.denominator == 1:
-        return str(ratio.numerator)
-    if ratio.numerator == 1:
-        return "/" if ratio.denominator == 2 else f"/{ratio.denominator}"
-    return f"{ratio.numerator}/{ratio.denominator}"
 
 
 LENGTH_CHARS = frozenset("0123456789/")

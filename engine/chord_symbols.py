@@ -42,6 +42,13 @@ def all_symbols() -> list[str]:
             for bass in ["", *(f"/{b}" for b in roots if b != root)]]
 
 
+def is_chord_symbol(element) -> bool:
+    """Whether a music21 element is a chord symbol (or `N.C.`) rather than a sounding note."""
+    from music21 import harmony
+
+    return isinstance(element, harmony.Harmony)
+
+
 def note_name(pitch) -> str:
     """A pitch's name as symbols spell it: `C`, `F#`, `Bb` (double accidentals respelled)."""
     if abs(pitch.alter) > 1:

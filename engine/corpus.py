@@ -188,10 +188,11 @@ def roundtrip_failure(text: str) -> str | None:
                 return "onset changed"
             if pitch_a != pitch_b:
                 return "pitch changed"
-    for part_before, part_after in zip(chord_events(first), chord_events(second), strict=True):
-        if len(part_before) != len(part_after):
+    for chords_before, chords_after in zip(chord_events(first), chord_events(second),
+                                           strict=True):
+        if len(chords_before) != len(chords_after):
             return "chord symbol count changed"
-        if part_before != part_after:
+        if chords_before != chords_after:
             return "chord symbol changed"
     return None
 
@@ -230,8 +231,8 @@ def roundtrip_report(tunes: Iterable[Tune], *, workers: int = 1,
         from multiprocessing import Pool
 
         with Pool(workers) as pool:
-            results = pool.imap(roundtrip_one, tunes, chunksize=16)
-            results = list(tqdm(results, total=len(tunes), disable=not progress, unit="tune"))
+            results = list(tqdm(pool.imap(roundtrip_one, tunes, chunksize=16), total=len(tunes),
+                                disable=not progress, unit="tune"))
     else:
         results = [roundtrip_one(t) for t in tqdm(tunes, disable=not progress, unit="tune")]
     failures: dict[str, list[str]] = {}

@@ -201,9 +201,8 @@ def load_corpus(folders: Sequence[str | os.PathLike[str]] = (), *, bundled: bool
     tunes: dict[str, list[Tune]] = {"train": [], "valid": []}
     wanted = {"train": limit, "valid": None if limit is None else max(4, limit // 10)}
     for tune in iter_tunes(folders, bundled=bundled):
-        chosen = tunes.get(tune.split)
-        if chosen is not None and (wanted[tune.split] is None
-                                   or len(chosen) < wanted[tune.split]):
+        chosen, most = tunes.get(tune.split), wanted.get(tune.split)
+        if chosen is not None and (most is None or len(chosen) < most):
             chosen.append(tune)
     listed = [(split, tune) for split in ("train", "valid") for tune in tunes[split]]
     jobs = [job_of(tune) for _, tune in listed]

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+from engine.chord_symbols import is_chord_symbol
+
 # Chord qualities, as music21 names them, and their pitch classes above the root.
 QUALITIES: dict[str, tuple[int, ...]] = {
     "major": (0, 4, 7),
@@ -91,7 +93,7 @@ def note_list(parts) -> list[tuple[Fraction, Fraction, list[int]]]:
     found = []
     for part in parts:
         for element in part.flatten().notes:
-            if element.duration.isGrace or type(element).__name__ in ("ChordSymbol", "NoChord"):
+            if element.duration.isGrace or is_chord_symbol(element):
                 continue
             onset = Fraction(element.getOffsetInHierarchy(part)).limit_denominator(1 << 12)
             length = Fraction(element.duration.quarterLength).limit_denominator(1 << 12)

@@ -397,7 +397,7 @@ class MambaDecoder:
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
         """Read a batch of prompts (B, T); return the logits for the next token (B, V)."""
         if self.kernels:
-            from engine.lm import CachedDecoder
+            from engine.cached_decoder import CachedDecoder
 
             self.cached = CachedDecoder(self.model)
             return self.cached.prefill(ids)

@@ -73,7 +73,7 @@ def hf_config(config: dict[str, Any]):
     """The `transformers` configuration object for a model description."""
     from transformers import GPT2Config, MambaConfig
 
-    no_special = {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
+    no_special: dict[str, Any] = {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
     if config["architecture"] == "gpt2":
         p = config["dropout"]
         return GPT2Config(vocab_size=config["vocab_size"], n_layer=config["layers"],

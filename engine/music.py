@@ -83,7 +83,7 @@ def parse_abc(text: str):
     """One ABC tune (the first if the text has several) as a music21 Score.
 
     The one reader of ABC text for the CLI, the server and the corpus: abc2xml, then music21's
-    MusicXML importer (`engine.abc_reader`; the README's "Reading ABC" says why).
+    MusicXML importer (`engine.abc_reader`; docs/reference/abc.md, "Reading ABC", says why).
     """
     from music21 import stream
 
@@ -334,9 +334,8 @@ def note_events(score) -> list[list[tuple[Fraction, Fraction, int]]]:
     Tied notes count as one. The measure of a faithful conversion: two scores that agree
     here sound the same.
     """
-    from music21 import harmony
-
     from engine.abc_writer import frac
+    from engine.chord_symbols import is_chord_symbol
 
     events = []
     for part in score.parts:
@@ -344,7 +343,7 @@ def note_events(score) -> list[list[tuple[Fraction, Fraction, int]]]:
         with quiet():
             merged = part.stripTies(matchByPitch=True)
         for element in merged.flatten().notes:
-            if isinstance(element, harmony.Harmony):
+            if is_chord_symbol(element):
                 continue
             onset, length = frac(element.offset), frac(element.duration.quarterLength)
             triples += [(onset, length, p.midi) for p in element.pitches]

@@ -1,19 +1,32 @@
 """Character-level tokenizer for ABC: one token per character of printable ASCII or newline.
 
-ABC is ASCII; our writer emits nothing else. One token per character keeps the bar-exact
-decoder simple and exact (every token is one character of the grammar it checks); the
-measurements behind this choice are in the README ("Choosing the tokenizer").
+ABC's music is ASCII; only titles and voice names may hold other letters (`T:Rêve`,
+`V:2 name="Flûte"`), and the model reads those folded to ASCII (`fold`). One token per
+character keeps the bar-exact decoder simple and exact (every token is one character of the
+grammar it checks); the measurements behind this choice are in docs/research/models.md
+("Choosing the tokenizer").
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 
 from engine.errors import SegueError
 
 ALPHABET = "\n" + "".join(chr(c) for c in range(32, 127))
 TOKENIZER_FILE = "tokenizer.json"
+TYPOGRAPHIC = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": "", "\u201d": ""})
+
+
+def fold(text: str) -> str:
+    """`text` with letters outside ASCII folded to their base letters (é -> e, Å -> A),
+    curly apostrophes made straight, and what has no ASCII form (curly quotes, ♭) dropped."""
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text.translate(TYPOGRAPHIC))
+    return "".join(ch for ch in decomposed if ch.isascii())
 
 
 class CharTokenizer:
@@ -35,12 +48,13 @@ class CharTokenizer:
         return list(self.alphabet)
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of `text`; SegueError names the first character outside the alphabet."""
+        """Token ids of `text` (folded to ASCII); SegueError names the first character
+        outside the alphabet (a control character such as a tab)."""
         try:
-            return [self.index[ch] for ch in text]
+            return [self.index[ch] for ch in fold(text)]
         except KeyError as error:
             raise SegueError(f"character {error.args[0]!r} cannot be given to the model "
-                             "(ABC for the model is plain ASCII)") from None
+                             "(ABC for the model is printable ASCII and newlines)") from None
 
     def decode(self, ids: list[int]) -> str:
         return "".join(self.alphabet[i] for i in ids)

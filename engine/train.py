@@ -433,7 +433,7 @@ def train(config: TrainConfig, given: set[str] | None = None, resume: bool = Fal
         step += 1
         window_time += time.perf_counter() - started
         bar.update()
-        out_of_time = bool(config.minutes) and wall() >= config.minutes * 60
+        out_of_time = bool(config.minutes) and wall() >= (config.minutes or 0) * 60
         if step % config.log_every == 0 or step == config.steps or out_of_time:
             rate = window_steps * tokens_per_step / max(1e-9, window_time)
             train_loss = dist.mean(window_loss / window_steps)

@@ -2,8 +2,8 @@
 
 A model reads `block_size` tokens at a time, and a song or a quartet movement is many times
 longer. `windows` cuts a tune into stretches of whole four-bar lines (every voice) that fit,
-each under the head in force where it starts (meter, key, tempo, the voices' names and clefs),
-so every window reads as a tune of its own, as a prompt does.
+each under the head in force where it starts (meter, key, tempo, the voices' names and clefs)
+and without a title, so every window reads as a tune of its own, as a prompt does.
 
 `fill_example` turns a window into a fill-in-the-middle example: the bars before a gap, a
 line naming the gap's length, the bars after it, then the gap's bars themselves:
@@ -60,7 +60,7 @@ def fill_example(layout: Layout, start: int, stop: int, rng: random.Random) -> s
     gap = rng.randint(start + 1, stop - length - 1)
     if layout.fields_at(gap) != layout.fields_at(gap + length):
         return None  # the bars after the gap would need a field the gap holds
-    return (layout.head_at(start) + layout.write_body(start, gap, after_head=True)
+    return (layout.head_at(start, title=False) + layout.write_body(start, gap, after_head=True)
             + GAP_LINE.format(bars=length) + "\n" + layout.write_body(gap + length, stop)
             + FILL_LINE + "\n" + layout.write_body(gap, gap + length))
 
@@ -76,5 +76,5 @@ def training_texts(texts: list[str], limit: int, *, fill_share: float = 0.0,
             example = None
             if fill_share and rng.random() < fill_share:
                 example = fill_example(layout, start, stop, rng)
-            examples.append(example or layout.write(start, stop))
+            examples.append(example or layout.write(start, stop, title=False))
     return examples

@@ -138,6 +138,7 @@ def test_cli_prints_abc_and_writes_musicxml(model_path: Path, tmp_path: Path):
     printed = run_segue("continue", str(tune), "--bars", "4", "--seed", "1",
                         "--model", str(model_path))
     assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.endswith("|]\n")  # the status line on stderr starts a line of its own
     check_bars(printed.stdout, 4)
     out = tmp_path / "next.musicxml"
     saved = run_segue("continue", str(tune), "--bars", "4", "--seed", "1", "--model",
@@ -156,6 +157,25 @@ def test_cli_continues_a_selection_of_a_musicxml_score(model_path: Path, tmp_pat
                        "--bars", "3", "--model", str(model_path), "--seed", "2")
     assert result.returncode == 0, result.stderr
     check_bars(result.stdout, 3)
+
+
+def test_cli_says_which_path_a_mamba_model_runs_on(tmp_path: Path):
+    from engine.checkpoint import save_checkpoint
+    from engine.model import build_model, model_config
+    from engine.tokenizer import CharTokenizer
+
+    tokenizer = CharTokenizer()
+    config = model_config(architecture="mamba", vocab_size=tokenizer.vocab_size, layers=2,
+                          width=32)
+    folder = save_checkpoint(tmp_path / "tiny-mamba", build_model(config), tokenizer,
+                             {"architecture": "mamba", "model": config, "block_size": 256})
+    tune = tmp_path / "tune.abc"
+    tune.write_text(TUNES["2/4"])
+    printed = run_segue("continue", str(tune), "--bars", "1", "--seed", "1",
+                        "--model", str(folder))
+    assert printed.returncode == 0, printed.stderr
+    check_bars(printed.stdout, 1)
+    assert "segue: Mamba runs on segue chunked scan (cpu)" in printed.stderr.splitlines()
 
 
 @pytest.mark.parametrize(("args", "message"), [

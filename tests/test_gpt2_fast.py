@@ -19,11 +19,12 @@ from decoder_helpers import assert_close, assert_same_logits
 from test_continue import TUNES, TWO_VOICES
 
 from engine import continuation
+from engine.cached_decoder import CachedDecoder
 from engine.checkpoint import load_checkpoint
 from engine.continuation import Engine, Sampling
 from engine.evaluate import bits_per_char
 from engine.gpt2_fast import GPT2, GPT2Decoder, supports
-from engine.lm import CachedDecoder, decoder_for, sequence_logits
+from engine.lm import decoder_for, sequence_logits
 from engine.model import build_model, model_config
 
 VOCAB = 96

@@ -17,7 +17,8 @@ from decoder_helpers import assert_close, assert_same_logits
 from transformers import MambaConfig, MambaForCausalLM
 
 from engine import mamba_fast
-from engine.lm import CachedDecoder, decoder_for
+from engine.cached_decoder import CachedDecoder
+from engine.lm import decoder_for
 from engine.mamba_fast import FastMambaMixer, MambaDecoder, accelerate, selective_scan
 
 VOCAB = 96

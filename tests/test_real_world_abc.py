@@ -199,6 +199,21 @@ def test_cli_says_once_that_the_model_writes_no_chord_symbols(model_path: Path):
     assert "10 chord symbols" in done.stderr
 
 
+def test_events_keep_tuplets_other_than_triplets_exactly():
+    from bridge.events import events_to_score, score_to_events
+
+    quintuplet = [(Fraction(i, 20), Fraction(1, 20), 60 + i) for i in range(5)]
+    septuplet = [(Fraction(7 + i, 28), Fraction(1, 28), 70 + i) for i in range(7)]
+    events = {"time_signature": "2/4", "staves": [[
+        {"onset": f"{onset}", "duration": f"{length}", "pitches": [pitch]}
+        for onset, length, pitch in quintuplet + septuplet]]}
+    abc = write_abc(events_to_score(events))
+    assert "(5:4C^CD_E=E (7:4_B=B=c^cd_e=e |]" in abc
+    back = score_to_events(parse_abc(abc))["staves"][0]
+    assert [(Fraction(e["onset"]), Fraction(e["duration"]), *e["pitches"]) for e in back] == \
+        quintuplet + septuplet
+
+
 def test_events_carry_chord_symbols_both_ways():
     from bridge.events import events_to_score, score_to_events
     from engine.errors import SegueError

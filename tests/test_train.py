@@ -150,6 +150,16 @@ def test_kill_9_then_resume(tmp_path: Path):
     assert torch.load(state, weights_only=False)["step"] == target
 
 
+def test_the_cli_says_which_path_a_mamba_model_trains_on(tmp_path: Path):
+    mamba = ["--architecture", "mamba", *TINY[2:]]
+    mamba[mamba.index("--heads"):mamba.index("--heads") + 2] = []
+    process = segue("train", *mamba, "--steps", "2", "--eval-every", "2", "--out",
+                    str(tmp_path / "run"))
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 0, output
+    assert "segue: Mamba runs on segue chunked scan (cpu)" in output.splitlines()
+
+
 def test_damaged_or_missing_checkpoints_are_clear_errors(tmp_path: Path):
     spec = model_config(None, architecture="gpt2", layers=1, width=32, heads=2, vocab_size=96)
     good = save_checkpoint(tmp_path / "good", build_model(spec), CharTokenizer(),
@@ -233,11 +243,12 @@ def test_torchrun_two_cpu_processes(tmp_path: Path):
 
 
 def test_a_time_budget_ends_the_run_and_decays_the_rate(tmp_path: Path):
-    run = train(tiny(tmp_path / "budget", steps=100_000, minutes=0.15, log_every=1))
+    run = train(tiny(tmp_path / "budget", steps=100_000, minutes=0.15, log_every=1, warmup=1,
+                     eval_every=100_000, checkpoint_every=100_000))  # steps, however slow
     records = [r for r in metrics(run) if r["lr"] is not None]
     assert 0 < records[-1]["step"] < 100_000
     assert records[-1]["time"] >= 9.0  # 0.15 minutes
-    decay = [r for r in records if r["step"] > 5]  # after the warmup
+    decay = [r for r in records if r["step"] > 1]  # after the warmup
     assert all(a["lr"] >= b["lr"] for a, b in itertools.pairwise(decay))
     # the rate follows the cosine over the budget's time, whatever the steps cost
     last = decay[-1]

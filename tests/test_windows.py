@@ -94,3 +94,9 @@ def test_training_texts_mix_in_fill_examples_reproducibly():
     fills = sum(FILL_LINE in text for text in mixed)
     assert 0 < fills < len(mixed)
     assert all(len(text) <= 200 for text in training_texts(tunes, 200))
+
+
+def test_training_windows_carry_no_title_as_prompts_carry_none():
+    titled = "X:1\nT:Rêve d'un soir\nM:2/4\nL:1/8\nK:G\n" + "GABc | d2 B2 |\n" * 4
+    for text in training_texts([titled], 64, fill_share=0.5, seed=3):
+        assert "T:" not in text and text.startswith("X:1\nM:2/4")

@@ -43,6 +43,21 @@ examples:
 Set SEGUE_DEBUG=1 to see the full traceback of an unexpected error."""
 
 
+def show_engine_notices() -> None:
+    """Print the engine's notices (the `segue` logger at INFO, such as which path a Mamba
+    model runs on) on standard error as `segue: ...` lines; `segue serve` logs them instead."""
+    import logging
+
+    logger = logging.getLogger("segue")
+    for old in [h for h in logger.handlers if h.get_name() == "segue-notices"]:
+        logger.removeHandler(old)  # a second run in one process writes to today's stderr
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name("segue-notices")
+    handler.setFormatter(logging.Formatter("segue: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The command line: `segue` and every subcommand (or just `only`, which starts faster)."""
     parser = argparse.ArgumentParser(

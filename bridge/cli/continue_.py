@@ -22,6 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bridge.cli import show_engine_notices
 from bridge.cli.convert import add_selection_arguments, read_selection
 
 SUMMARY = "continue a tune (ABC, MusicXML, MIDI) by N bars with the model"
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                         seed=args.seed)
     sampling.check()
+    show_engine_notices()
     engine = Engine.load(args.model, device=args.device)
     results = engine.continue_score(score, args.bars, sampling, args.variations)
     symbols = chord_symbol_count(score)

@@ -9,7 +9,7 @@ the first bar line after the phrase, at the DAW's tempo.
 A phrase ends with the trigger (--trigger-cc or --trigger-note), after --silence-bars of
 silence, or at --max-bars. Control Change on any channel: CC 20 temperature, CC 21 bars,
 CC 22 another take of the last phrase, CC 23 panic. FL Studio: see plugins/flstudio and the
-README ("MIDI bridge (FL Studio and other DAWs)").
+docs/guide/daws.md.
 
 examples:
   segue midi --list                             the MIDI ports Segue can see
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     answer.add_argument("--latency", type=float, default=0.0, metavar="MS",
                         help="send each note this many milliseconds early, to make up for the "
                              "delay between Segue and what you hear: the MIDI system's and the "
-                             "DAW's buffers (default 0; see the README's Timing section)")
+                             "DAW's buffers (default 0; see docs/research/bench.md)")
     answer.add_argument("--model", metavar="NAME|PATH",
                         help="a checkpoint name or folder (default: the bundled model)")
     answer.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",

@@ -4,7 +4,7 @@ One process loads the model once and answers every host. HTTP (JSON under /v1: G
 GET /v1/models, POST /v1/continue) listens on TCP --port; OSC (namespace /segue) on UDP
 --osc-port. Both listen on 127.0.0.1 unless --host says otherwise: any other address lets
 other machines use Segue, and Segue warns. Requests from web pages are refused either way.
-Ctrl-C stops it. The README's "Server: segue serve" section lists every route and address.
+Ctrl-C stops it. docs/reference/http.md and osc.md list every route and address.
 
 --idle-exit MINUTES stops the server once nobody has used it for that long. --detach starts
 the server in the background, detached from this terminal (or from the program that ran the

@@ -30,7 +30,7 @@ import argparse
 import shlex
 import sys
 
-from bridge.cli import PRESET_NAMES
+from bridge.cli import PRESET_NAMES, show_engine_notices
 
 SUMMARY = "train a model on the bundled corpus and/or your own folders of tunes"
 
@@ -127,5 +127,6 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or values.get("preset", "gpt2-6m") or f"{args.architecture}-custom"
     out = args.out or str(segue_home() / "models" / name)
     command = shlex.join(["segue", *sys.argv[1:]])
+    show_engine_notices()
     train(TrainConfig(out=out, command=command, **values), given, resume=args.resume)
     return 0

@@ -5,7 +5,7 @@ Install: `segue install-plugins`, or copy this file into
 Documents/Image-Line/FL Studio/Settings/Hardware/Segue/; then in
 Options > MIDI settings pick the input that carries Segue's answer ("Segue Out"), set its
 controller type to "Segue" and its port number to the port number of the output that goes
-to Segue ("Segue In"). The README's "MIDI bridge (FL Studio and other DAWs)" has the
+to Segue ("Segue In"). Segue's docs/guide/daws.md has the
 whole setup.
 
 What it does, over MIDI only (FL's Python has no sockets, threads or dependable files):

@@ -1,0 +1,62 @@
+"""The docs hold together: every link between them leads to a file and a heading of this
+repository, and the README stays a short front page."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors for the headings of a Markdown page (outside code blocks)."""
+    found, in_code = set(), False
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        heading = re.match(r"#+ (.*)", line)
+        if heading and not in_code:
+            text = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower())
+            found.add(text.replace(" ", "-"))
+    return found
+
+
+def broken_links(page: Path, text: str | None = None) -> list[str]:
+    """The links of `page` (or of `text` read as if it were at `page`) that lead nowhere."""
+    broken = []
+    for link in LINK.findall(page.read_text(encoding="utf-8") if text is None else text):
+        if re.match(r"[a-z]+:", link):
+            continue  # a web address
+        path, _, anchor = link.partition("#")
+        target = (page.parent / path).resolve() if path else page
+        if not target.is_relative_to(ROOT) or not target.exists():
+            broken.append(f"{link} (no such file in the repository)")
+        elif anchor and target.is_file() and anchor not in anchors(target):
+            broken.append(f"{link} (no such heading)")
+    return broken
+
+
+def test_every_link_between_the_docs_leads_somewhere() -> None:
+    broken = {page.relative_to(ROOT).as_posix(): broken_links(page) for page in PAGES}
+    assert {page: links for page, links in broken.items() if links} == {}
+
+
+def test_the_link_check_finds_a_broken_link() -> None:
+    text = ("[a](../reference/http.md#no-such-heading) [b](nowhere.md) [c](../../../pyproject.toml)"
+            " [d](../reference/http.md#safety) [e](https://abcnotation.com/)\n")
+    assert broken_links(ROOT / "docs" / "guide" / "musescore.md", text) == [
+        "../reference/http.md#no-such-heading (no such heading)",
+        "nowhere.md (no such file in the repository)",
+        "../../../pyproject.toml (no such file in the repository)",
+    ]
+
+
+def test_the_readme_is_a_front_page() -> None:
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 250
+    setup = "bash .ci/setup && .venv/bin/segue continue examples/kesh.abc --bars 8 --seed 1"
+    assert lines[4] == "    " + setup
+    assert lines[8] == "    bash .ci/run"

@@ -10,6 +10,7 @@ import pytest
 
 from bridge.events import recent_events
 from engine.errors import SegueError
+from engine.limits import TooLarge, check_events
 from engine.music import note_events, parse_abc
 from engine.recent import recent_abc, recent_musicxml
 
@@ -73,6 +74,17 @@ def test_events_keep_their_last_bars_and_what_reaches_into_them() -> None:
     cut = recent_events(straddling, bars=2)["staves"][0]
     assert cut[0] == {"onset": "0/1", "duration": "1/1", "pitches": [60]}  # its last bar
     assert cut[1]["onset"] == "1/1"
+
+
+def test_chord_symbols_are_cut_with_their_bars() -> None:
+    events = {"time_signature": "4/4", "key": 0, "staves": [
+        [{"onset": str(i), "duration": "1", "pitches": [60]} for i in range(40)]],
+        "chords": [{"staff": 0, "onset": "0", "symbol": "C"},
+                   {"staff": 0, "onset": "77/2", "symbol": "Am7"}]}
+    cut = recent_events(events, bars=4)
+    assert cut["chords"] == [{"staff": 0, "onset": "5/2", "symbol": "Am7"}]  # bar 37 is 0
+    with pytest.raises(TooLarge, match="chord symbols"):
+        check_events(dict(events, chords=[{"onset": "0", "symbol": "C"}] * 5_001))
 
 
 def test_musicxml_keeps_the_chosen_part_and_bars() -> None:

@@ -5,18 +5,24 @@ optional `part` and `measures` to take a selection) or as an `abc` tune, plus sa
 fields, and optionally `bar_meters`: the meter of each new bar, for a host whose next bars
 exist already in another meter. The answer gives the continuation in the same form, and
 always as ABC. The HTTP server uses all of this; OSC uses `check_setting` for its controls
-and `continue_music` for its continuations, the MIDI bridge `check_setting`.
+and `write_music` for its continuations, fills and accompaniments, the MIDI bridge
+`check_setting`. POST /v1/fill and /v1/accompany take a continue body, less bars and
+bar_meters, plus "gap" or "add" (`parse_fill_request`, `parse_accompany_request`).
 
 Where the work happens: `parse_request` and `check_music` run in the thread that answers the
 client and only measure text (engine.limits); `prepare` (cut to the recent bars, read, write
 the prompt) and `render` (the answer in the request's form) run in a reader process and
-`continue_prompt` in the model's process, each under a deadline (bridge.worker).
+`continue_prompt` in the model's process, each under a deadline (bridge.worker). A fill or
+accompaniment reads the whole music, and `rewrite` does that in the model's process, which
+then writes the answer (engine.infill) under the same deadline.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -126,6 +132,8 @@ class ContinueRequest:
     variations: int = DEFAULTS["variations"]
     model: str | None = DEFAULTS["model"]
     bar_meters: list[str] | None = None
+    gap: tuple[int, int] | None = None  # POST /v1/fill: the bars to write anew
+    add: str | None = None  # POST /v1/accompany: "bass", "voice" or "chords"
 
     def sampling(self) -> Any:
         """The engine's Sampling for this request."""
@@ -136,7 +144,8 @@ class ContinueRequest:
 
 
 SETTINGS = tuple(DEFAULTS)
-ALLOWED = {f.name for f in fields(ContinueRequest)} - {"form", "music"}
+ALLOWED = {f.name for f in fields(ContinueRequest)} - {"form", "music", "gap", "add"}
+ADDS = ("bass", "voice", "chords")
 
 
 def parse_request(body: Any) -> ContinueRequest:
@@ -164,6 +173,47 @@ def parse_request(body: Any) -> ContinueRequest:
     request.measures = check_measures(body.get("measures"))
     request.bar_meters = check_bar_meters(body.get("bar_meters"), request.bars)
     return request
+
+
+def parse_fill_request(body: Any) -> ContinueRequest:
+    """/v1/fill: a continue body, less bars and bar_meters, plus "gap": [first, last] (or
+    "first-last"), the bars to write anew, numbered as in the score (a pickup is bar 0)."""
+    rest, gap = split_field(body, "gap", "the bars to write anew, such as [9, 12]")
+    request = parse_request(rest)
+    try:
+        measures = check_measures(gap)
+    except BadRequest:
+        measures = None
+    if measures is None:
+        raise BadRequest(f"gap must be [first, last] or \"first-last\", not {shown(gap)}")
+    request.gap = measures
+    return request
+
+
+def parse_accompany_request(body: Any) -> ContinueRequest:
+    """/v1/accompany: a continue body, less bars and bar_meters, plus "add": "bass", "voice"
+    or "chords", the part to write for every bar of the music given."""
+    rest, add = split_field(body, "add", "\"bass\", \"voice\" or \"chords\"")
+    request = parse_request(rest)
+    if add not in ADDS:
+        raise BadRequest(f"add must be \"bass\", \"voice\" or \"chords\", not {shown(add)}")
+    request.add = add
+    return request
+
+
+def split_field(body: Any, name: str, what: str) -> tuple[dict[str, Any], Any]:
+    """(the body less `name`, the value of `name`): a fill or accompany body's own field,
+    which must be there; "bars" and "bar_meters" do not apply and are refused."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    if name not in body:
+        raise BadRequest(f"give \"{name}\": {what}")
+    for unused in ("bars", "bar_meters"):
+        if unused in body:
+            raise BadRequest(f"{unused} does not apply here: the answer has the bars of the "
+                             "music given")
+    rest = dict(body)
+    return rest, rest.pop(name)
 
 
 def check_bar_meters(value: Any, bars: int) -> list[str] | None:
@@ -246,34 +296,52 @@ def prepare(_: Any, request: ContinueRequest, chord_symbols: bool) -> Prepared:
     write the model's prompt (with chord symbols if the model reads them). Whatever a reader
     raises is BadMusic in its own words (or BadRequest for a malformed events document,
     TooLarge for a size over a limit)."""
-    from bridge.events import events_to_score, part_layout, recent_events
     from engine.limits import check_fillable
-    from engine.music import parse_abc, select
     from engine.prompt import make_prompt
+
+    with reading():
+        score, prepared = read_music(request, whole=False)
+        prepared.prompt = make_prompt(score, chord_symbols=chord_symbols)
+        check_fillable(prepared.prompt.meter, prepared.prompt.unit)
+    return prepared
+
+
+def read_music(request: ContinueRequest, whole: bool) -> tuple[Any, Prepared]:
+    """The request's music as a music21 Score (its recent bars only, unless `whole`), and
+    what its answer's form needs. Call it inside `reading()`."""
+    from bridge.events import events_to_score, part_layout, recent_events
+    from engine.music import parse_abc, select
     from engine.recent import recent_abc, recent_musicxml
 
     prepared = Prepared(None)
+    if request.form == "events":
+        try:
+            score = events_to_score(request.music if whole else recent_events(request.music))
+        except TooLarge:
+            raise
+        except (SegueError, ValueError, TypeError) as error:  # its shape is the API's
+            raise BadRequest(f"events: {error}") from None
+        prepared.layout = part_layout(score)
+    elif request.form == "musicxml":
+        text = request.music if whole else recent_musicxml(
+            request.music, part=request.part, measures=request.measures)
+        score = parse_musicxml(text)
+        if text is request.music:  # not cut (whole, or a timewise document): select here
+            score = select(score, part=request.part, measures=request.measures)
+        prepared.part_names = [part.partName for part in score.parts]
+    else:
+        score = parse_abc(request.music if whole else recent_abc(request.music))
+    if not any(True for _ in score.recurse().notesAndRests):
+        raise BadMusic("the prompt is empty: select some bars with notes or rests")
+    return score, prepared
+
+
+@contextmanager
+def reading() -> Iterator[None]:
+    """Whatever a reader raises, as a client should hear it: BadMusic in the reader's words,
+    BadRequest and TooLarge as they are, TooLarge for running out of memory."""
     try:
-        if request.form == "events":
-            try:
-                score = events_to_score(recent_events(request.music))
-            except TooLarge:
-                raise
-            except (SegueError, ValueError, TypeError) as error:  # its shape is the API's
-                raise BadRequest(f"events: {error}") from None
-            prepared.layout = part_layout(score)
-        elif request.form == "musicxml":
-            text = recent_musicxml(request.music, part=request.part, measures=request.measures)
-            score = parse_musicxml(text)
-            if text is request.music:  # not cut (a timewise document): select here
-                score = select(score, part=request.part, measures=request.measures)
-            prepared.part_names = [part.partName for part in score.parts]
-        else:
-            score = parse_abc(recent_abc(request.music))
-        if not any(True for _ in score.recurse().notesAndRests):
-            raise BadMusic("the prompt is empty: select some bars with notes or rests")
-        prepared.prompt = make_prompt(score, chord_symbols=chord_symbols)
-        check_fillable(prepared.prompt.meter, prepared.prompt.unit)
+        yield
     except (BadRequest, TooLarge):
         raise
     except SegueError as error:
@@ -284,7 +352,6 @@ def prepare(_: Any, request: ContinueRequest, chord_symbols: bool) -> Prepared:
     except Exception as error:  # music21 raises many kinds for music it cannot read
         raise BadMusic(f"the music cannot be read ({type(error).__name__}: "
                        f"{str(error)[:200]})") from None
-    return prepared
 
 
 def parse_musicxml(text: str) -> Any:
@@ -355,25 +422,63 @@ def notes(_: Any, abc: str) -> list[float]:
     return [float(x) for onset, length, pitch in triples for x in (pitch, onset, length)]
 
 
-def continue_music(worker: Any, request: ContinueRequest,
-                   model: str | None) -> tuple[list[tuple[str, list[str]]], Prepared, float]:
-    """Read, continue: (the continuations as (ABC, meter of each bar), the read prompt, the
-    model's milliseconds)."""
+def rewrite(engine: Any, request: ContinueRequest
+            ) -> tuple[list[tuple[str, list[str]]], Prepared, str, int]:
+    """In the model's process: read the request's whole music and fill its gap or add its part
+    (engine.infill): (each answer as (ABC of the whole tune, meter of each bar), what the
+    answer's form needs (events: the new part as a staff after the given ones), the note
+    saying what the model could not read, the bars written)."""
+    from engine.infill import accompany_score, fill_score
+
+    with reading():
+        score, prepared = read_music(request, whole=True)
+    if request.gap is not None:
+        results = fill_score(engine, score, request.gap, request.sampling(), request.variations)
+    else:
+        results = accompany_score(engine, score, request.add or "", request.sampling(),
+                                  request.variations)
+        if prepared.layout and request.add != "chords":
+            prepared.layout = [*prepared.layout,
+                               (max(staff for staff, _ in prepared.layout) + 1, 0)]
+    return ([(result.abc, result.meters) for result in results], prepared, results[0].note,
+            results[0].bars)
+
+
+@dataclass
+class Written:
+    """What the model wrote for a request, as plain data."""
+
+    takes: list[tuple[str, list[str]]]  # each answer: (ABC, meter of each bar)
+    prepared: Prepared  # the music as read: what the answer's form needs
+    engine_ms: float  # the model's milliseconds
+    bars: int  # the bars written
+    note: str = ""  # a fill or accompaniment that read less than all: what it read
+
+
+def write_music(worker: Any, request: ContinueRequest, model: str | None) -> Written:
+    """Read and continue the music (or, for a fill or accompany request, rewrite it), the
+    reading in a reader process, the model in its own, each under its deadline."""
+    if request.gap is not None or request.add is not None:
+        (takes, prepared, note, bars), engine_ms = worker.timed_call(rewrite, request,
+                                                                     model=model)
+        return Written(takes, prepared, engine_ms, bars, note)
     prepared = worker.read(prepare, request, worker.chord_symbols(model))
     check_work(request.bars, prepared.prompt.voices, request.variations)
     takes, engine_ms = worker.timed_call(continue_prompt, prepared.prompt, request.bars,
                                          request.sampling(), request.variations,
                                          request.bar_meters, model=model)
-    return takes, prepared, engine_ms
+    return Written(takes, prepared, engine_ms, request.bars)
 
 
-def answer_music(worker: Any, request: ContinueRequest, takes: list[tuple[str, list[str]]],
-                 prepared: Prepared) -> dict[str, Any]:
-    """The answer's music: the first continuation in the request's form and as ABC, and
-    every continuation under "variations" when more than one was asked for."""
-    rendered = ([{"abc": abc} for abc, _ in takes] if request.form == "abc"
-                else worker.read(render, request, takes, prepared))
+def answer_music(worker: Any, request: ContinueRequest, written: Written) -> dict[str, Any]:
+    """The answer's music: the first answer in the request's form and as ABC (with the note of
+    a fill or accompaniment that read less than all), and every answer under "variations"
+    when more than one was asked for."""
+    rendered = ([{"abc": abc} for abc, _ in written.takes] if request.form == "abc"
+                else worker.read(render, request, written.takes, written.prepared))
     answer = dict(rendered[0])
+    if written.note:
+        answer["note"] = written.note
     if request.variations > 1:
         answer["variations"] = rendered
     return answer

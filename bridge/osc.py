@@ -4,6 +4,10 @@
     /segue/continue s:abc [i:bars [i:reply port]]
                                      -> /segue/continue/abc s:abc
                                         /segue/continue/notes f:pitch f:onset f:duration ...
+    /segue/fill s:abc i:first i:last -> /segue/fill/abc s:abc (the whole tune, bars first-last
+                                        written anew), /segue/fill/notes f:pitch f:onset ...
+    /segue/accompany s:abc s:add     -> /segue/accompany/abc s:abc (add: bass, voice, chords),
+                                        /segue/accompany/notes f:pitch f:onset f:duration ...
     /segue/set/<setting> value       (no reply; /segue/error if refused)
     /segue/get/<setting>             -> /segue/get/<setting> value
     /segue/get/models                -> /segue/get/models s:name ...
@@ -13,7 +17,8 @@
 Settings: bars (i), temperature (f), top_p (f), top_k (i), seed (i; -1 or nil: random),
 model (s; "" or nil: the default). They are shared by every OSC client, like the controls of
 an instrument. Onsets and durations of notes are in beats (quarter notes) from the first
-beat of the continuation; pitches are MIDI numbers (sent as floats, so the list has one type).
+beat of the continuation (of the whole tune, for fill and accompany); pitches are MIDI
+numbers (sent as floats, so the list has one type).
 Replies go to the sender's address and port, or to the port it named with /segue/reply_port
 (kept per sender address and port, so one client cannot redirect another's replies; a
 /segue/continue may also name its reply port as a third argument, for clients like oscsend
@@ -37,13 +42,14 @@ from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
 
 from bridge.api import (
+    ADDS,
     DEFAULTS,
     ContinueRequest,
     check_music,
     check_setting,
-    continue_music,
     notes,
     without_paths,
+    write_music,
 )
 from bridge.logs import printable
 from bridge.worker import Busy, Worker
@@ -164,6 +170,8 @@ class OscServer(socketserver.UDPServer):
             self.send(client, address, ["ok", __version__, self.worker.default_name])
         elif address == f"{PREFIX}/continue":
             self.start_continue(args, client)
+        elif address in (f"{PREFIX}/fill", f"{PREFIX}/accompany"):
+            self.start_rewrite(address, args, client)
         elif address == f"{PREFIX}/reply_port":
             self.set_reply_port(args, client)
         elif address == f"{PREFIX}/get/models":
@@ -178,8 +186,8 @@ class OscServer(socketserver.UDPServer):
         elif address.startswith(f"{PREFIX}/get/") and address[11:] in SETTINGS:
             self.send(client, address, [self.get(address[11:])])
         else:
-            raise OscError(f"unknown address; Segue answers {PREFIX}/ping, /continue, "
-                           "/set/<setting>, /get/<setting>, /get/models, /reply_port")
+            raise OscError(f"unknown address; Segue answers {PREFIX}/ping, /continue, /fill, "
+                           "/accompany, /set/<setting>, /get/<setting>, /get/models, /reply_port")
 
     def get(self, name: str) -> Any:
         """A setting as OSC sends it: seed -1 for random, the default model by name."""
@@ -240,12 +248,58 @@ class OscServer(socketserver.UDPServer):
         check_music(request)
         return request, self.worker.resolve(settings["model"])
 
-    def finish_continue(self, request: ContinueRequest, model: str | None,
-                        client: tuple[str, int]) -> None:
-        """Read the tune, continue it, send the ABC and the notes (or an error)."""
-        address, started = f"{PREFIX}/continue", time.monotonic()
+    def start_rewrite(self, address: str, args: list[Any], client: tuple[str, int]) -> None:
+        """/segue/fill s:abc i:first i:last or /segue/accompany s:abc s:add: check here, then
+        answer from a thread of its own as /segue/continue is answered."""
         try:
-            [(abc, _)], _, _ = continue_music(self.worker, request, model)
+            request, model = self.rewrite_request(address, args)
+        except SegueError as error:
+            self.send_error(client, address, describe(error))
+            return
+        if not self.continuing.acquire(blocking=False):
+            self.send_error(client, address, describe(Busy(
+                f"{MAX_CONTINUING} continuations are in progress already; try again later")))
+            return
+        threading.Thread(target=self.finish_continue, args=(request, model, client),
+                         kwargs={"address": address}, name="segue-osc-rewrite",
+                         daemon=True).start()
+
+    def rewrite_request(self, address: str,
+                        args: list[Any]) -> tuple[ContinueRequest, str | None]:
+        """The request a /segue/fill or /segue/accompany carries, checked, and its model's
+        key."""
+        fill = address.endswith("/fill")
+        kinds = (str, int, int) if fill else (str, str)
+        if len(args) != len(kinds) or not all(isinstance(a, k) and not isinstance(a, bool)
+                                              for a, k in zip(args, kinds, strict=True)):
+            raise OscError(f"{address} takes an ABC tune (s) and "
+                           + ("the first and last bar of the gap (i i)" if fill
+                              else "the part to add (s: bass, voice or chords)"))
+        if fill and not 0 <= args[1] <= args[2]:
+            raise OscError(f"{address}: the gap's bars must be first <= last, from 0")
+        if not fill and args[1] not in ADDS:
+            raise OscError(f"{address}: the part to add is bass, voice or chords, not "
+                           f"{args[1][:50]!r}")
+        if not args[0].strip():
+            raise OscError(f"{address}: the ABC tune is empty")
+        with self.lock:
+            settings = dict(self.settings)
+        request = ContinueRequest("abc", args[0], **{name: settings[name] for name in SETTINGS})
+        if fill:
+            request.gap = (args[1], args[2])
+        else:
+            request.add = args[1]
+        check_music(request)
+        return request, self.worker.resolve(settings["model"])
+
+    def finish_continue(self, request: ContinueRequest, model: str | None,
+                        client: tuple[str, int], address: str = f"{PREFIX}/continue") -> None:
+        """Read the tune, continue (fill, accompany) it, send the ABC and the notes (or an
+        error)."""
+        started = time.monotonic()
+        try:
+            written = write_music(self.worker, request, model)
+            [(abc, _)] = written.takes
             values = self.worker.read(notes, abc)
         except SegueError as error:
             self.send_error(client, address, describe(error))
@@ -259,7 +313,7 @@ class OscServer(socketserver.UDPServer):
         self.send(client, f"{address}/abc", [abc])
         self.send(client, f"{address}/notes", values)
         log.info("OSC %s from %s:%d in=%dB bars=%d ok %.1f ms", address, *client[:2],
-                 len(request.music), request.bars, (time.monotonic() - started) * 1000)
+                 len(request.music), written.bars, (time.monotonic() - started) * 1000)
 
 
 def check_port(value: Any, own: int) -> int:

@@ -3,6 +3,8 @@
     GET  /v1/health     {"status": "ok", "version", "model", "device", "loaded", "queue"}
     GET  /v1/models     {"default": name, "models": [{"name", "architecture", ...}]}
     POST /v1/continue   {"events" | "musicxml" | "abc": ..., "bars", "temperature", ...}
+    POST /v1/fill       the same music and sampling fields, and "gap": [first, last]
+    POST /v1/accompany  the same music and sampling fields, and "add": "bass"|"voice"|"chords"
 
 The standard library's ThreadingHTTPServer is enough for a loopback service: one thread per
 connection, requests read and checked there, the music read and the model run in the
@@ -28,6 +30,7 @@ import math
 import socket
 import threading
 import time
+from functools import partial
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -38,9 +41,11 @@ from bridge.api import (
     BadRequest,
     answer_music,
     check_music,
-    continue_music,
+    parse_accompany_request,
+    parse_fill_request,
     parse_request,
     without_paths,
+    write_music,
 )
 from bridge.logs import printable
 from bridge.processes import ChildFault, Crashed, Overrun
@@ -169,11 +174,14 @@ class Handler(BaseHTTPRequestHandler):
         """Check the caller, find the route, answer it: (status, body)."""
         self.check_caller()
         routes = {"/v1/health": ("GET", self.health), "/v1/models": ("GET", self.models),
-                  "/v1/continue": ("POST", self.continue_)}
+                  "/v1/continue": ("POST", self.continue_),
+                  "/v1/fill": ("POST", partial(self.answer, parse_fill_request)),
+                  "/v1/accompany": ("POST", partial(self.answer, parse_accompany_request))}
         path = url_part(self.path, "path") or self.path
         if path not in routes:
             raise HTTPError(404, "not_found", f"no such address {path[:100]!r}; the API is "
-                            "GET /v1/health, GET /v1/models, POST /v1/continue")
+                            "GET /v1/health, GET /v1/models, POST /v1/continue, "
+                            "POST /v1/fill, POST /v1/accompany")
         method, answer = routes[path]
         if self.command != method:
             raise HTTPError(405, "method_not_allowed", f"{path} takes {method} only")
@@ -208,8 +216,13 @@ class Handler(BaseHTTPRequestHandler):
         return {"default": worker.default_name, "models": worker.known_models()}
 
     def continue_(self) -> dict[str, Any]:
-        """POST /v1/continue: read and check the request here; read its music, continue it
-        and render the answer in the Worker's processes."""
+        """POST /v1/continue."""
+        return self.answer(parse_request)
+
+    def answer(self, parse: Any) -> dict[str, Any]:
+        """A music request (continue, fill, accompany): read and check the request here with
+        `parse`; read its music, write the model's answer and render it in the Worker's
+        processes."""
         started = time.monotonic()
         worker = self.server.worker
         body = self.read_body()
@@ -220,20 +233,20 @@ class Handler(BaseHTTPRequestHandler):
             raise HTTPError(400, "bad_json", f"the body is not valid JSON ({error})"[:300]) \
                 from None
         try:
-            request = parse_request(data)
+            request = parse(data)
             self.notes.update(form=request.form, bars=request.bars)
             check_music(request)
             model = worker.resolve(request.model)
-            takes, prepared, engine_ms = continue_music(worker, request, model)
-            answer = answer_music(worker, request, takes, prepared)
+            written = write_music(worker, request, model)
+            answer = answer_music(worker, request, written)
         except SegueError as error:
             raise http_error(error) from None
         except ChildFault as error:
             log.error("fault in a worker process while answering %s:\n%s",
                       self.client_address[0], error)
             raise HTTPError(500, "internal", "an internal error; see the server log") from None
-        answer.update(model=model or worker.default_name, bars=request.bars,
-                      engine_ms=round(engine_ms, 1),
+        answer.update(model=model or worker.default_name, bars=written.bars,
+                      engine_ms=round(written.engine_ms, 1),
                       elapsed_ms=round((time.monotonic() - started) * 1000, 1))
         return answer
 

@@ -88,6 +88,7 @@ class Segment:
     text: str = ""
     in_answer: bool = True
     completing: bool = False
+    symbol: bool = False  # sample one chord symbol (its opening quote already written)
 
 
 def plan_segments(meters: list[str], voices: int, prompt_meter: str,
@@ -164,8 +165,10 @@ class Engine:
     """A loaded model that continues music bar-exactly."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, block_size: int, name: str,
-                 device: str, chord_symbols: bool = False) -> None:
+                 device: str, chord_symbols: bool = False, fill_trained: bool = False) -> None:
         self.model = model.eval()
+        # Whether the model was trained with fill-in-the-middle windows (`engine.windows`).
+        self.fill_trained = fill_trained
         # Whether the model read chord symbols in training (Segue ABC v2 and later): only then
         # do prompts carry them and may answers write them.
         self.chord_symbols = chord_symbols
@@ -188,7 +191,9 @@ class Engine:
             loaded = load_checkpoint(model, device=device, lean=True)
         return cls(loaded.model, loaded.tokenizer, block_size=int(loaded.config["block_size"]),
                    name=loaded.name, device=str(loaded.device),
-                   chord_symbols=int(loaded.config.get("abc_language", 1)) >= 2)
+                   chord_symbols=int(loaded.config.get("abc_language", 1)) >= 2,
+                   fill_trained=bool(loaded.config.get("training", {}).get("config", {})
+                                     .get("fill")))
 
     def continue_abc(self, abc: str, bars: int = 8, sampling: Sampling | None = None,
                      variations: int = 1,
@@ -240,9 +245,11 @@ class Engine:
         return results
 
     def generate(self, prompt: Prompt, meters: list[str], sampling: Sampling,
-                 seed: int) -> tuple[str, str, int]:
+                 seed: int, plan: list[Segment] | None = None) -> tuple[str, str, int]:
         """The text that follows `prompt`: a bar in each of `meters`, in every voice; and the
-        same less the meter field the answer's head makes redundant; and the tokens sampled."""
+        same less the meter field the answer's head makes redundant; and the tokens sampled.
+        `plan` replaces the plan made from `meters` (infill and accompaniment force the
+        voices they keep and sample the others)."""
         generator = torch.Generator().manual_seed(seed)
         decoder = decoder_for(self.model)
         body = prompt.body
@@ -276,7 +283,8 @@ class Engine:
             return logits.cpu()
 
         tokens = 0
-        plan = plan_segments(meters, prompt.voices, prompt.meter, prompt.time_in_bar > 0)
+        plan = plan or plan_segments(meters, prompt.voices, prompt.meter,
+                                     prompt.time_in_bar > 0)
         key = key_alters(prompt.key)
         grid = grid_for(prompt.unit)
         after_bar_line = "|" if prompt.voices == 1 else "\n"
@@ -292,11 +300,13 @@ class Engine:
                              time=prompt.time_in_bar if segment.completing else Fraction(0),
                              previous=" " if segment.completing and prompt.voices == 1
                              else after_bar_line,
-                             key=key, chord_symbols=self.chord_symbols,
+                             key=key, chord_symbols=self.chord_symbols or segment.symbol,
                              multi_rest=prompt.voices > 1)
+            if segment.symbol:  # inside the quotes: stop after the closing one
+                state = state.feed('"') or state
             after_bar_line = "|"
             budget, spent = state.bars_left * 96 + 32, 0
-            while not state.done:
+            while not (state.done or (segment.symbol and state.mode == "after_symbol")):
                 mask = self.masks.of(state)
                 # a runaway segment: finish its bars quickly
                 allowed = mask.finishing if spent > budget else mask.allowed

@@ -60,9 +60,16 @@ def fill_example(layout: Layout, start: int, stop: int, rng: random.Random) -> s
     gap = rng.randint(start + 1, stop - length - 1)
     if layout.fields_at(gap) != layout.fields_at(gap + length):
         return None  # the bars after the gap would need a field the gap holds
+    return fill_prompt(layout, start, gap, length, stop) + layout.write_body(gap, gap + length)
+
+
+def fill_prompt(layout: Layout, start: int, gap: int, length: int, stop: int) -> str:
+    """What a fill-in-the-middle example shows before the gap's bars: the head in force at
+    `start`, bars `start`..`gap`, the gap line, the `length` bars after the gap up to `stop`,
+    and the fill line (the text a model trained on `fill_example` fills from)."""
     return (layout.head_at(start, title=False) + layout.write_body(start, gap, after_head=True)
             + GAP_LINE.format(bars=length) + "\n" + layout.write_body(gap + length, stop)
-            + FILL_LINE + "\n" + layout.write_body(gap, gap + length))
+            + FILL_LINE + "\n")
 
 
 def training_texts(texts: list[str], limit: int, *, fill_share: float = 0.0,

@@ -312,6 +312,39 @@ def test_continues_selection(make, staff: int, last_staff: int, first: int, last
                        last, bars, recorder.exchanges[0])
 
 
+def test_fill_rewrites_the_selected_bars_between_the_bars_around_them(recorder: Recorder,
+                                                                    tmp_path: Path) -> None:
+    """Fill sends the selection with the bars around it and the gap to /v1/fill, and writes
+    the answer's gap over the selection: the bars before and after stay note for note, and
+    the gap's bars hold what the server wrote there."""
+    score = flats_in_three(tmp_path / "score.musicxml")
+    output = tmp_path / "result.musicxml"
+    run_plugin(score, {"server": f"http://127.0.0.1:{recorder.server_port}", "staff": 0,
+                       "first_measure": 2, "last_measure": 3, "action": "fill", "seed": 5,
+                       "output": str(output)}, tmp_path)
+    assert not Path(f"{output}.error").exists(), Path(f"{output}.error").read_text()
+    [(request, answer)] = recorder.exchanges
+    assert request["gap"] == [2, 3] and "bars" not in request and "error" not in answer
+    before, after = read(score).parts[0], read(output).parts[0]
+    bar = Fraction(3)  # 3/4, in quarter notes
+    assert len(after.getElementsByClass("Measure")) == 4
+    assert notes_of(after, bar) == notes_of(before, bar)
+    assert notes_of(after, since=3 * bar) == notes_of(before, since=3 * bar)
+    # every note the server wrote in the gap sounds there (pitch; spelling is not checked:
+    # mscore3 kept E-flat for a D-sharp of a random model's chord once)
+    written = [(Fraction(n.offset), Fraction(n.quarterLength), p.midi)
+               for n in after.flatten().notes for p in n.pitches]
+    gap = [e for e in answer["events"]["staves"][0]
+           if Fraction(3, 4) <= Fraction(e["onset"]) < Fraction(9, 4) and e["pitches"]]
+    assert gap
+    for event in gap:
+        onset = Fraction(event["onset"]) * 4
+        if onset.denominator & (onset.denominator - 1) == 0:  # not inside a tuplet
+            assert set(event["pitches"]) <= sounding(written, onset), event
+    for measure in after.getElementsByClass("Measure"):
+        assert Fraction(measure.quarterLength) == bar
+
+
 def test_answer_past_the_bars_asked_for_is_not_written(recorder: Recorder,
                                                        tmp_path: Path) -> None:
     """An answer holding more than the bars asked for (it should not) is cut at their end:

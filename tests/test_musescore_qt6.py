@@ -228,11 +228,22 @@ def test_qmllint_fails_on_the_plugin_before_this_check(runtime: Path, tmp_path: 
 def test_continues_on_the_musescore_4_branches(staves: int, runtime: Path, recorder: Recorder,
                                                tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{recorder.server_port}"
-    if staves == 2:   # a spelling whose transposed tpc2 would be 35: MuseScore 4 would keep it
-        def double_sharp(answer: dict[str, Any]) -> None:
+
+    def every_branch(answer: dict[str, Any]) -> None:
+        """The answer's first bar made a rest, a chord, a triplet and a half note, so every
+        writing branch runs whatever the model wrote; with two staves, a spelling whose
+        transposed tpc2 would be 35 (MuseScore 4 would keep it)."""
+        staff = [e for e in answer["events"]["staves"][0] if Fraction(e["onset"]) >= 1]
+        bar = [("0", "1/8", [], []), ("1/8", "1/8", [60, 63], [14, 11]),
+               ("1/4", "1/12", [67], [15]), ("1/3", "1/12", [65], [13]),
+               ("5/12", "1/12", [63], [11]), ("1/2", "1/2", [62], [16])]
+        answer["events"]["staves"][0] = [
+            {"onset": onset, "duration": length, "pitches": pitches, "tpcs": tpcs,
+             "tie": False, "voice": 0} for onset, length, pitches, tpcs in bar] + staff
+        if staves == 2:
             first = answer["events"]["staves"][1][0]
             first.update(pitches=[61], tpcs=[33])          # C-sharp spelled B-double-sharp
-        recorder.edit = double_sharp
+    recorder.edit = every_branch
     report, stderr = qt6_runtime.run_plugin(runtime, PLUGIN, fixture(staves, url), tmp_path)
     no_qml_errors(stderr)
     assert report["reason"] == "closed", report
@@ -253,6 +264,28 @@ def test_continues_on_the_musescore_4_branches(staves: int, runtime: Path, recor
         assert not calls(report, absent), absent           # MuseScore 3 fallbacks, batch mode
     assert calls(report, "quit") == [[]]                    # Close: quit(), never Qt.quit()
     assert {"bars": 4, "seed": "11", "server": url}.items() <= report["settings"][0].items()
+
+
+def test_fills_on_the_musescore_4_branches(runtime: Path, recorder: Recorder,
+                                           tmp_path: Path) -> None:
+    """Fill: bars 5-6 selected go to /v1/fill with the four bars before them and the gap; the
+    answer's gap is written over bars 5-6 in one command, appending nothing. (Bars 5-6 hold
+    no tuplet: the stand-in does not write over one; whether MuseScore 4 does is untested.)"""
+    url = f"http://127.0.0.1:{recorder.server_port}"
+    job = fixture(1, url, button="Fill")
+    job["score"]["selection"] = {"startTick": 7680, "endTick": 11520, "startStaff": 0,
+                                 "endStaff": 1}
+    report, stderr = qt6_runtime.run_plugin(runtime, PLUGIN, job, tmp_path)
+    no_qml_errors(stderr)
+    assert report["reason"] == "closed", report
+    assert "Wrote bars 5-6 anew. Edit > Undo takes them back." in report["texts"], \
+        report["texts"]
+    [(request, answer)] = recorder.exchanges
+    assert request["gap"] == [5, 6] and "bars" not in request and "error" not in answer
+    assert request["events"]["time_signature"] == "4/4" and request["events"]["key"] == -3
+    assert calls(report, "Score.startCmd") == [[]] and calls(report, "Score.endCmd") == [[False]]
+    assert not calls(report, "Score.appendMeasures")
+    assert calls(report, "Cursor.addNote") or calls(report, "Cursor.addRest")
 
 
 def test_an_edit_in_the_target_bars_meanwhile_writes_nothing(runtime: Path, recorder: Recorder,

@@ -19,6 +19,8 @@ from engine.errors import SegueError
 # Subcommands in the order `segue --help` lists them: name -> module in this package.
 COMMANDS = {
     "continue": "continue_",
+    "fill": "fill",
+    "accompany": "accompany",
     "convert": "convert",
     "corpus": "corpus",
     "serve": "serve",
@@ -37,6 +39,8 @@ EPILOG = """\
 examples:
   segue continue tune.abc --bars 8            write 8 more bars of tune.abc to the terminal
   segue continue song.musicxml --measures 1-4 --bars 4 -o next.musicxml
+  segue fill tune.abc --measures 9-12         write bars 9-12 anew, between the bars around them
+  segue accompany melody.abc --add bass       add a bass line under a melody
   segue convert tune.abc tune.musicxml        convert between ABC, MusicXML and MIDI
   segue <command> --help                      everything a command can do
 

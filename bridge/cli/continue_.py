@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--with-prompt", action="store_true",
                         help="write the prompt and its continuation as one piece")
     add_selection_arguments(parser)
+    add_sampling_arguments(parser)
+    add_model_arguments(parser)
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """--temperature, --top-p, --top-k, --seed, --variations (continue, fill, accompany)."""
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--temperature", type=float, default=1.0,
                           help="randomness: lower is safer, higher is wilder; 0 = greedy "
@@ -48,7 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sampling.add_argument("--seed", type=int,
                           help="the same seed gives the same music (default: random)")
     sampling.add_argument("--variations", type=int, default=1, metavar="K",
-                          help="write K different continuations (default 1)")
+                          help="write K different answers (default 1)")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model and --device."""
     model = parser.add_argument_group("model")
     model.add_argument("--model", metavar="NAME|PATH",
                        help="a checkpoint name or folder (default: the bundled model)")
@@ -68,10 +78,25 @@ def chord_symbol_count(score) -> int:
                if not isinstance(symbol, harmony.NoChord))
 
 
-def run(args: argparse.Namespace) -> int:
-    from engine.errors import SegueError
+def write_texts(texts: list[str], output: str | None) -> None:
+    """Answers (ABC tunes) to standard output, or to `output` in the format its extension
+    names: one ABC file of tunes X:1..X:K, or K numbered files of another format."""
     from engine.files import write_text_atomic
     from engine.music import format_of, parse_abc, write_score
+
+    texts = [text.replace("X:1\n", f"X:{i + 1}\n", 1) for i, text in enumerate(texts)]
+    if not output:
+        sys.stdout.write("\n".join(texts))
+    elif format_of(output) == "abc":
+        write_text_atomic(output, "\n".join(texts))
+    else:
+        for index, text in enumerate(texts):
+            write_score(parse_abc(text), numbered(Path(output), index, len(texts)))
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.errors import SegueError
+    from engine.music import format_of
 
     if args.output:
         format_of(args.output)
@@ -92,15 +117,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"segue: the answer has no chord symbols: {engine.name} was trained without them "
               f"(the prompt's {symbols} chord symbols were read; a model trained on Segue ABC "
               "v2 writes them)", file=sys.stderr)
-    texts = [r.with_prompt if args.with_prompt else r.abc for r in results]
-    texts = [text.replace("X:1\n", f"X:{i + 1}\n", 1) for i, text in enumerate(texts)]
-    if not args.output:
-        sys.stdout.write("\n".join(texts))
-    elif format_of(args.output) == "abc":
-        write_text_atomic(args.output, "\n".join(texts))
-    else:
-        for index, text in enumerate(texts):
-            write_score(parse_abc(text), numbered(Path(args.output), index, len(texts)))
+    write_texts([r.with_prompt if args.with_prompt else r.abc for r in results], args.output)
     elapsed = sum(r.elapsed_ms for r in results) / 1000
     print(f"segue: {len(results)} x {args.bars} bars in {elapsed:.2f} s "
           f"({engine.name} on {engine.device})", file=sys.stderr)

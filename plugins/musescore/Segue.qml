@@ -45,6 +45,7 @@ MuseScore {
     readonly property int requestTimeoutMs: 300000
     readonly property int startTimeoutMs: 300000
     readonly property real idleMinutes: 30
+    readonly property int fillContext: 4               // bars on each side a Fill sends
     property bool busy: false
     property bool failed: false
     property string status: ""
@@ -366,9 +367,9 @@ MuseScore {
 
     // POST the request; `done(status, text)`. Batch mode must wait for the answer
     // (asynchronous callbacks never run there), the dialog must not.
-    function post(url, body, wait, done) {
+    function post(url, body, wait, done, path) {
         var xhr = new XMLHttpRequest();
-        xhr.open("POST", url + "/v1/continue", !wait);
+        xhr.open("POST", url + (path || "/v1/continue"), !wait);
         xhr.setRequestHeader("Content-Type", "application/json");
         if (!wait) {
             xhr.onreadystatechange = function () {
@@ -407,9 +408,9 @@ MuseScore {
             startServer(url, options, function (error) {
                 if (error) return done(-2, error);
                 report("Asking Segue for " + options.bars + (options.bars === 1 ? " bar" : " bars") + "…", false);
-                post(url, body, options.wait, done);
+                post(url, body, options.wait, done, options.path);
             });
-        });
+        }, options.path);
     }
 
     function isLocal(url) {
@@ -841,9 +842,9 @@ MuseScore {
             if (have[step.pitches[k]]) continue;
             note = newElement(Element.NOTE);
             note.pitch = step.pitches[k];
+            chord.add(note);                          // add() spells the note anew: spell after
             var t = tpcFor(step, step.pitches[k]);
             if (t !== null) { note.tpc1 = t; note.tpc2 = validTpc(t + shift); }
-            chord.add(note);
         }
     }
 
@@ -891,6 +892,72 @@ MuseScore {
         });
     }
 
+    // Fill: the selected bars written anew between the bars around them (up to fillContext
+    // bars on each side, sent with the selection to /v1/fill), in one undo step. The answer is
+    // the whole stretch; its gap is written over the selection as Continue writes its bars
+    // after a selection (the bars before the gap play the selection's part).
+    function fillRange(range, options, finish) {
+        var url = serverUrl(options.server), score = curScore, measures = range.measures;
+        var first = Math.max(0, range.first - fillContext);
+        var last = Math.min(measures.length - 1, range.last + fillContext);
+        var around = { start: measures[first].start, end: measures[last].end, firstStaff: range.firstStaff,
+                       lastStaff: range.lastStaff, measures: measures, first: first, last: last };
+        var before = { start: measures[first].start, end: range.start, firstStaff: range.firstStaff,
+                       lastStaff: range.lastStaff, measures: measures, first: first, last: range.first - 1 };
+        var bars = range.last - range.first + 1, events, target, print;
+        try {
+            events = readEvents(around);
+            target = targetBars(before, bars);
+            print = fingerprint(before, target);
+        } catch (e) { finish(e.message); return; }
+        // the events number their bars from 1 (a pickup is sent as a whole bar)
+        var body = { events: events, gap: [range.first - first + 1, range.last - first + 1],
+                     temperature: options.temperature, seed: options.seed, variations: 1 };
+        if (options.top_p !== undefined) body.top_p = options.top_p;
+        if (options.model !== undefined) body.model = options.model;
+        var pickup = minus(fromTicks(measures[first].nominalTicks), fromTicks(measures[first].end - measures[first].start));
+        var offset = plus(fromTicks(range.start - measures[first].start), pickup);
+        options.path = "/v1/fill";
+        ask(url, body, options, function (status, text) {
+            try {
+                var doc = gapOf(answerEvents(url, status, text), offset, target.span);
+                if (!sameScore(score, curScore) || fingerprint(before, target) !== print)
+                    throw new Error("The score changed while Segue was working (in or after the selected bars); "
+                                    + "nothing was written. Click Fill again.");
+                writeAnswer(before, doc, target);
+                finish(null);
+            } catch (e) {
+                finish(e.message || String(e));
+            }
+        });
+    }
+
+    // The events of `doc` from `offset` for `span`, timed from `offset`.
+    function gapOf(doc, offset, span) {
+        var end = plus(offset, span), staves = [];
+        var inside = function (onset) { return cmp(onset, offset) >= 0 && cmp(onset, end) < 0; };
+        for (var s = 0; s < doc.staves.length; s++) {
+            var events = [];
+            for (var i = 0; i < doc.staves[s].length; i++) {
+                var e = doc.staves[s][i], onset = parseFrac(e.onset, "onset");
+                if (!inside(onset)) continue;
+                events.push({ onset: fracText(minus(onset, offset)), duration: e.duration, pitches: e.pitches,
+                              tpcs: e.tpcs, tie: e.tie, voice: e.voice });
+            }
+            staves.push(events);
+        }
+        var gap = { time_signature: doc.time_signature, key: doc.key, staves: staves };
+        if (doc.chords instanceof Array) {
+            gap.chords = [];
+            for (i = 0; i < doc.chords.length; i++) {
+                var chord = doc.chords[i], at = parseFrac(chord.onset, "a chord's onset");
+                if (inside(at))
+                    gap.chords.push({ staff: chord.staff, onset: fracText(minus(at, offset)), symbol: chord.symbol });
+            }
+        }
+        return gap;
+    }
+
     // QML wraps the score anew on each access; is() came in MuseScore 3.3.
     function sameScore(a, b) {
         if (!a || !b) return false;
@@ -932,7 +999,8 @@ MuseScore {
         var options = { server: job.server, bars: job.bars || 4, temperature: job.temperature === undefined ? 1.0 : job.temperature,
                         seed: job.seed === undefined ? null : job.seed, top_p: job.top_p, model: job.model,
                         idleExit: job.idle_exit || idleMinutes, wait: true };
-        continueRange(range, options, function (error) {
+        var act = job.action === "fill" ? fillRange : continueRange;
+        act(range, options, function (error) {
             if (error) return fail(error);
             var extension = output.substring(output.lastIndexOf(".") + 1).toLowerCase();
             if (!writeScore(curScore, output, extension)) fail("MuseScore could not save " + output + ".");
@@ -971,6 +1039,28 @@ MuseScore {
             if (error) return report(error, true);
             report("Added " + bars + (bars === 1 ? " bar" : " bars") + " after bar " + (range.last + 1)
                    + ". Edit > Undo takes them back.", false);
+        });
+    }
+
+    // The Fill button: the selected bars written anew, the sampling settings as for Continue.
+    function startFill() {
+        if (busy) return;
+        var temperature = parseFloat(temperatureField.text), seedText = seedField.text.trim();
+        if (!(temperature > 0 && temperature <= 5)) return report("Temperature: a number such as 1.0 (0.1 to 5).", true);
+        if (seedText !== "" && !/^\d+$/.test(seedText)) return report("Seed: a whole number, or empty for a random one.", true);
+        settings.temperature = temperature; settings.seed = seedText;
+        settings.server = serverField.text = serverUrl(serverField.text);
+        var range = curScore ? selectedRange() : null;
+        if (!range) return report("Nothing is selected. Select the bars to write anew, then click Fill.", true);
+        var bars = range.last - range.first + 1;
+        busy = true;
+        report("Asking Segue to fill " + bars + (bars === 1 ? " bar" : " bars") + "…", false);
+        var options = { server: settings.server, bars: bars, temperature: temperature,
+                        seed: seedText === "" ? null : parseInt(seedText, 10), idleExit: idleMinutes, wait: false };
+        fillRange(range, options, function (error) {
+            busy = false;
+            if (error) return report(error, true);
+            report("Wrote bars " + (range.first + 1) + "-" + (range.last + 1) + " anew. Edit > Undo takes them back.", false);
         });
     }
 
@@ -1091,6 +1181,12 @@ MuseScore {
                     color: segue.busy ? "#9bb6e0" : (continueArea.pressed ? "#2c63b8" : "#3d7bd9")
                     Text { anchors.centerIn: parent; text: segue.busy ? "Working…" : "Continue"; color: "white"; font.bold: true }
                     MouseArea { id: continueArea; anchors.fill: parent; enabled: !segue.busy; onClicked: segue.start() }
+                }
+                Rectangle {
+                    width: 70; height: 30; radius: 4
+                    color: segue.busy ? "#9bb6e0" : (fillArea.pressed ? "#2c63b8" : "#3d7bd9")
+                    Text { anchors.centerIn: parent; text: "Fill"; color: "white"; font.bold: true }
+                    MouseArea { id: fillArea; anchors.fill: parent; enabled: !segue.busy; onClicked: segue.startFill() }
                 }
                 Rectangle {
                     width: 90; height: 30; radius: 4

@@ -2,7 +2,7 @@
 // for running a plug-in under Qt 6's own `qml` runtime as MuseScore 4 runs it: the dialog is
 // built, then `run` is emitted. Its members are PluginAPI's (less the enumerations a plug-in
 // does not need); nothing else is visible to the plug-in. Inside, hidden from the plug-in's
-// scope, a driver plays the musician: it clicks Continue, may edit the score while the answer
+// scope, a driver plays the musician: it clicks Continue (or script.button), may edit the score while the answer
 // is on its way, waits for the dialog to settle, clicks Close, and reports everything to the
 // test's broker.
 import QtQuick 2.15
@@ -129,7 +129,7 @@ Item {
             } else if (step === 1) {
                 step = script.click ? 2 : 3;
                 clicked = Date.now();
-                if (script.click) click("Continue");
+                if (script.click) click(script.button || "Continue");
                 if (script.edit) Model.userEdit(model, script.edit);
             } else if (step === 2) {                            // until the dialog settles
                 var now = texts();

@@ -105,6 +105,18 @@ def test_hostile_abc_is_refused_before_parsing(server: Server, abc: str, status:
     wait_idle(server)
 
 
+@pytest.mark.parametrize(("path", "field"), [("/v1/fill", {"gap": [1, 1]}),
+                                              ("/v1/accompany", {"add": "bass"})])
+def test_fill_and_accompany_check_the_limits_before_parsing(server: Server, path: str,
+                                                            field: dict[str, Any]) -> None:
+    for _, abc, status, words in (REFUSED_ABC[0], REFUSED_ABC[3], REFUSED_ABC[8]):
+        answer_status, answer = call(server.http_port, "POST", path, {"abc": abc, **field})
+        code = "too_large" if status == 413 else "bad_music"
+        assert (answer_status, answer["error"]["code"]) == (status, code), (abc[:40], answer)
+        assert words in answer["error"]["message"]
+    wait_idle(server)
+
+
 REFUSED_EVENTS = [
     ("5,000 events of 1/1023 (9.5 minutes before)", events_of(5_000, "1/1023"), 400,
      "1/1023"),
@@ -187,6 +199,21 @@ def test_a_job_past_its_deadline_is_stopped_and_the_model_restarted(model_path: 
         assert short.worker.process.process.pid != old  # killed, and a new one started
         assert call(short.http_port, "GET", "/v1/health")[0] == 200
         status, answer = post(short, ONE_BAR)
+        assert status == 200, answer  # the new process answers
+        wait_idle(short)
+
+
+def test_a_fill_past_its_deadline_is_stopped_and_the_model_restarted(model_path: Path) -> None:
+    """A fill reads the whole tune and writes in the model's process: its deadline holds."""
+    with running_server(model_path, deadline_s=2, max_wait_s=60) as short:
+        old = short.worker.process.process.pid
+        status, headers, answer = exchange(short.http_port, "POST", "/v1/fill", {
+            "abc": HEAD + "CDEF GABc|" * 64, "gap": [1, 64], "variations": 8, "seed": 1})
+        assert (status, answer["error"]["code"]) == (503, "timeout"), answer
+        assert int(headers["Retry-After"]) >= 1
+        assert short.worker.process.process.pid != old  # killed, and a new one started
+        status, answer = call(short.http_port, "POST", "/v1/fill", {
+            "abc": HEAD + "CDEF GABc|" * 4, "gap": [2, 2], "seed": 1})
         assert status == 200, answer  # the new process answers
         wait_idle(short)
 
@@ -484,9 +511,11 @@ def test_hostile_osc_music_is_refused(server: Server) -> None:
     client = OscClient(server.osc_port, timeout=60)
     try:
         for abc in (HEAD + "C1000000|", "X:1\nM:5/7\nK:C\nC|", HEAD + "C|" * 6_000):
-            address, (where, message) = client.ask("/segue/continue", abc, 1)
-            assert (address, where) == ("/segue/error", "/segue/continue")
-            assert message and "Traceback" not in message
+            for request, args in (("/segue/continue", (1,)), ("/segue/fill", (1, 1)),
+                                  ("/segue/accompany", ("bass",))):
+                address, (where, message) = client.ask(request, abc, *args)
+                assert (address, where) == ("/segue/error", request)
+                assert message and "Traceback" not in message
     finally:
         client.close()
     wait_idle(server)

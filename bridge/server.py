@@ -30,6 +30,7 @@ import math
 import socket
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -173,10 +174,11 @@ class Handler(BaseHTTPRequestHandler):
     def route(self) -> tuple[int, dict[str, Any]]:
         """Check the caller, find the route, answer it: (status, body)."""
         self.check_caller()
-        routes = {"/v1/health": ("GET", self.health), "/v1/models": ("GET", self.models),
-                  "/v1/continue": ("POST", self.continue_),
-                  "/v1/fill": ("POST", partial(self.answer, parse_fill_request)),
-                  "/v1/accompany": ("POST", partial(self.answer, parse_accompany_request))}
+        routes: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
+            "/v1/health": ("GET", self.health), "/v1/models": ("GET", self.models),
+            "/v1/continue": ("POST", self.continue_),
+            "/v1/fill": ("POST", partial(self.answer, parse_fill_request)),
+            "/v1/accompany": ("POST", partial(self.answer, parse_accompany_request))}
         path = url_part(self.path, "path") or self.path
         if path not in routes:
             raise HTTPError(404, "not_found", f"no such address {path[:100]!r}; the API is "

@@ -88,9 +88,10 @@ def forced_voice(engine, abc: str, bars: int, runs: int) -> dict[str, dict[str, 
     """`bars` bars given note for note after the prompt: read token by token, and at once."""
     import torch
 
-    from engine.continuation import Sampling, make_prompt, one_cpu_thread
+    from engine.continuation import Sampling, one_cpu_thread
     from engine.lm import decoder_for
     from engine.music import parse_abc
+    from engine.prompt import make_prompt
 
     prompt = make_prompt(parse_abc(abc))
     [given] = engine.continue_abc(abc, bars=bars, sampling=Sampling(seed=0))

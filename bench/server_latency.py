@@ -6,8 +6,9 @@
 The server runs in this process on a free loopback port (HTTP only). For each seed the same
 8-bar continuation is asked for directly from the Engine and over HTTP, one after the other,
 so both see the same machine. The server's overhead is measured per request: the client's
-wall time minus the time the worker spent in the Engine for that request (`engine_ms` of the
-answer): JSON, HTTP, the queue hop and, for events, the music21 conversions in and out.
+wall time minus the time the worker spent in the model's process for that request
+(`engine_ms` of the answer): JSON, HTTP, the queue, and the reader process's music21 work
+(reading the prompt; for events, also writing the answer back as events).
 """
 
 from __future__ import annotations
@@ -59,10 +60,10 @@ def main() -> None:
 
     from bridge.server import Server
     from bridge.worker import Worker
-    from engine.continuation import Sampling
+    from engine.continuation import Engine, Sampling
 
     worker = Worker(args.model, device="cpu").start()
-    engine = worker.call(lambda e: e)
+    engine = Engine.load(args.model, device="cpu")  # the same model, called directly
     info = worker.default_info
     rows: dict[str, list[float]] = {"direct Engine call": [], "HTTP, abc form": [],
                                     "  server overhead (abc)": [], "HTTP, events form": [],

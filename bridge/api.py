@@ -4,27 +4,42 @@ A request gives the music as `events` (bridge.events), as a `musicxml` document 
 optional `part` and `measures` to take a selection) or as an `abc` tune, plus sampling
 fields, and optionally `bar_meters`: the meter of each new bar, for a host whose next bars
 exist already in another meter. The answer gives the continuation in the same form, and
-always as ABC. The HTTP
-server uses all of this; OSC and the MIDI bridge use `check_setting` for their controls.
+always as ABC. The HTTP server uses all of this; OSC uses `check_setting` for its controls
+and `write_music` for its continuations, fills and accompaniments, the MIDI bridge
+`check_setting`. POST /v1/fill and /v1/accompany take a continue body, less bars and
+bar_meters, plus "gap" or "add" (`parse_fill_request`, `parse_accompany_request`).
+
+Where the work happens: `parse_request` and `check_music` run in the thread that answers the
+client and only measure text (engine.limits); `prepare` (cut to the recent bars, read, write
+the prompt) and `render` (the answer in the request's form) run in a reader process and
+`continue_prompt` in the model's process, each under a deadline (bridge.worker). A fill or
+accompaniment reads the whole music, and `rewrite` does that in the model's process, which
+then writes the answer (engine.infill) under the same deadline.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from typing import Any
 
 from engine.errors import SegueError
+from engine.limits import TooLarge, check_abc, check_events, check_musicxml, check_work
 
 FORMS = ("events", "musicxml", "abc")
 # The server's limits, tighter than the engine's: one request may not hold the model long.
 MAX_VARIATIONS = 8
 MAX_BARS = 64
 MAX_SEED = 2**63 - 1
-MAX_SPAN = 256  # whole notes of events a request may send (4/4 bars)
+# A file path in a message from a reader or the engine (never shown to clients).
+PATH = re.compile(r"(?<![\w:/\\.])(?:[A-Za-z]:)?[\\/](?:[^\s\\/'\"()<>,;]+[\\/])+"
+                  r"[^\s\\/'\"()<>,;:]*")
 # The defaults every transport starts from (temperature, top_p, top_k None: the model's own).
-DEFAULTS = {"bars": 8, "temperature": None, "top_p": None, "top_k": None, "seed": None,
-            "variations": 1, "model": None}
+DEFAULTS: dict[str, Any] = {"bars": 8, "temperature": None, "top_p": None, "top_k": None,
+                            "seed": None, "variations": 1, "model": None}
 
 
 class BadRequest(SegueError):
@@ -39,22 +54,43 @@ class BadMusic(SegueError):
     code = "bad_music"
 
 
+def without_paths(message: str) -> str:
+    """A message with every file path in it replaced by "<path>"."""
+    return PATH.sub("<path>", message)
+
+
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: short, whatever its size."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**15:
+        return "a number of {} digits".format(len(str(abs(value))) if abs(value).bit_length()
+                                              < 10_000 else "thousands of")
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def integer(value: Any, name: str, low: int, high: int) -> int:
     """`value` as an int in [low, high]; BadRequest otherwise (booleans are not numbers)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}, not {value!r}")
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}, not "
+                         f"{shown(value)}")
     if not low <= value <= high:
-        raise BadRequest(f"{name} must be from {low} to {high}, not {value}")
+        raise BadRequest(f"{name} must be from {low} to {high}, not {shown(value)}")
     return value
 
 
 def number(value: Any, name: str, low: float, high: float, *, open_low: bool = True) -> float:
-    """`value` as a finite float in (low, high] (or [low, high]); BadRequest otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadRequest(f"{name} must be a number, not {value!r}")
+    """`value` as a finite float in (low, high] (or [low, high]); BadRequest otherwise.
+
+    Whole numbers of any size are compared as they are, never turned into floats first."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not math.isfinite(value)):
+        raise BadRequest(f"{name} must be a number, not {shown(value)}")
+    if isinstance(value, int) and not -2**53 <= value <= 2**53:
+        raise BadRequest(f"{name} must be at most {high:g}, not {shown(value)}")
     if not (low < value if open_low else low <= value) or value > high:
         above = "greater than" if open_low else "at least"
-        raise BadRequest(f"{name} must be {above} {low:g} and at most {high:g}, not {value:g}")
+        raise BadRequest(f"{name} must be {above} {low:g} and at most {high:g}, not "
+                         f"{float(value):g}")
     return float(value)
 
 
@@ -78,7 +114,7 @@ def check_setting(name: str, value: Any) -> Any:
         return integer(value, name, 1, MAX_VARIATIONS)
     if name == "model":
         if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 200):
-            raise BadRequest(f"model must be a model's name or null, not {value!r}")
+            raise BadRequest(f"model must be a model's name or null, not {shown(value)}")
         return value
     raise BadRequest(f"unknown setting {name!r}")
 
@@ -89,7 +125,7 @@ class ContinueRequest:
 
     form: str
     music: Any
-    part: str | int | None = None
+    part: str | None = None
     measures: tuple[int, int] | None = None
     bars: int = DEFAULTS["bars"]
     temperature: float | None = DEFAULTS["temperature"]
@@ -99,8 +135,6 @@ class ContinueRequest:
     variations: int = DEFAULTS["variations"]
     model: str | None = DEFAULTS["model"]
     bar_meters: list[str] | None = None
-    prompt: Any = field(default=None, repr=False)  # the music21 score (events, musicxml)
-    layout: list[tuple[int, int]] | None = field(default=None, repr=False)
     gap: tuple[int, int] | None = None  # POST /v1/fill: the bars to write anew
     add: str | None = None  # POST /v1/accompany: "bass", "voice" or "chords"
 
@@ -113,8 +147,7 @@ class ContinueRequest:
 
 
 SETTINGS = tuple(DEFAULTS)
-ALLOWED = {f.name for f in fields(ContinueRequest)} - {"form", "music", "prompt", "layout",
-                                                       "gap", "add"}
+ALLOWED = {f.name for f in fields(ContinueRequest)} - {"form", "music", "gap", "add"}
 ADDS = ("bass", "voice", "chords")
 
 
@@ -155,7 +188,7 @@ def parse_fill_request(body: Any) -> ContinueRequest:
     except BadRequest:
         measures = None
     if measures is None:
-        raise BadRequest(f"gap must be [first, last] or \"first-last\", not {gap!r}")
+        raise BadRequest(f"gap must be [first, last] or \"first-last\", not {shown(gap)}")
     request.gap = measures
     return request
 
@@ -166,7 +199,7 @@ def parse_accompany_request(body: Any) -> ContinueRequest:
     rest, add = split_field(body, "add", "\"bass\", \"voice\" or \"chords\"")
     request = parse_request(rest)
     if add not in ADDS:
-        raise BadRequest(f"add must be \"bass\", \"voice\" or \"chords\", not {add!r}")
+        raise BadRequest(f"add must be \"bass\", \"voice\" or \"chords\", not {shown(add)}")
     request.add = add
     return request
 
@@ -203,13 +236,14 @@ def check_bar_meters(value: Any, bars: int) -> list[str] | None:
         raise BadRequest(str(error)) from None
 
 
-def check_part(value: Any) -> str | int | None:
+def check_part(value: Any) -> str | None:
     """A part number (from 1) or name, or null."""
     if value is None or (isinstance(value, str) and 0 < len(value) <= 200):
         return value
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return str(value)
-    raise BadRequest(f"part must be a part number from 1 or a part's name, not {value!r}")
+    raise BadRequest(f"part must be a part number from 1 or a part's name, not "
+                     f"{shown(value)}")
 
 
 def check_measures(value: Any) -> tuple[int, int] | None:
@@ -223,67 +257,104 @@ def check_measures(value: Any) -> tuple[int, int] | None:
             return parse_measures(value)
         except SegueError:
             raise BadRequest(f"measures must be a bar number or a range such as \"1-8\", "
-                             f"not {value!r}") from None
+                             f"not {shown(value)}") from None
     if (isinstance(value, list) and len(value) == 2
             and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
             and value[0] <= value[1]):
         return value[0], value[1]
-    raise BadRequest(f"measures must be [first, last] or \"first-last\", not {value!r}")
+    raise BadRequest(f"measures must be [first, last] or \"first-last\", not "
+                     f"{shown(value)}")
 
 
-def read_prompt(request: ContinueRequest) -> None:
-    """Turn the request's music into the engine's prompt (a score; ABC stays text).
-
-    Runs in the requesting thread, so the worker spends its time on the model only.
-    BadRequest for a malformed events document, BadMusic for music that cannot be read.
-    """
-    from bridge.events import events_to_score, part_layout
-    from engine.music import select
-
-    if request.form == "events":  # its shape is the API's: errors in it are bad requests
-        try:
-            check_span(request.music)
-            request.prompt = events_to_score(request.music)
-        except SegueError as error:
-            raise BadRequest(f"events: {error}") from None
-        request.layout = part_layout(request.prompt)
-        return
+def check_music(request: ContinueRequest) -> None:
+    """The limits (engine.limits) on the request's music, measured on its text before any
+    reader runs: TooLarge (413) for sizes, BadMusic (422) for values no reader should meet,
+    BadRequest for an events document."""
     try:
-        if request.form == "musicxml":
-            score = parse_musicxml(request.music)
-            request.prompt = select(score, part=request.part, measures=request.measures)
-        else:
+        check_work(request.bars, 1, request.variations)
+        if request.form == "abc":
             check_abc(request.music)
+        elif request.form == "musicxml":
+            check_musicxml(request.music, part_chosen=request.part is not None)
+        else:
+            check_events(request.music)
+    except TooLarge:
+        raise
     except SegueError as error:
-        message = str(error).replace("--measures", "measures").replace("--part", "part")
-        raise BadMusic(message) from None
+        raise (BadRequest(f"events: {error}") if request.form == "events"
+               else BadMusic(str(error))) from None
 
 
-def check_span(events: dict[str, Any]) -> None:
-    """Refuse events reaching past MAX_SPAN whole notes (music21 would take minutes)."""
-    from bridge.events import parse_fraction
+@dataclass
+class Prepared:
+    """A request's music, read: the model's prompt, and what its answer's form needs."""
 
-    staves = events.get("staves")
-    for staff in staves if isinstance(staves, list) else []:
-        for event in staff if isinstance(staff, list) else []:
-            try:
-                end = parse_fraction(event["onset"], "") + parse_fraction(event["duration"], "")
-            except (SegueError, KeyError, TypeError):
-                continue  # events_to_score says what is wrong, and where
-            if end > MAX_SPAN:
-                raise SegueError(f"the events reach {float(end):g} whole notes from the "
-                                 f"start; send at most {MAX_SPAN} (the model reads far less)")
+    prompt: Any  # engine.prompt.Prompt
+    layout: list[tuple[int, int]] | None = None  # events: (staff, voice) of each part
+    part_names: list[str | None] | None = None  # musicxml: the names of the parts
 
 
-def check_abc(text: str) -> None:
-    """A cheap check that `text` is a tune; the engine reads the music itself."""
-    from engine.abc_text import read_header, split_tunes
+def prepare(_: Any, request: ContinueRequest, chord_symbols: bool) -> Prepared:
+    """In a reader process: cut the music to its recent bars (engine.recent), read it, and
+    write the model's prompt (with chord symbols if the model reads them). Whatever a reader
+    raises is BadMusic in its own words (or BadRequest for a malformed events document,
+    TooLarge for a size over a limit)."""
+    from engine.limits import check_fillable
+    from engine.prompt import make_prompt
 
-    tunes = split_tunes(text)
-    if not tunes:
-        raise BadMusic("no ABC tune found (a tune starts with an X: line and has a K: line)")
-    if not read_header(tunes[0]).key:
-        raise BadMusic("the ABC tune has no K: (key) line")
+    with reading():
+        score, prepared = read_music(request, whole=False)
+        prepared.prompt = make_prompt(score, chord_symbols=chord_symbols)
+        check_fillable(prepared.prompt.meter, prepared.prompt.unit)
+    return prepared
+
+
+def read_music(request: ContinueRequest, whole: bool) -> tuple[Any, Prepared]:
+    """The request's music as a music21 Score (its recent bars only, unless `whole`), and
+    what its answer's form needs. Call it inside `reading()`."""
+    from bridge.events import events_to_score, part_layout, recent_events
+    from engine.music import parse_abc, select
+    from engine.recent import recent_abc, recent_musicxml
+
+    prepared = Prepared(None)
+    if request.form == "events":
+        try:
+            score = events_to_score(request.music if whole else recent_events(request.music))
+        except TooLarge:
+            raise
+        except (SegueError, ValueError, TypeError) as error:  # its shape is the API's
+            raise BadRequest(f"events: {error}") from None
+        prepared.layout = part_layout(score)
+    elif request.form == "musicxml":
+        text = request.music if whole else recent_musicxml(
+            request.music, part=request.part, measures=request.measures)
+        score = parse_musicxml(text)
+        if text is request.music:  # not cut (whole, or a timewise document): select here
+            score = select(score, part=request.part, measures=request.measures)
+        prepared.part_names = [part.partName for part in score.parts]
+    else:
+        score = parse_abc(request.music if whole else recent_abc(request.music))
+    if not any(True for _ in score.recurse().notesAndRests):
+        raise BadMusic("the prompt is empty: select some bars with notes or rests")
+    return score, prepared
+
+
+@contextmanager
+def reading() -> Iterator[None]:
+    """Whatever a reader raises, as a client should hear it: BadMusic in the reader's words,
+    BadRequest and TooLarge as they are, TooLarge for running out of memory."""
+    try:
+        yield
+    except (BadRequest, TooLarge):
+        raise
+    except SegueError as error:
+        raise BadMusic(str(error).replace("--measures", "measures")
+                       .replace("--part", "part")) from None
+    except MemoryError:
+        raise TooLarge("the music needs more memory than one request may use") from None
+    except Exception as error:  # music21 raises many kinds for music it cannot read
+        raise BadMusic(f"the music cannot be read ({type(error).__name__}: "
+                       f"{str(error)[:200]})") from None
 
 
 def parse_musicxml(text: str) -> Any:
@@ -307,64 +378,110 @@ def parse_musicxml(text: str) -> Any:
     return score
 
 
-def run_request(request: ContinueRequest, engine: Any) -> list[Any]:
-    """The worker's part: continue the prompt with this engine."""
-    if request.gap is not None or request.add is not None:
-        return run_rewrite(request, engine)
-    options = {"bars": request.bars, "sampling": request.sampling(),
-               "variations": request.variations, "meters": request.bar_meters}
-    if request.prompt is None:
-        return engine.continue_abc(request.music, **options)
-    return engine.continue_score(request.prompt, **options)
+def continue_prompt(engine: Any, prompt: Any, bars: int, sampling: Any, variations: int,
+                    meters: list[str] | None) -> list[tuple[str, list[str]]]:
+    """In the model's process: (ABC, meter of each bar) of `variations` continuations of
+    `prompt` (engine.continuation), plain data that a reader process can unpickle."""
+    takes = engine.continue_prompt(prompt, bars, sampling, variations, meters)
+    return [(take.abc, take.meters) for take in takes]
 
 
-def run_rewrite(request: ContinueRequest, engine: Any) -> list[Any]:
-    """Fill the request's gap or add its part; an events answer gets the new part as a new
-    staff after the given ones."""
-    from engine.infill import accompany_score, fill_score
-    from engine.music import parse_abc
-
-    score = request.prompt if request.prompt is not None else parse_abc(request.music)
-    if request.gap is not None:
-        return fill_score(engine, score, request.gap, request.sampling(), request.variations)
-    results = accompany_score(engine, score, request.add, request.sampling(),
-                              request.variations)
-    if request.layout and request.add != "chords":
-        request.layout = [*request.layout, (max(staff for staff, _ in request.layout) + 1, 0)]
-    return results
-
-
-def render(request: ContinueRequest, results: list[Any]) -> dict[str, Any]:
-    """The answer's music: the first continuation in the request's form and as ABC, and
-    every continuation under "variations" when more than one was asked for."""
-    takes = [render_one(request, result) for result in results]
-    answer = dict(takes[0])
-    if getattr(results[0], "note", ""):  # a fill or accompaniment that read less than all
-        answer["note"] = results[0].note
-    if request.variations > 1:
-        answer["variations"] = takes
-    return answer
-
-
-def render_one(request: ContinueRequest, result: Any) -> dict[str, Any]:
-    """One continuation in the request's form, and as ABC."""
+def render(_: Any, request: ContinueRequest, takes: list[tuple[str, list[str]]],
+           prepared: Prepared) -> list[dict[str, Any]]:
+    """In a reader process: each continuation, (ABC, meter of each bar), in the request's
+    form ("events" or "musicxml"), and as ABC; events name the meter of each bar when the
+    request named them."""
     from bridge.events import score_to_events
+    from engine.meters import answer_score
     from engine.music import quiet
 
-    if request.form == "abc":
-        return {"abc": result.abc}
-    score = result.score()
-    if request.form == "events":
-        events = score_to_events(score, request.layout)
-        if request.bar_meters:
-            events["bar_meters"] = result.meters
-        return {"events": events, "abc": result.abc}
-    from music21.musicxml.m21ToXml import GeneralObjectExporter
+    rendered = []
+    for abc, meters in takes:
+        score = answer_score(abc, meters)
+        if request.form == "events":
+            events = score_to_events(score, prepared.layout)
+            if request.bar_meters:
+                events["bar_meters"] = meters
+            rendered.append({"events": events, "abc": abc})
+            continue
+        from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-    names = [part.partName for part in request.prompt.parts]
-    if len(names) == len(score.parts):
-        for part, name in zip(score.parts, names, strict=True):
-            part.partName = name
-    with quiet():
-        document = GeneralObjectExporter(score).parse().decode("utf-8")
-    return {"musicxml": document, "abc": result.abc}
+        names = prepared.part_names or []
+        if len(names) == len(score.parts):
+            for part, name in zip(score.parts, names, strict=True):
+                part.partName = name
+        with quiet():
+            document = GeneralObjectExporter(score).parse().decode("utf-8")
+        rendered.append({"musicxml": document, "abc": abc})
+    return rendered
+
+
+def notes(_: Any, abc: str) -> list[float]:
+    """In a reader process: pitch, onset, duration (beats) of every sounding note of every
+    part of a continuation, flattened, by onset (grace notes, which take no time, left out)."""
+    from engine.music import note_events, parse_abc
+
+    triples = sorted(t for part in note_events(parse_abc(abc)) for t in part if t[1] > 0)
+    return [float(x) for onset, length, pitch in triples for x in (pitch, onset, length)]
+
+
+def rewrite(engine: Any, request: ContinueRequest
+            ) -> tuple[list[tuple[str, list[str]]], Prepared, str, int]:
+    """In the model's process: read the request's whole music and fill its gap or add its part
+    (engine.infill): (each answer as (ABC of the whole tune, meter of each bar), what the
+    answer's form needs (events: the new part as a staff after the given ones), the note
+    saying what the model could not read, the bars written)."""
+    from engine.infill import accompany_score, fill_score
+
+    with reading():
+        score, prepared = read_music(request, whole=True)
+    if request.gap is not None:
+        results = fill_score(engine, score, request.gap, request.sampling(), request.variations)
+    else:
+        results = accompany_score(engine, score, request.add or "", request.sampling(),
+                                  request.variations)
+        if prepared.layout and request.add != "chords":
+            prepared.layout = [*prepared.layout,
+                               (max(staff for staff, _ in prepared.layout) + 1, 0)]
+    return ([(result.abc, result.meters) for result in results], prepared, results[0].note,
+            results[0].bars)
+
+
+@dataclass
+class Written:
+    """What the model wrote for a request, as plain data."""
+
+    takes: list[tuple[str, list[str]]]  # each answer: (ABC, meter of each bar)
+    prepared: Prepared  # the music as read: what the answer's form needs
+    engine_ms: float  # the model's milliseconds
+    bars: int  # the bars written
+    note: str = ""  # a fill or accompaniment that read less than all: what it read
+
+
+def write_music(worker: Any, request: ContinueRequest, model: str | None) -> Written:
+    """Read and continue the music (or, for a fill or accompany request, rewrite it), the
+    reading in a reader process, the model in its own, each under its deadline."""
+    if request.gap is not None or request.add is not None:
+        (takes, prepared, note, bars), engine_ms = worker.timed_call(rewrite, request,
+                                                                     model=model)
+        return Written(takes, prepared, engine_ms, bars, note)
+    prepared = worker.read(prepare, request, worker.chord_symbols(model))
+    check_work(request.bars, prepared.prompt.voices, request.variations)
+    takes, engine_ms = worker.timed_call(continue_prompt, prepared.prompt, request.bars,
+                                         request.sampling(), request.variations,
+                                         request.bar_meters, model=model)
+    return Written(takes, prepared, engine_ms, request.bars)
+
+
+def answer_music(worker: Any, request: ContinueRequest, written: Written) -> dict[str, Any]:
+    """The answer's music: the first answer in the request's form and as ABC (with the note of
+    a fill or accompaniment that read less than all), and every answer under "variations"
+    when more than one was asked for."""
+    rendered = ([{"abc": abc} for abc, _ in written.takes] if request.form == "abc"
+                else worker.read(render, request, written.takes, written.prepared))
+    answer = dict(rendered[0])
+    if written.note:
+        answer["note"] = written.note
+    if request.variations > 1:
+        answer["variations"] = rendered
+    return answer

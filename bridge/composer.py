@@ -10,13 +10,7 @@ process, for keys and answers."""
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
-import signal
-import traceback
 from typing import Any, Protocol
-
-from engine.errors import SegueError
 
 
 class Composer(Protocol):
@@ -32,113 +26,70 @@ class Composer(Protocol):
         ...
 
 
-class EngineComposer:
-    """The Engine as a Composer: events -> music21 -> the model -> music21 -> events."""
+def check_temperature(engine: Any, temperature: float | None) -> None:
+    """SegueError unless the model can sample at `temperature` (None: its default)."""
+    from engine.continuation import Sampling
 
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
+    Sampling(temperature=temperature).check()
 
-    def check(self, temperature: float | None) -> None:
-        """SegueError unless the model can sample at `temperature` (None: its default)."""
-        from engine.continuation import Sampling
 
-        Sampling(temperature=temperature).check()
+def hear_key(engine: Any, events: dict) -> tuple[int, str]:
+    """(fifths, mode) of the key heard in an events document."""
+    from bridge.phrase import estimate_key
 
-    def key(self, events: dict) -> tuple[int, str]:
-        from bridge.phrase import estimate_key
+    return estimate_key(events)
 
-        return estimate_key(events)
 
-    def __call__(self, events: dict, bars: int, temperature: float | None,
-                 seed: int | None) -> tuple[dict, str]:
-        from bridge.events import events_to_score, score_to_events
-        from engine.continuation import Sampling
+def compose(engine: Any, events: dict, bars: int, temperature: float | None,
+            seed: int | None) -> tuple[dict, str]:
+    """The answer to a phrase: events -> music21 -> the model -> music21 -> events."""
+    from bridge.events import events_to_score, score_to_events
+    from engine.continuation import Sampling
 
-        score = events_to_score(events)
-        [take] = self.engine.continue_score(score, bars=bars, sampling=Sampling(
-            temperature=temperature, seed=seed))
-        return score_to_events(take.score()), take.abc
+    score = events_to_score(events)
+    [take] = engine.continue_score(score, bars=bars, sampling=Sampling(
+        temperature=temperature, seed=seed))
+    return score_to_events(take.score()), take.abc
 
 
 class ComposerProcess:
-    """An EngineComposer in a child process; calls wait for its answer.
+    """The model in a child process (bridge.worker.engine_process, as `segue serve` runs
+    it); calls wait for its answer.
 
     The child loads the model (`model`, `device` as `Engine.load` takes them) before the
-    constructor returns, so a bad checkpoint fails here, with the engine's own message.
+    constructor returns, so a bad checkpoint fails here, with the engine's own message. A
+    fault inside it is a RuntimeError here; a child that ends is started again.
     """
 
     def __init__(self, model: str | None, device: str) -> None:
-        context = multiprocessing.get_context("spawn")  # no fork of rtmidi's or torch's threads
-        self.connection, child = context.Pipe()
-        self.process = context.Process(target=serve, args=(child, model, device),
-                                       name="segue-composer", daemon=True)
+        from bridge.worker import engine_process
+
+        self.model = model
+        self.process = engine_process(model, device, name="segue-composer")
         self.process.start()
-        child.close()
-        self.name, self.device = self.receive()
+        info = self.process.ready()
+        self.name, self.device = info["name"], info["device"]
 
     def check(self, temperature: float | None) -> None:
-        self.ask("check", temperature)
+        self.ask(check_temperature, temperature)
 
     def key(self, events: dict) -> tuple[int, str]:
-        return self.ask("key", events)
+        return self.ask(hear_key, events)
 
     def __call__(self, events: dict, bars: int, temperature: float | None,
                  seed: int | None) -> tuple[dict, str]:
-        return self.ask("__call__", events, bars, temperature, seed)
+        return self.ask(compose, events, bars, temperature, seed)
 
-    def ask(self, method: str, *args: Any) -> Any:
-        self.connection.send((method, args))
-        return self.receive()
+    def ask(self, function: Any, *args: Any) -> Any:
+        """`function(engine, *args)` in the child; its SegueError raised again here."""
+        from bridge.processes import ChildFault
+        from bridge.worker import on_engine
 
-    def receive(self) -> Any:
-        """The child's next reply; its SegueError raised again here."""
         try:
-            outcome, value = self.connection.recv()
-        except (EOFError, OSError):
-            self.process.join(timeout=5)
-            raise RuntimeError(f"the composer process ended (exit status "
-                               f"{self.process.exitcode})") from None
-        if outcome == "segue":
-            raise SegueError(value)
-        if outcome == "error":
-            raise RuntimeError(f"in the composer process: {value}")
-        return value
+            return self.process.call(on_engine, None, self.model, function, *args)
+        except ChildFault as error:
+            raise RuntimeError(f"in the composer process: {error}") from None
 
     def close(self) -> None:
         """Ask the child to end; stop it if it does not within a few seconds."""
-        with contextlib.suppress(OSError):  # it has ended already
-            self.connection.send(None)
-        self.process.join(timeout=5)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join()
-        self.connection.close()
-
-
-def serve(connection: Any, model: str | None, device: str) -> None:
-    """The child: load the model, then answer (method, args) requests until None comes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the bridge's; it closes us
-    from engine.continuation import Engine
-
-    try:
-        engine = Engine.load(model, device=device)
-    except SegueError as error:
-        connection.send(("segue", str(error)))
-        return
-    composer = EngineComposer(engine)
-    connection.send(("ok", (engine.name, engine.device)))
-    while True:
-        try:
-            request = connection.recv()
-        except EOFError:  # the bridge is gone
-            return
-        if request is None:
-            return
-        method, args = request
-        try:
-            reply = ("ok", getattr(composer, method)(*args))
-        except SegueError as error:
-            reply = ("segue", str(error))
-        except Exception:  # a fault of ours: the bridge reports it and keeps listening
-            reply = ("error", traceback.format_exc(limit=-3).strip())
-        connection.send(reply)
+        self.process.close()

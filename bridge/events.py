@@ -30,11 +30,19 @@ from typing import Any
 from engine.abc_writer import frac
 from engine.chord_symbols import is_chord_symbol
 from engine.errors import SegueError
+from engine.limits import (
+    CONTEXT_BARS,
+    CONTEXT_NOTES,
+    MAX_BAR_NOTES,
+    MAX_CHORDS,
+    MAX_EVENTS,
+    MAX_SPAN,
+    MAX_STAVES,
+    check_fraction,
+    check_size,
+)
 
 STEP_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}
-MAX_EVENTS = 20_000
-MAX_STAVES = 16
-MAX_CHORDS = 5_000
 
 
 def parse_fraction(value: Any, what: str) -> Fraction:
@@ -259,6 +267,70 @@ def score_to_events(score, layout: list[tuple[int, int]] | None = None) -> dict:
     if chords:
         result["chords"] = chords
     return result
+
+
+def recent_events(events: dict, bars: int = CONTEXT_BARS, notes: int = CONTEXT_NOTES) -> dict:
+    """The events of the most recent whole bars, onsets counted from the first of them: at
+    most `bars` bars and `notes` events in all (at least one bar). An event that starts
+    before the cut keeps its part after it. Onsets and durations are checked on the way
+    (engine.limits.check_fraction, MAX_SPAN, MAX_BAR_NOTES); other errors are left to
+    `events_to_score`. Chord symbols before the cut are dropped, the others moved with it."""
+    if not isinstance(events, dict) or not isinstance(events.get("staves"), list):
+        return events
+    bar = Fraction(time_signature_of(events))
+    timed: list[list[tuple[Fraction, Fraction, dict]]] = []
+    per_bar: dict[tuple[int, Any, int], int] = {}
+    end = Fraction(0)
+    for staff_index, staff in enumerate(events["staves"]):
+        timed.append([])
+        for event_index, event in enumerate(staff if isinstance(staff, list) else ()):
+            if not isinstance(event, dict):
+                return events
+            where = f"staff {staff_index}, event {event_index}"
+            onset = parse_fraction(event.get("onset"), f"{where}: onset")
+            length = parse_fraction(event.get("duration"), f"{where}: duration")
+            check_fraction(onset, f"{where}: onset")
+            check_fraction(length, f"{where}: duration")
+            end = max(end, onset + length)
+            check_size(int(end), MAX_SPAN, "whole notes from the start of the events")
+            key = (staff_index, repr(event.get("voice", 0)), int(onset // bar))
+            per_bar[key] = per_bar.get(key, 0) + 1
+            check_size(per_bar[key], MAX_BAR_NOTES, f"events in bar {key[2] + 1} of staff "
+                       f"{staff_index}")
+            timed[-1].append((onset, length, event))
+    total_bars = max(1, -(-end // bar))
+    first = max(0, total_bars - bars)
+
+    def count(first_bar: int) -> int:
+        cut = first_bar * bar
+        return sum(1 for staff in timed for onset, length, _ in staff if onset + length > cut)
+
+    while first < total_bars - 1 and count(first) > notes:
+        first += 1
+    if first == 0:
+        return events
+    cut = first * bar
+    staves = [[dict(event, onset=fraction_text(max(onset, cut) - cut),
+                    duration=fraction_text(onset + length - max(onset, cut)))
+               for onset, length, event in staff if onset + length > cut] for staff in timed]
+    return dict(events, staves=staves, **recent_chords(events, cut))
+
+
+def recent_chords(events: dict, cut: Fraction) -> dict:
+    """{"chords": the chord symbols at or after `cut`, onsets counted from it} ({} if the
+    document has no list of chords; what is wrong inside one is `chords_of`'s to say)."""
+    chords = events.get("chords")
+    if not isinstance(chords, list):
+        return {}
+    kept = []
+    for index, item in enumerate(chords):
+        if not isinstance(item, dict):
+            return {"chords": chords}
+        onset = parse_fraction(item.get("onset"), f"chord {index}: onset")
+        check_fraction(onset, f"chord {index}: onset")
+        if onset >= cut:
+            kept.append(dict(item, onset=fraction_text(onset - cut)))
+    return {"chords": kept}
 
 
 def chord_symbols(parts: list, layout: list[tuple[int, int]]) -> list[tuple[int, Fraction, str]]:

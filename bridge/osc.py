@@ -1,7 +1,8 @@
 """Segue over OSC (UDP), in the style of AbletonOSC: a request address and a reply address.
 
     /segue/ping                      -> /segue/ping "ok" version model
-    /segue/continue s:abc [i:bars]   -> /segue/continue/abc s:abc
+    /segue/continue s:abc [i:bars [i:reply port]]
+                                     -> /segue/continue/abc s:abc
                                         /segue/continue/notes f:pitch f:onset f:duration ...
     /segue/fill s:abc i:first i:last -> /segue/fill/abc s:abc (the whole tune, bars first-last
                                         written anew), /segue/fill/notes f:pitch f:onset ...
@@ -18,8 +19,10 @@ default), seed (i; -1 or nil: random), model (s; "" or nil: the default). They a
 every OSC client, like the controls of an instrument. Onsets and durations of notes are in
 beats (quarter notes) from the first beat of the continuation (of the whole tune, for fill and
 accompany); pitches are MIDI numbers (sent as floats, so the list has one type).
-Replies go to the sender's address, or to the port it named with /segue/reply_port (one
-port per client address: oscsend sends each message from a new port). Integer settings accept
+Replies go to the sender's address and port, or to the port it named with /segue/reply_port
+(kept per sender address and port, so one client cannot redirect another's replies; a
+/segue/continue may also name its reply port as a third argument, for clients like oscsend
+that send each message from a new port). Integer settings accept
 whole floats too, as many controllers send only floats. Replies are never answered as requests
 (ping and get take no arguments, errors get no reply, and the reply port cannot be Segue's
 own), so replies sent back to Segue, or to another Segue, cannot bounce forever.
@@ -32,13 +35,24 @@ import socket
 import socketserver
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
 
-from bridge.api import DEFAULTS, check_abc, check_setting
-from bridge.worker import Busy, Job, Worker
+from bridge.api import (
+    ADDS,
+    DEFAULTS,
+    ContinueRequest,
+    check_music,
+    check_setting,
+    notes,
+    without_paths,
+    write_music,
+)
+from bridge.logs import printable
+from bridge.worker import Busy, Worker
 from engine import __version__
 from engine.errors import SegueError
 
@@ -47,7 +61,8 @@ PREFIX = "/segue"
 SETTINGS = ("bars", "temperature", "top_p", "top_k", "seed", "model")
 INTEGERS = ("bars", "top_k", "seed")
 MAX_DATAGRAM = 65_507  # the most one UDP datagram carries
-
+MAX_REPLY_PORTS = 1_024  # senders whose reply port is kept (the oldest are forgotten)
+MAX_CONTINUING = 32  # continuations in progress at once; more are answered busy
 
 class OscError(SegueError):
     """A message Segue cannot act on."""
@@ -68,17 +83,10 @@ def osc_setting(name: str, args: list[Any]) -> Any:
 
 
 def describe(error: SegueError) -> str:
-    """An error's message; "busy: ..." when the queue turned the request away."""
-    return f"busy: {error}" if isinstance(error, Busy) else str(error)
-
-
-def notes_of(score: Any) -> list[float]:
-    """pitch, onset, duration (beats) of every sounding note of every part, flattened, by
-    onset (grace notes, which take no time, are left out)."""
-    from engine.music import note_events
-
-    triples = sorted(t for part in note_events(score) for t in part if t[1] > 0)
-    return [float(x) for onset, length, pitch in triples for x in (pitch, onset, length)]
+    """An error's message, free of server paths; "busy: ..." when the queue turned the
+    request away."""
+    message = without_paths(str(error))
+    return f"busy: {message}" if isinstance(error, Busy) else message
 
 
 class Handler(socketserver.BaseRequestHandler):
@@ -101,14 +109,16 @@ class OscServer(socketserver.UDPServer):
         super().__init__((host, port), Handler)
         self.worker = worker
         self.settings: dict[str, Any] = {name: DEFAULTS[name] for name in SETTINGS}
-        self.reply_ports: dict[str, int] = {}
+        self.reply_ports: OrderedDict[tuple[str, int], int] = OrderedDict()
+        self.continuing = threading.BoundedSemaphore(MAX_CONTINUING)
         self.lock = threading.Lock()
         self.last_active = time.monotonic()  # when a message last came
 
     # --- sending -----------------------------------------------------------------------
     def target(self, client: tuple[str, int]) -> tuple[str, int]:
-        """Where replies to `client` go: its address, or the reply port it named."""
-        return client[0], self.reply_ports.get(client[0], client[1])
+        """Where replies to `client` go: its address, and its port or the one it named."""
+        with self.lock:
+            return client[0], self.reply_ports.get(client[:2], client[1])
 
     def send(self, client: tuple[str, int], address: str, args: list[Any]) -> None:
         """Send one message to the client (an error instead if it would not fit a datagram)."""
@@ -125,7 +135,8 @@ class OscServer(socketserver.UDPServer):
 
     def send_error(self, client: tuple[str, int], address: str, message: str) -> None:
         """Log and send /segue/error address message."""
-        log.info("OSC %s from %s:%d refused: %s", address or "(not OSC)", *client[:2], message)
+        log.info("OSC %s from %s:%d refused: %s", printable(address or "(not OSC)"),
+                 *client[:2], printable(message))
         self.send(client, f"{PREFIX}/error", [address, message])
 
     # --- receiving ---------------------------------------------------------------------
@@ -145,10 +156,14 @@ class OscServer(socketserver.UDPServer):
                 self.dispatch(address, list(message.params), client)
             except SegueError as error:
                 self.send_error(client, address, describe(error))
+            except Exception:
+                log.exception("fault while answering OSC %s", printable(address))
+                self.send_error(client, address, "an internal error; see the server log")
 
     def dispatch(self, address: str, args: list[Any], client: tuple[str, int]) -> None:
         """Act on one message; SegueError says why it cannot."""
-        log.debug("OSC %s %r from %s:%d", address, args[:4], *client[:2])
+        log.debug("OSC %s %s from %s:%d", printable(address), printable(repr(args[:4])[:300]),
+                  *client[:2])
         if args and (address == f"{PREFIX}/ping" or address.startswith(f"{PREFIX}/get/")):
             raise OscError(f"{address} takes no arguments (is this a reply sent back?)")
         if address == f"{PREFIX}/ping":
@@ -187,48 +202,75 @@ class OscServer(socketserver.UDPServer):
         return float(value) if name in ("temperature", "top_p") else value
 
     def set_reply_port(self, args: list[Any], client: tuple[str, int]) -> None:
-        """Send this client address's replies to another port (0: back to the sender)."""
-        if len(args) != 1 or isinstance(args[0], bool) or not isinstance(args[0], int) \
-                or not 0 <= args[0] <= 65535:
+        """Send this sender's replies (its address and port) to another port of its address
+        (0: back to the sender's own port)."""
+        if len(args) != 1:
             raise OscError("/segue/reply_port takes one port number (0: the sender's own)")
-        if args[0] == self.server_address[1]:
-            raise OscError("the reply port cannot be Segue's own OSC port")
+        port = check_port(args[0], self.server_address[1])
         with self.lock:
-            if args[0]:
-                self.reply_ports[client[0]] = args[0]
-            else:
-                self.reply_ports.pop(client[0], None)
-        self.send(client, f"{PREFIX}/reply_port", [args[0]])
+            self.reply_ports.pop(client[:2], None)
+            if port:
+                self.reply_ports[client[:2]] = port
+                while len(self.reply_ports) > MAX_REPLY_PORTS:
+                    self.reply_ports.popitem(last=False)
+        self.send(client, f"{PREFIX}/reply_port", [port])
 
     # --- continuing --------------------------------------------------------------------
     def start_continue(self, args: list[Any], client: tuple[str, int]) -> None:
-        """Check the request, queue it (Busy at once if the queue is full), answer later."""
-        if not 1 <= len(args) <= 2 or not isinstance(args[0], str):
-            raise OscError("/segue/continue takes an ABC tune (s) and optionally bars (i)")
-        with self.lock:
-            settings = dict(self.settings)
-        if len(args) == 2:
-            settings["bars"] = osc_setting("bars", args[1:])
-        abc = args[0]
-        check_abc(abc)
-        model = self.worker.resolve(settings["model"])
-        bars = settings["bars"]
-
-        def run(engine: Any) -> list[Any]:
-            from engine.continuation import Sampling
-
-            sampling = Sampling(temperature=settings["temperature"], top_p=settings["top_p"],
-                                top_k=settings["top_k"], seed=settings["seed"])
-            return engine.continue_abc(abc, bars=bars, sampling=sampling)
-
-        started = time.monotonic()
-        job = self.worker.submit(run, model)
-        threading.Thread(target=self.finish_continue, args=(job, client, started, len(abc), bars),
+        """Check the request here, then read, continue and answer it from a thread of its
+        own (at most MAX_CONTINUING at once: more are answered busy). A third argument names
+        the port for this request's replies, errors included."""
+        if len(args) == 3 and isinstance(args[2], int) and not isinstance(args[2], bool):
+            client = (client[0], check_port(args[2], self.server_address[1]) or client[1])
+        try:
+            request, model = self.continue_request(args)
+        except SegueError as error:
+            self.send_error(client, f"{PREFIX}/continue", describe(error))
+            return
+        if not self.continuing.acquire(blocking=False):
+            self.send_error(client, f"{PREFIX}/continue", describe(Busy(
+                f"{MAX_CONTINUING} continuations are in progress already; try again later")))
+            return
+        threading.Thread(target=self.finish_continue, args=(request, model, client),
                          name="segue-osc-continue", daemon=True).start()
 
+    def continue_request(self, args: list[Any]) -> tuple[ContinueRequest, str | None]:
+        """The request a /segue/continue carries, checked, and its model's key."""
+        if not 1 <= len(args) <= 3 or not isinstance(args[0], str):
+            raise OscError("/segue/continue takes an ABC tune (s), and optionally bars (i) "
+                           "and a reply port (i)")
+        with self.lock:
+            settings = dict(self.settings)
+        if len(args) >= 2:
+            settings["bars"] = osc_setting("bars", args[1:2])
+        if len(args) == 3:
+            check_port(args[2], self.server_address[1])
+        if not args[0].strip():
+            raise OscError("/segue/continue: the ABC tune is empty")
+        request = ContinueRequest("abc", args[0], **{name: settings[name] for name in SETTINGS})
+        check_music(request)
+        return request, self.worker.resolve(settings["model"])
+
     def start_rewrite(self, address: str, args: list[Any], client: tuple[str, int]) -> None:
-        """/segue/fill s:abc i:first i:last or /segue/accompany s:abc s:add: check, queue,
-        answer later as /segue/continue is answered."""
+        """/segue/fill s:abc i:first i:last or /segue/accompany s:abc s:add: check here, then
+        answer from a thread of its own as /segue/continue is answered."""
+        try:
+            request, model = self.rewrite_request(address, args)
+        except SegueError as error:
+            self.send_error(client, address, describe(error))
+            return
+        if not self.continuing.acquire(blocking=False):
+            self.send_error(client, address, describe(Busy(
+                f"{MAX_CONTINUING} continuations are in progress already; try again later")))
+            return
+        threading.Thread(target=self.finish_continue, args=(request, model, client),
+                         kwargs={"address": address}, name="segue-osc-rewrite",
+                         daemon=True).start()
+
+    def rewrite_request(self, address: str,
+                        args: list[Any]) -> tuple[ContinueRequest, str | None]:
+        """The request a /segue/fill or /segue/accompany carries, checked, and its model's
+        key."""
         fill = address.endswith("/fill")
         kinds = (str, int, int) if fill else (str, str)
         if len(args) != len(kinds) or not all(isinstance(a, k) and not isinstance(a, bool)
@@ -238,47 +280,49 @@ class OscServer(socketserver.UDPServer):
                               else "the part to add (s: bass, voice or chords)"))
         if fill and not 0 <= args[1] <= args[2]:
             raise OscError(f"{address}: the gap's bars must be first <= last, from 0")
-        if not fill and args[1] not in ("bass", "voice", "chords"):
+        if not fill and args[1] not in ADDS:
             raise OscError(f"{address}: the part to add is bass, voice or chords, not "
-                           f"{args[1]!r}")
+                           f"{args[1][:50]!r}")
+        if not args[0].strip():
+            raise OscError(f"{address}: the ABC tune is empty")
         with self.lock:
             settings = dict(self.settings)
-        abc = args[0]
-        check_abc(abc)
-        model = self.worker.resolve(settings["model"])
+        request = ContinueRequest("abc", args[0], **{name: settings[name] for name in SETTINGS})
+        if fill:
+            request.gap = (args[1], args[2])
+        else:
+            request.add = args[1]
+        check_music(request)
+        return request, self.worker.resolve(settings["model"])
 
-        def run(engine: Any) -> list[Any]:
-            from engine.continuation import Sampling
-            from engine.infill import accompany_score, fill_score
-            from engine.music import parse_abc
-
-            sampling = Sampling(temperature=settings["temperature"], top_p=settings["top_p"],
-                                top_k=settings["top_k"], seed=settings["seed"])
-            if fill:
-                return fill_score(engine, parse_abc(abc), (args[1], args[2]), sampling)
-            return accompany_score(engine, parse_abc(abc), args[1], sampling)
-
+    def finish_continue(self, request: ContinueRequest, model: str | None,
+                        client: tuple[str, int], address: str = f"{PREFIX}/continue") -> None:
+        """Read the tune, continue (fill, accompany) it, send the ABC and the notes (or an
+        error)."""
         started = time.monotonic()
-        job = self.worker.submit(run, model)
-        threading.Thread(target=self.finish_continue, args=(job, client, started, len(abc), 0),
-                         kwargs={"address": address}, name="segue-osc-rewrite",
-                         daemon=True).start()
-
-    def finish_continue(self, job: Job, client: tuple[str, int], started: float, size: int,
-                        bars: int, address: str = f"{PREFIX}/continue") -> None:
-        """Wait for the job, then send the ABC and the notes (or an error) to the client."""
         try:
-            [result], _ = self.worker.wait(job)
-            notes = notes_of(result.score())
+            written = write_music(self.worker, request, model)
+            [(abc, _)] = written.takes
+            values = self.worker.read(notes, abc)
         except SegueError as error:
             self.send_error(client, address, describe(error))
             return
-        except Exception:
-            log.exception("fault while continuing for OSC client %s:%d", *client[:2])
+        except Exception as error:  # a fault of ours (ChildFault: in a worker process)
+            log.error("fault while continuing for OSC client %s:%d: %s", *client[:2], error)
             self.send_error(client, address, "an internal error; see the server log")
             return
-        self.send(client, f"{address}/abc", [result.abc])
-        self.send(client, f"{address}/notes", notes)
-        log.info("OSC %s from %s:%d in=%dB bars=%d ok %.1f ms", address, *client[:2], size, bars,
-                 (time.monotonic() - started) * 1000)
+        finally:
+            self.continuing.release()
+        self.send(client, f"{address}/abc", [abc])
+        self.send(client, f"{address}/notes", values)
+        log.info("OSC %s from %s:%d in=%dB bars=%d ok %.1f ms", address, *client[:2],
+                 len(request.music), written.bars, (time.monotonic() - started) * 1000)
 
+
+def check_port(value: Any, own: int) -> int:
+    """A reply port from an OSC argument: 0 (the sender's own) to 65535, never Segue's."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise OscError(f"a reply port is a port number from 0 to 65535, not {value!r}"[:200])
+    if value == own:
+        raise OscError("the reply port cannot be Segue's own OSC port")
+    return value

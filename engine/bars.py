@@ -100,7 +100,7 @@ def length_prefixes(grid: Fraction) -> dict[str, tuple[Fraction, ...]]:
     return {k: tuple(sorted(v)) for k, v in prefixes.items()}
 
 
-@lru_cache(maxsize=100_000)
+@lru_cache(maxsize=16_384)
 def can_finish(bar: Fraction, time: Fraction, triplet_left: int, grid: Fraction) -> bool:
     """Whether a bar at `time`, with `triplet_left` notes of an open triplet, can end exactly."""
     if time > bar:
@@ -179,7 +179,7 @@ def _with(state: BarState, **changes) -> BarState:
     return new
 
 
-@lru_cache(maxsize=50_000)
+@lru_cache(maxsize=4_096)  # about 3 KB an entry: a long-running server stays within ~13 MB
 def _successors(state: BarState, alphabet: tuple[str, ...]) -> tuple[BarState | None, ...]:
     result = []
     for text in alphabet:
@@ -379,7 +379,7 @@ def _length_can_grow(state: BarState, text: str) -> bool:
     return _fits(state.bar, state.time, state.triplet_left, text, state.grid)
 
 
-@lru_cache(maxsize=100_000)
+@lru_cache(maxsize=16_384)
 def _fits(bar: Fraction, time: Fraction, triplet_left: int, text: str, grid: Fraction) -> bool:
     candidates = length_prefixes(grid).get(text, ())
     if triplet_left:

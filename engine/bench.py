@@ -139,10 +139,11 @@ def bench_inference(preset: str, config: BenchConfig, device: torch.device) -> l
     """First-token time, decoding speed and an 8-bar continuation at each prompt length."""
     from tqdm import tqdm
 
-    from engine.continuation import Engine, Sampling, make_prompt
+    from engine.continuation import Engine, Sampling
     from engine.lm import decoder_for
     from engine.model import build_model, model_config
     from engine.music import parse_abc
+    from engine.prompt import make_prompt
     from engine.tokenizer import CharTokenizer
 
     tokenizer = CharTokenizer()

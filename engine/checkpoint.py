@@ -13,8 +13,9 @@
 A checkpoint is written into a hidden temporary folder beside its place and renamed into it,
 so a kill at any moment leaves the previous checkpoint or the new one, never half of one (a
 kill between moving the old one aside and the new one in leaves `.<name>.old`, which
-`recover` puts back). Only model.safetensors, config.json and tokenizer.json are needed to use
-a model; ship those three.
+`recover` puts back; a kill while writing leaves `.<name>.tmp-PID`, which `recover` removes
+once that process is gone, at the next save, load or resume). Only model.safetensors,
+config.json and tokenizer.json are needed to use a model; ship those three.
 
 Models are found by name in the shipped folder engine/checkpoints/<name>/ and in
 $SEGUE_HOME/models/<name>/ (default ~/.segue/models); a name may also be a path. A training run
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,15 +52,22 @@ RUN_CHECKPOINTS = ("best", "checkpoint")  # inside a training run folder, in ord
 
 
 def load_tokenizer(folder: str | os.PathLike[str]):
-    """The tokenizer saved in `folder`, of whatever kind its tokenizer.json names."""
+    """The tokenizer saved in `folder`, of whatever kind its tokenizer.json names;
+    SegueError ("corrupt checkpoint") if the file is not one."""
     path = Path(folder) / TOKENIZER_FILE
     try:
-        kind = json.loads(path.read_text("utf-8")).get("kind")
+        data = json.loads(path.read_text("utf-8"))
+        kind = data.get("kind")
     except (OSError, ValueError, AttributeError) as error:
-        raise SegueError(f"{path}: cannot read the tokenizer ({error})") from None
+        raise SegueError(f"{path}: corrupt checkpoint, cannot read the tokenizer "
+                         f"({error})") from None
     if kind not in TOKENIZERS:
-        raise SegueError(f"{path}: unknown tokenizer kind {kind!r}")
-    return TOKENIZERS[kind].load(folder)
+        raise SegueError(f"{path}: corrupt checkpoint, unknown tokenizer kind {kind!r}")
+    alphabet = data.get("alphabet")
+    if not isinstance(alphabet, str) or not alphabet or len(set(alphabet)) != len(alphabet):
+        raise SegueError(f"{path}: corrupt checkpoint, the tokenizer has no alphabet of "
+                         "distinct characters")
+    return TOKENIZERS[kind].load(Path(folder))
 
 
 def fsync_folder(folder: Path) -> None:
@@ -75,10 +84,34 @@ def fsync_folder(folder: Path) -> None:
 
 
 def recover(path: Path) -> None:
-    """Put back a checkpoint left aside by a kill in the middle of replacing it."""
+    """Put back a checkpoint left aside by a kill in the middle of replacing it, and remove
+    the temporary folders of writers that were killed."""
     old = path.parent / f".{path.name}.old"
     if not path.exists() and old.is_dir():
         os.replace(old, path)
+    if path.parent.is_dir():
+        for leftover in path.parent.glob(f".{path.name}.tmp-*"):
+            if not writer_alive(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def writer_alive(folder: Path) -> bool:
+    """Whether the process that named a temporary folder `.<name>.tmp-PID` may still be
+    writing it (where processes cannot be asked, a folder a day old is taken for dead)."""
+    pid = folder.name.rpartition("-")[2]
+    if not pid.isdigit():
+        return False
+    if os.name != "posix":
+        return time.time() - folder.stat().st_mtime < 86_400
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, and is someone else's
+        return True
+    return True
 
 
 def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module, tokenizer,
@@ -161,6 +194,7 @@ def resolve_model(name_or_path: str | os.PathLike[str] | None = None) -> Path:
 
 
 def read_config(folder: Path) -> dict[str, Any]:
+    """A checkpoint's config.json; SegueError ("corrupt checkpoint") if it is not one."""
     try:
         config = json.loads((folder / CONFIG_FILE).read_text("utf-8"))
     except (OSError, ValueError) as error:
@@ -168,9 +202,16 @@ def read_config(folder: Path) -> dict[str, Any]:
                          f"({error})") from None
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise SegueError(f"{folder}: corrupt checkpoint, {CONFIG_FILE} has no model section")
-    if config.get("format", FORMAT) > FORMAT:
-        raise SegueError(f"{folder}: checkpoint format {config['format']} is newer than this "
+    version, block_size = config.get("format", FORMAT), config.get("block_size")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise SegueError(f"{folder}: corrupt checkpoint, {CONFIG_FILE} has format "
+                         f"{version!r}"[:200])
+    if version > FORMAT:
+        raise SegueError(f"{folder}: checkpoint format {version} is newer than this "
                          "Segue understands; upgrade Segue")
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise SegueError(f"{folder}: corrupt checkpoint, {CONFIG_FILE} has block_size "
+                         f"{block_size!r}"[:200])
     return config
 
 

@@ -21,7 +21,6 @@ all behave alike.
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -29,18 +28,18 @@ from fractions import Fraction
 
 import torch
 
-from engine.abc_text import split_head
-from engine.abc_writer import frac, write_abc
 from engine.bars import BarState, bar_units, grid_for, key_alters
 from engine.checkpoint import DEFAULT_SAMPLING
 from engine.dataset import TUNE_SEPARATOR
 from engine.errors import SegueError
+from engine.limits import check_fillable
 from engine.lm import decoder_for
+from engine.meters import answer_score, bar_meters
+from engine.prompt import BARS_PER_LINE, Prompt, make_prompt
 from engine.token_masks import TokenMasks
 
 MAX_BARS = 128
 MAX_VARIATIONS = 16
-BARS_PER_LINE = 4
 # Characters allowed when a segment has used its budget: they can only finish bars quickly.
 FINISHING = frozenset("z0123456789/|]}3^_=ABCDEFGabcdefg")
 
@@ -85,125 +84,7 @@ class Continuation:
 
     def score(self):
         """The continuation as a music21 Score, each bar in its own meter."""
-        from engine.music import parse_abc
-
-        score = parse_abc(self.abc)
-        if len(set(self.meters)) > 1:
-            set_bar_meters(score, self.meters)
-        return score
-
-
-def set_bar_meters(score, meters: list[str]) -> None:
-    """Re-bar each part of `score` so that bar i lasts `meters[i]`, with a time signature
-    where the meter changes (music21's ABC reader ignores inline `[M:]` fields)."""
-    from music21 import meter, stream
-
-    changes: stream.Stream = stream.Stream()
-    offset = 0.0
-    for index, value in enumerate(meters):
-        signature = meter.TimeSignature(value)
-        if index == 0 or value != meters[index - 1]:
-            changes.insert(offset, signature)
-        offset += signature.barDuration.quarterLength
-    for part in list(score.parts):
-        flat = part.flatten().getElementsNotOfClass(meter.TimeSignature).stream()
-        barred = flat.makeMeasures(meterStream=changes)
-        barred.makeTies(inPlace=True)
-        if isinstance(part.id, str):
-            barred.id = part.id
-        barred.partName = part.partName
-        score.replace(part, barred)
-
-
-def bar_meters(requested: list[str] | None, bars: int, meter: str) -> list[str]:
-    """The meter of each of `bars` new bars: `requested` (its last meter repeated when it is
-    shorter), else the prompt's `meter` throughout. SegueError for a meter it cannot write."""
-    if not requested:
-        return [meter] * bars
-    if len(requested) > bars:
-        raise SegueError(f"bar_meters names {len(requested)} bars, but only {bars} are asked for")
-    meters = [*requested, *[requested[-1]] * (bars - len(requested))]
-    for value in set(meters):
-        if not re.fullmatch(r"[1-9][0-9]?/(1|2|4|8|16|32)", value):
-            raise SegueError(f"bar meter {value!r} is not a meter Segue can write "
-                             "(write it like \"3/4\")")
-    return meters
-
-
-@dataclass
-class Prompt:
-    """A prompt split into what the model reads and what the answer's head needs."""
-
-    head: str  # X, M, L, [Q], [V...], K lines, as the writer wrote them
-    body: str  # the bars, ending with a bar line (or, after an unfinished bar, a space)
-    meter: str  # meter, unit length, key and tempo in force at the end of the prompt
-    unit: str
-    key: str
-    tempo: str | None
-    voices: int
-    time_in_bar: Fraction = Fraction(0)  # where an unfinished last bar stops, in unit notes
-
-    def answer_head(self, meter: str) -> str:
-        """The head of an answer whose first bar is in `meter`: the prompt's voices, and the
-        unit length, tempo and key in force at its end."""
-        voices = re.findall(r"^V:.*$", self.head, re.MULTILINE)
-        lines = ["X:1", f"M:{meter}", f"L:{self.unit}"]
-        lines += [f"Q:{self.tempo}"] if self.tempo else []
-        return "\n".join([*lines, *voices, f"K:{self.key}"]) + "\n"
-
-
-def last_field(text: str, name: str, default: str) -> str:
-    """The value of the last `name:` field in force in `text` (field line or inline); voice
-    definitions (`V:1 name=... clef=...`) are not fields in force."""
-    values = re.findall(rf"(?:^|\[){name}:([^\]\n]*)", text, re.MULTILINE)
-    return values[-1].strip() if values else default
-
-
-def end_with_bar_line(line: str) -> str:
-    """A line of bars ending with a plain bar line (a final `|]` or `||` becomes `|`)."""
-    line = re.sub(r"\s*(\|\]|\|\|)\s*$", " |", line.rstrip())
-    return line if line.endswith("|") else line + " |"
-
-
-def unfinished_bar(score, unit: str) -> Fraction:
-    """How far the score's last bar gets, in unit notes, if it stops short of its meter (a
-    pickup alone is a whole bar's start, not an unfinished bar); 0 for a full last bar."""
-    from music21 import stream
-
-    parts = list(score.parts) if isinstance(score, stream.Score) else [score]
-    measures = list(parts[0].getElementsByClass(stream.Measure)) if parts else []
-    if not measures or (len(measures) == 1 and measures[0].paddingLeft):
-        return Fraction(0)
-    last = measures[-1]
-    length = frac(last.duration.quarterLength)
-    if last.timeSignature is None and last.getContextByClass("TimeSignature") is None:
-        return Fraction(0)
-    if length >= frac(last.barDuration.quarterLength) or length == 0:
-        return Fraction(0)
-    return length / (Fraction(unit) * 4)
-
-
-def make_prompt(score, chord_symbols: bool = True) -> Prompt:
-    """The prompt for a score: our ABC without title, its final bar line made plain, or
-    removed when the last bar is unfinished (the answer completes it)."""
-    abc = write_abc(score, title="", bars_per_line=BARS_PER_LINE, chord_symbols=chord_symbols)
-    head, body = split_head(abc)
-    unit = last_field(head, "L", "1/8")
-    time_in_bar = unfinished_bar(score, unit)
-    lines = body.strip().split("\n")
-    voices = len({line for line in lines if line.startswith("V:")}) or 1
-    music = [index for index, line in enumerate(lines) if not line.startswith("V:")]
-    for index in music:
-        lines[index] = end_with_bar_line(lines[index])
-    if time_in_bar:  # each voice's last line stops where its bar does
-        for index in music[-voices:]:
-            lines[index] = lines[index].removesuffix("|").rstrip() + " "
-    tempo = last_field(abc, "Q", "")
-    return Prompt(
-        head=head, body="\n".join(lines),
-        meter=last_field(abc, "M", "4/4"), unit=unit, key=last_field(abc, "K", "C"),
-        tempo=tempo or None, voices=voices, time_in_bar=time_in_bar,
-    )
+        return answer_score(self.abc, self.meters)
 
 
 @dataclass(frozen=True)
@@ -349,15 +230,24 @@ class Engine:
                        meters: list[str] | None = None) -> list[Continuation]:
         """Continue a music21 score by exactly `bars` bars, `variations` times; `meters` gives
         the meter of each new bar (see `bar_meters`), by default the prompt's."""
+        if not any(True for _ in score.recurse().notesAndRests):
+            raise SegueError("the prompt is empty: select some bars with notes or rests")
+        prompt = make_prompt(score, chord_symbols=self.chord_symbols)
+        return self.continue_prompt(prompt, bars, sampling, variations, meters)
+
+    def continue_prompt(self, prompt: Prompt, bars: int = 8, sampling: Sampling | None = None,
+                        variations: int = 1,
+                        meters: list[str] | None = None) -> list[Continuation]:
+        """Continue a prompt (engine.prompt.make_prompt, with this engine's `chord_symbols`)
+        by exactly `bars` bars; SegueError for a meter the grammar cannot fill."""
         sampling = self.resolve_sampling(sampling)
         if not 1 <= bars <= MAX_BARS:
             raise SegueError(f"bars must be between 1 and {MAX_BARS}, not {bars}")
         if not 1 <= variations <= MAX_VARIATIONS:
             raise SegueError(f"variations must be between 1 and {MAX_VARIATIONS}")
-        if not any(True for _ in score.recurse().notesAndRests):
-            raise SegueError("the prompt is empty: select some bars with notes or rests")
-        prompt = make_prompt(score, chord_symbols=self.chord_symbols)
         meters = bar_meters(meters, bars, prompt.meter)
+        for meter in {prompt.meter, *meters}:
+            check_fillable(meter, prompt.unit)
         seed = sampling.seed if sampling.seed is not None else \
             int(torch.randint(0, 2**31 - 1, (1,)))
         results = []

@@ -33,7 +33,14 @@ import torch
 import torch.nn.functional as F
 
 from engine.abc_writer import LANGUAGE_VERSION
-from engine.checkpoint import STATE_FILE, load_weights, pick_device, save_checkpoint, warm_start
+from engine.checkpoint import (
+    STATE_FILE,
+    load_weights,
+    pick_device,
+    recover,
+    save_checkpoint,
+    warm_start,
+)
 from engine.dataset import TUNE_SEPARATOR, load_corpus, token_array
 from engine.errors import SegueError
 from engine.files import atomic_path, write_text_atomic
@@ -196,6 +203,7 @@ def machine(device: torch.device, world: int) -> str:
 
 def resumed_config(config: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict[str, Any]]:
     """The run's saved config (updated with the `given` options that may change) and state."""
+    recover(Path(config.out) / "checkpoint")  # a kill in the middle of saving it
     path = Path(config.out) / "checkpoint" / STATE_FILE
     if not path.exists():
         raise SegueError(f"{config.out}: nothing to resume (no checkpoint/{STATE_FILE})")

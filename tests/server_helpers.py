@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import re
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -49,18 +51,65 @@ def running_server(model: Path | str, **options: Any) -> Iterator[Server]:
         worker.stop()
 
 
+def hold_engine(engine: Any, gate: str, limit_s: float = 60) -> None:
+    """A job for the model's process that holds it until the file `gate` exists (a test's
+    gate across processes; the MIDI bridge, say, has the model)."""
+    deadline = time.monotonic() + limit_s
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def nothing(engine: Any) -> None:
+    """A job for the model's process that does nothing."""
+
+
 def call(port: int, method: str, path: str, body: Any = None, *,
          headers: dict[str, str] | None = None, raw: bytes | None = None,
          timeout: float = 120) -> tuple[int, dict[str, Any]]:
     """One HTTP request to 127.0.0.1:port; (status, decoded JSON answer)."""
+    status, _, answer = exchange(port, method, path, body, headers=headers, raw=raw,
+                                 timeout=timeout)
+    return status, answer
+
+
+def exchange(port: int, method: str, path: str, body: Any = None, *,
+             headers: dict[str, str] | None = None, raw: bytes | None = None,
+             timeout: float = 120) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """One HTTP request to 127.0.0.1:port; (status, headers, decoded JSON answer)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     data = raw if raw is not None else None if body is None else json.dumps(body).encode()
     try:
         connection.request(method, path, body=data, headers=headers or {})
         response = connection.getresponse()
-        return response.status, json.loads(response.read())
+        return response.status, dict(response.getheaders()), json.loads(response.read())
     finally:
         connection.close()
+
+
+def raw_exchange(port: int, data: bytes, *, close_write: bool = True,
+                 timeout: float = 60, source: str = "127.0.0.1") -> bytes:
+    """Send raw bytes on a new connection (from address `source`) and read until the
+    server closes it (after closing our side for writing, unless `close_write` is False)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                  source_address=(source, 0)) as sock:
+        sock.sendall(data)
+        if close_write:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65_536):
+            answer += chunk
+    return answer
+
+
+def wait_idle(server: Server, limit_s: float = 60) -> None:
+    """Wait until nothing is running or queued in the server's worker, then assert its
+    processes are all alive: what a request started has ended, and nothing it broke."""
+    worker = server.worker
+    deadline = time.monotonic() + limit_s
+    while (worker.queued() or worker.readers.working) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert worker.queued() == 0 and worker.readers.working == 0, "work left running"
+    assert worker.process.alive() and all(child.alive() for child in worker.readers.children)
 
 
 def bar_lines(abc: str) -> dict[str, int]:

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,8 @@ from server_helpers import (
     call,
     check_bars,
     check_events,
+    hold_engine,
+    nothing,
     running_server,
 )
 
@@ -289,14 +290,14 @@ def test_other_addresses_warn_and_accept_ip_hosts(server: Server,
                     headers={"Host": "evil.example"})[0] == 403
 
 
-def test_busy_is_answered_quickly(model_path: Path) -> None:
-    with running_server(model_path, queue_size=2, max_wait_s=1.0) as busy:
-        gate = threading.Event()
-        busy.worker.submit(lambda engine: gate.wait(60))  # the MIDI bridge, say, has the model
+def test_busy_is_answered_quickly(model_path: Path, tmp_path: Path) -> None:
+    with running_server(model_path, queue_size=2, max_wait_s=3.0) as busy:
+        gate = tmp_path / "gate"
+        busy.worker.submit(hold_engine, str(gate))  # the model is taken
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             waiting = pool.submit(post, busy, {"abc": ABC_4_4, "bars": 1}, timeout=30)
             while busy.worker.jobs.qsize() < 2:
-                busy.worker.submit(lambda engine: None)
+                busy.worker.submit(nothing)
             status, answer = post(busy, {"abc": ABC_4_4, "bars": 1}, timeout=30)
             assert (status, answer["error"]["code"]) == (503, "busy")  # the queue is full
             status, answer = waiting.result()
@@ -304,7 +305,7 @@ def test_busy_is_answered_quickly(model_path: Path) -> None:
         osc = OscClient(busy.osc_port, timeout=30)
         address, args = osc.ask("/segue/continue", ABC_4_4, 1)
         assert address == "/segue/error" and args[1].startswith("busy:")
-        gate.set()
+        gate.touch()
         status, answer = post(busy, {"abc": ABC_4_4, "bars": 1})
         assert status == 200, answer
         assert osc.ask("/segue/continue", ABC_4_4, 1)[0] == "/segue/continue/abc"

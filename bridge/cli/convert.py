@@ -41,10 +41,13 @@ def read_selection(args: argparse.Namespace):
     """The score of `args.input` (- = ABC from standard input) with --part/--measures/--tune."""
     import sys
 
+    from engine.limits import check_abc
     from engine.music import choose_tune, parse_abc, parse_measures, read_score, select
 
-    if args.input == "-":
-        score = parse_abc(choose_tune(sys.stdin.read(), args.tune))
+    if args.input == "-":  # text, never a path; held to the server's limits
+        text = choose_tune(sys.stdin.read(), args.tune)
+        check_abc(text)
+        score = parse_abc(text)
     else:
         score = read_score(args.input, tune=args.tune)
     measures = parse_measures(args.measures) if args.measures else None

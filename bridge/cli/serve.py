@@ -54,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="requests that may wait for the model (default 32)")
     parser.add_argument("--max-wait", type=float, default=30.0, metavar="SECONDS",
                         help="longest wait for the model before answering busy (default 30)")
+    parser.add_argument("--deadline", type=float, default=120.0, metavar="SECONDS",
+                        help="longest the model may work on one request; past it, it is "
+                             "stopped and restarted and the request answered 503 "
+                             "(default 120; reading the music gets a quarter of it)")
+    parser.add_argument("--readers", type=int, default=2, metavar="N",
+                        help="processes that read music for requests, side by side "
+                             "(default 2)")
     parser.add_argument("--idle-exit", type=float, default=None, metavar="MINUTES",
                         help="stop after this many minutes without a request (default: never)")
     parser.add_argument("--detach", action="store_true",
@@ -65,7 +72,8 @@ def background_args(args: argparse.Namespace) -> list[str]:
     """The options of `args` for the server that --detach starts (all but --detach)."""
     options = ["--host", args.host, "--port", str(args.port), "--device", args.device,
                "--cache", str(args.cache), "--queue", str(args.queue),
-               "--max-wait", str(args.max_wait)]
+               "--max-wait", str(args.max_wait), "--deadline", str(args.deadline),
+               "--readers", str(args.readers)]
     options += ["--no-osc"] if args.no_osc else ["--osc-port", str(args.osc_port)]
     options += ["--model", args.model] if args.model is not None else []
     options += ["--idle-exit", str(args.idle_exit)] if args.idle_exit is not None else []
@@ -98,6 +106,8 @@ def detach(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bridge.logs import Formatter
+    from bridge.processes import tame_allocator
     from bridge.server import Server
     from bridge.worker import Worker
     from engine.errors import SegueError
@@ -105,14 +115,20 @@ def run(args: argparse.Namespace) -> int:
     for port in (args.port, args.osc_port):
         if not 0 <= port <= 65535:
             raise SegueError(f"port {port} is not a port number (0-65535)")
+    if not (1 <= args.readers <= 16 and args.deadline > 0 and args.max_wait > 0):
+        raise SegueError("--readers must be 1 to 16, --deadline and --max-wait above 0")
     if args.idle_exit is not None and not args.idle_exit > 0:
         raise SegueError(f"--idle-exit must be a number of minutes above 0, not {args.idle_exit}")
     if args.detach:
         return detach(args)
+    handler = logging.StreamHandler()
+    handler.setFormatter(Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        handlers=[handler])
+    tame_allocator()
     worker = Worker(args.model, device=args.device, cache_size=args.cache,
-                    queue_size=args.queue, max_wait_s=args.max_wait)
+                    queue_size=args.queue, max_wait_s=args.max_wait, readers=args.readers,
+                    deadline_s=args.deadline, read_deadline_s=args.deadline / 4)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -200,9 +200,9 @@ def steady(layout: Layout, start: int, stop: int) -> bool:
 def layout_case(source: str, layout: Layout, start: int, prompt_bars: int, bars: int, *,
                 voices: bool, chords: bool) -> Case | None:
     """The case that starts at bar `start` of a piece, or None where the cut is not kept."""
-    from engine.prompt import unfinished_bar
     from engine.measures import voice_means
     from engine.music import parse_abc
+    from engine.prompt import unfinished_bar
 
     end = start + prompt_bars
     if not steady(layout, start, end + bars):

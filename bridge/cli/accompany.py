@@ -25,9 +25,14 @@ before (melody.abc):                  after `segue accompany melody.abc --add ba
 from __future__ import annotations
 
 import argparse
-import sys
 
-from bridge.cli.continue_ import add_model_arguments, add_sampling_arguments, write_texts
+from bridge.cli.continue_ import (
+    add_model_arguments,
+    add_sampling_arguments,
+    finish,
+    load_engine,
+    sampling_of,
+)
 from bridge.cli.convert import add_selection_arguments, read_selection
 
 SUMMARY = "add a part to a tune: a bass line, a second voice or chord symbols"
@@ -51,18 +56,11 @@ def run(args: argparse.Namespace) -> int:
         format_of(args.output)
     score = read_selection(args)
 
-    from engine.continuation import Engine, Sampling
     from engine.infill import accompany_score
 
-    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                        seed=args.seed)
-    sampling.check()
-    engine = Engine.load(args.model, device=args.device)
+    sampling = sampling_of(args)
+    engine = load_engine(args)
     results = accompany_score(engine, score, args.add, sampling, args.variations)
-    if results[0].note:
-        print(f"segue: {results[0].note}", file=sys.stderr)
-    write_texts([r.abc for r in results], args.output)
-    elapsed = sum(r.elapsed_ms for r in results) / 1000
-    print(f"segue: {len(results)} x {args.add} for {results[0].bars} bars in {elapsed:.2f} s "
-          f"({engine.name} on {engine.device})", file=sys.stderr)
+    finish([r.abc for r in results], args.output, results, engine,
+           f"{args.add} for {results[0].bars} bars", results[0].note)
     return 0

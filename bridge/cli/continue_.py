@@ -67,6 +67,37 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="where the model runs (default: auto = cuda, then mps, then cpu)")
 
 
+def sampling_of(args: argparse.Namespace):
+    """The engine's Sampling for the --temperature, --top-p, --top-k and --seed given, checked
+    before the model loads (unset values: the model's own)."""
+    from engine.continuation import Sampling
+
+    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                        seed=args.seed)
+    sampling.check()
+    return sampling
+
+
+def load_engine(args: argparse.Namespace):
+    """The model named by --model on --device, after the engine's notices (the Mamba path)."""
+    from engine.continuation import Engine
+
+    show_engine_notices()
+    return Engine.load(args.model, device=args.device)
+
+
+def finish(texts: list[str], output: str | None, results: list, engine, what: str,
+           note: str = "") -> None:
+    """Say `note` (what the model could read), write the answers, and sum up on standard
+    error: "segue: K x <what> in S s (model on device)"."""
+    if note:
+        print(f"segue: {note}", file=sys.stderr)
+    write_texts(texts, output)
+    elapsed = sum(r.elapsed_ms for r in results) / 1000
+    print(f"segue: {len(results)} x {what} in {elapsed:.2f} s ({engine.name} on "
+          f"{engine.device})", file=sys.stderr)
+
+
 def numbered(path: Path, index: int, count: int) -> Path:
     """`out.mid` -> `out-2.mid` when several variations are written."""
     return path if count == 1 else path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
@@ -103,23 +134,18 @@ def run(args: argparse.Namespace) -> int:
         format_of(args.output)
     score = read_selection(args)  # a missing or unknown input fails before torch is imported
 
-    from engine.continuation import MAX_BARS, Engine, Sampling
+    from engine.continuation import MAX_BARS
 
     if not 1 <= args.bars <= MAX_BARS:  # before the model loads: fail fast
         raise SegueError(f"--bars must be between 1 and {MAX_BARS}, not {args.bars}")
-    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                        seed=args.seed)
-    sampling.check()
-    show_engine_notices()
-    engine = Engine.load(args.model, device=args.device)
+    sampling = sampling_of(args)
+    engine = load_engine(args)
     results = engine.continue_score(score, args.bars, sampling, args.variations)
     symbols = chord_symbol_count(score)
     if symbols and not engine.chord_symbols:
         print(f"segue: the answer has no chord symbols: {engine.name} was trained without them "
               f"(the prompt's {symbols} chord symbols were read; a model trained on Segue ABC "
               "v2 writes them)", file=sys.stderr)
-    write_texts([r.with_prompt if args.with_prompt else r.abc for r in results], args.output)
-    elapsed = sum(r.elapsed_ms for r in results) / 1000
-    print(f"segue: {len(results)} x {args.bars} bars in {elapsed:.2f} s "
-          f"({engine.name} on {engine.device})", file=sys.stderr)
+    finish([r.with_prompt if args.with_prompt else r.abc for r in results], args.output,
+           results, engine, f"{args.bars} bars")
     return 0

@@ -22,7 +22,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bridge.cli.continue_ import add_model_arguments, add_sampling_arguments, write_texts
+from bridge.cli.continue_ import (
+    add_model_arguments,
+    add_sampling_arguments,
+    finish,
+    load_engine,
+    sampling_of,
+)
 
 SUMMARY = "fill a gap: write bars M-N of a tune anew, between the bars around them"
 
@@ -47,23 +53,16 @@ def run(args: argparse.Namespace) -> int:
     gap = parse_measures(args.measures)
     score = read_whole(args)
 
-    from engine.continuation import Engine, Sampling
     from engine.infill import fill_score
 
-    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                        seed=args.seed)
-    sampling.check()
-    engine = Engine.load(args.model, device=args.device)
+    sampling = sampling_of(args)
+    engine = load_engine(args)
     if not engine.fill_trained:
         print(f"segue: {engine.name} was trained without fill-in-the-middle windows: it writes "
               "the gap from the bars before it only", file=sys.stderr)
     results = fill_score(engine, score, gap, sampling, args.variations)
-    if results[0].note:
-        print(f"segue: {results[0].note}", file=sys.stderr)
-    write_texts([r.abc for r in results], args.output)
-    elapsed = sum(r.elapsed_ms for r in results) / 1000
-    print(f"segue: {len(results)} x {results[0].bars} bars filled in {elapsed:.2f} s "
-          f"({engine.name} on {engine.device})", file=sys.stderr)
+    finish([r.abc for r in results], args.output, results, engine,
+           f"{results[0].bars} bars filled", results[0].note)
     return 0
 
 

@@ -37,17 +37,21 @@ log = logging.getLogger("segue.processes")
 START_LIMIT_S = 600.0  # the longest a child may take to set up (loading a model included)
 
 
-class Overrun(SegueError):
-    """A job ran past its deadline; its process was stopped and is starting again.
+class RetryLater(SegueError):
+    """Work that cannot be done now; `retry_after_s`: about when to try again (kept when the
+    error crosses a process boundary)."""
 
-    `retry_after_s`: about when to try again (what the process took to start last time)."""
-
-    def __init__(self, message: str, retry_after_s: float) -> None:
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (str(self), self.retry_after_s)
+
+
+class Overrun(RetryLater):
+    """A job ran past its deadline; its process was stopped and is starting again (try again
+    after about what the process took to start last time)."""
 
 
 class Crashed(Overrun):

@@ -33,7 +33,7 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.processes import ChildProcess, Crashed, Overrun, ProcessPool
+from bridge.processes import ChildProcess, Crashed, Overrun, ProcessPool, RetryLater
 from engine.errors import SegueError
 
 log = logging.getLogger("segue.worker")
@@ -45,15 +45,8 @@ READER_ADDRESS_MB = 4_096.0  # a reader's address space: past it, MemoryError (H
 MAX_MODEL_MB = 4_000.0  # the model's process is replaced between jobs above this
 
 
-class Busy(SegueError):
+class Busy(RetryLater):
     """The model is taken for longer than a request may wait; try again later."""
-
-    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (str(self), self.retry_after_s)
 
 
 class UnknownModel(SegueError):

@@ -355,10 +355,12 @@ def osc_client_checked(server: Server, index: int, prompts: dict[str, str]) -> N
 
 
 def test_serve_command_starts_logs_and_stops_on_ctrl_c(model_path: Path) -> None:
+    """Started as a script's `cmd &` starts it, with SIGINT ignored, Ctrl-C still stops it."""
     process = subprocess.Popen(
         [sys.executable, "-m", "bridge", "serve", "--model", str(model_path), "--port", "0",
          "--osc-port", "0", "--device", "cpu"],
-        stderr=subprocess.PIPE, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+        stderr=subprocess.PIPE, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         lines = []
         assert process.stderr is not None

@@ -131,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
                     deadline_s=args.deadline, read_deadline_s=args.deadline / 4)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C stops it even when started from a script's `&`, which ignores SIGINT (as `segue
+    # midi` does too): KeyboardInterrupt, caught below.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         worker.start()
         try:

@@ -358,11 +358,18 @@ def test_chord_symbols_play_on_their_own_channel(jack: None) -> None:
 
     first = next(h for h in take if h.message.channel == 0 and h.message.type == "note_on")
     start = host.beat_of(first.time)  # the chords are timed from the melody's first note
-    assert by_beat(0, True) == {0: [72], 2: [74], 4: [76]}
     am7, d7, b_flat_over_d = [45, 48, 52, 55], [50, 54, 57, 60], [50, 53, 58]
-    assert by_beat(2, True) == {0: am7, 2: d7, 4: b_flat_over_d}
-    assert by_beat(2, False) == {2: am7, 4: d7, 6: b_flat_over_d}
+    # What was played, in order: the melody, and each chord's notes together.
+    assert list(by_beat(0, True).values()) == [[72], [74], [76]]
+    assert list(by_beat(2, True).values()) == [am7, d7, b_flat_over_d]
+    assert list(by_beat(2, False).values()) == [am7, d7, b_flat_over_d]
+    # When (a lost clock tick under xruns moves what follows by a 24th of a beat).
     with unless_jack_lost_midi():
+        for channel, on, beats in ((0, True, [0, 2, 4]), (2, True, [0, 2, 4]),
+                                   (2, False, [2, 4, 6])):
+            found = list(by_beat(channel, on))
+            on_time(found == beats, f"channel {channel + 1} {'ons' if on else 'offs'} at beats "
+                                    f"{found}, not {beats}")
         bar_line = host.time_of(round(start / 4) * 4)
         on_time(abs(first.time - bar_line) < 0.005,
                 f"the answer began {(first.time - bar_line) * 1000:+.2f} ms off the bar line")

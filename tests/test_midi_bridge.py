@@ -286,7 +286,9 @@ def test_chord_symbols_play_on_their_own_channel(jack: None) -> None:
     """--chords-channel 3: an answer's chord symbols (made here as the engine's events carry
     them) sound as chords on channel 3, each from its onset to the next symbol, N.C. silent,
     on time with the melody on channel 1; of answers with none, the bridge says so once.
-    The bridge runs in this process, with the model's side replaced by these answers."""
+    The bridge runs in this process, with the model's side replaced by these answers (so where
+    the answer starts against the host's bar lines is left to the tests of `segue midi` itself:
+    here the host's and the bridge's threads share one interpreter)."""
     melody = [{"onset": "0/1", "duration": "1/2", "pitches": [72]},
               {"onset": "1/2", "duration": "1/2", "pitches": [74]},
               {"onset": "1/1", "duration": "1/1", "pitches": [76]}]
@@ -370,9 +372,6 @@ def test_chord_symbols_play_on_their_own_channel(jack: None) -> None:
             found = list(by_beat(channel, on))
             on_time(found == beats, f"channel {channel + 1} {'ons' if on else 'offs'} at beats "
                                     f"{found}, not {beats}")
-        bar_line = host.time_of(round(start / 4) * 4)
-        on_time(abs(first.time - bar_line) < 0.005,
-                f"the answer began {(first.time - bar_line) * 1000:+.2f} ms off the bar line")
         for heard in take:
             error = heard.time - host.time_of(start + round((host.beat_of(heard.time) - start)
                                                             * 24) / 24)

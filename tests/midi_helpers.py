@@ -379,6 +379,12 @@ class LostMidiError(TimingError):
     this as they excuse timing; with no xrun it stands as a fault of Segue's."""
 
 
+def all_ended(notes: list[Heard], context: str = "") -> None:
+    """Check that every note-on heard has its note-off (a LostMidiError if not)."""
+    if left := unpaired(notes):
+        raise LostMidiError(f"notes left sounding: {left}\n{context}".rstrip())
+
+
 def on_time(ok: bool, message: str) -> None:
     """Assert a timing check (a TimingError if it fails)."""
     if not ok:
@@ -496,8 +502,7 @@ def play_and_check(host: Host, segue: SegueProcess, bpm: float, meter: str,
     expected = sorted((start, pitch) for start, _, pitch
                       in timed_notes(score_to_events(parse_abc(abc))))
     notes = host.notes(since)
-    if unpaired(notes):
-        raise LostMidiError(f"notes left sounding: {unpaired(notes)}\n{abc}")
+    all_ended(notes, abc)
     ons = [h for h in notes if h.message.type == "note_on" and h.message.velocity > 0]
     if sorted(h.message.note for h in ons) != sorted(p for _, p in expected):
         raise LostMidiError(f"heard {[h.message.note for h in ons]}, written {expected}\n{abc}")

@@ -37,6 +37,7 @@ from midi_helpers import (
     Host,
     Ports,
     SegueProcess,
+    all_ended,
     call_and_response,
     jack_port,
     jack_server,
@@ -148,7 +149,7 @@ def test_junk_does_not_stop_the_bridge(segue: SegueProcess) -> None:
         with unless_jack_lost_midi():
             ready = host.wait_state(sysex.READY, since)
             host.wait_state(sysex.LISTENING, ready)
-            assert not unpaired(host.notes(since))
+            all_ended(host.notes(since))
         host.send(mido.Message("control_change", control=21, value=8))  # back to 2 bars
         call_and_response(segue, 140, "4/4")
     finally:
@@ -195,7 +196,8 @@ def test_stop_panic_and_ctrl_c_end_every_note(jack: None, model_path: Path) -> N
             time.sleep(1.0)
             host.stop()  # Stop mid-answer: what sounds ends at once
             stopped = host.wait_state(sysex.LISTENING, playing)
-            assert host.notes(since) and not unpaired(host.notes(since))
+            assert host.notes(since)
+            all_ended(host.notes(since))
             assert not host.notes(stopped + 0.05)
 
             again = time.perf_counter()
@@ -205,7 +207,8 @@ def test_stop_panic_and_ctrl_c_end_every_note(jack: None, model_path: Path) -> N
             host.send(mido.Message("control_change", control=23, value=127))  # panic
             calm = host.wait_state(sysex.LISTENING, again)
             time.sleep(0.1)
-            assert host.notes(again) and not unpaired(host.notes(again))
+            assert host.notes(again)
+            all_ended(host.notes(again))
             all_off = {(h.message.channel, h.message.control) for h in host.heard
                        if h.time >= again and h.message.type == "control_change"}
             assert all_off == {(channel, cc) for channel in range(16) for cc in (120, 123)}
@@ -217,7 +220,8 @@ def test_stop_panic_and_ctrl_c_end_every_note(jack: None, model_path: Path) -> N
             assert unpaired(host.notes(again)), "nothing sounded when Ctrl-C came"
             assert segue.stop(signal.SIGINT) == 130
             time.sleep(0.1)
-            assert host.notes(again) and not unpaired(host.notes(again))
+            assert host.notes(again)
+            all_ended(host.notes(again))
             host.close()
     finally:
         segue.stop()
@@ -365,13 +369,17 @@ def test_chord_symbols_play_on_their_own_channel(jack: None) -> None:
     assert list(by_beat(0, True).values()) == [[72], [74], [76]]
     assert list(by_beat(2, True).values()) == [am7, d7, b_flat_over_d]
     assert list(by_beat(2, False).values()) == [am7, d7, b_flat_over_d]
-    # When (a lost clock tick under xruns moves what follows by a 24th of a beat).
+    # When, to a clock tick (a 24th of a beat): with both ends in one interpreter, either may
+    # take a tick late; a tick lost under xruns moves what follows by as much.
     with unless_jack_lost_midi():
         for channel, on, beats in ((0, True, [0, 2, 4]), (2, True, [0, 2, 4]),
                                    (2, False, [2, 4, 6])):
             found = list(by_beat(channel, on))
-            on_time(found == beats, f"channel {channel + 1} {'ons' if on else 'offs'} at beats "
-                                    f"{found}, not {beats}")
+            near = len(found) == len(beats) and all(
+                abs(heard - beat) <= 1 / 24 for heard, beat in zip(found, beats, strict=True))
+            on_time(near,
+                    f"channel {channel + 1} {'ons' if on else 'offs'} at beats {found}, "
+                    f"not {beats}")
         for heard in take:
             error = heard.time - host.time_of(start + round((host.beat_of(heard.time) - start)
                                                             * 24) / 24)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -47,15 +48,22 @@ examples:
 Set SEGUE_DEBUG=1 to see the full traceback of an unexpected error."""
 
 
+class ToStderr(logging.StreamHandler):
+    """A log handler that writes to sys.stderr as it is at each record: a later run in the same
+    process (a test's, an app's) may have replaced and closed the stderr of the first."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def show_engine_notices() -> None:
     """Print the engine's notices (the `segue` logger at INFO, such as which path a Mamba
     model runs on) on standard error as `segue: ...` lines; `segue serve` logs them instead."""
-    import logging
-
     logger = logging.getLogger("segue")
-    for old in [h for h in logger.handlers if h.get_name() == "segue-notices"]:
-        logger.removeHandler(old)  # a second run in one process writes to today's stderr
-    handler = logging.StreamHandler(sys.stderr)
+    if any(h.get_name() == "segue-notices" for h in logger.handlers):
+        return
+    handler = ToStderr()
     handler.set_name("segue-notices")
     handler.setFormatter(logging.Formatter("segue: %(message)s"))
     logger.addHandler(handler)

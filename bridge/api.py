@@ -299,13 +299,13 @@ def prepare(_: Any, request: ContinueRequest, chord_symbols: bool) -> Prepared:
     write the model's prompt (with chord symbols if the model reads them). Whatever a reader
     raises is BadMusic in its own words (or BadRequest for a malformed events document,
     TooLarge for a size over a limit)."""
-    from engine.limits import check_fillable
+    from engine.limits import check_prompt
     from engine.prompt import make_prompt
 
     with reading():
         score, prepared = read_music(request, whole=False)
         prepared.prompt = make_prompt(score, chord_symbols=chord_symbols)
-        check_fillable(prepared.prompt.meter, prepared.prompt.unit)
+        check_prompt(prepared.prompt)
     return prepared
 
 

@@ -163,9 +163,19 @@ class BarState:
         """The state after writing `ch`, or None if `ch` is not allowed here."""
         return _feed(self, ch)
 
+    def after(self, text: str) -> BarState | None:
+        """The state after writing `text` (a token of one or more characters), or None if it
+        is not allowed here."""
+        current: BarState | None = self
+        for ch in text:
+            current = _feed(current, ch)
+            if current is None:
+                return None
+        return current
+
     def successors(self, alphabet: tuple[str, ...]) -> tuple[BarState | None, ...]:
         """The state after each token of `alphabet` (None where it is not allowed)."""
-        return _successors(self, alphabet)
+        return tuple(self.after(text) for text in alphabet)
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(BarState))
@@ -177,17 +187,6 @@ def _with(state: BarState, **changes) -> BarState:
     new = object.__new__(BarState)
     new.__dict__.update(state.__dict__, _hash=None, **changes)
     return new
-
-
-@lru_cache(maxsize=4_096)  # about 3 KB an entry: a long-running server stays within ~13 MB
-def _successors(state: BarState, alphabet: tuple[str, ...]) -> tuple[BarState | None, ...]:
-    result = []
-    for text in alphabet:
-        current: BarState | None = state
-        for ch in text:
-            current = _feed(current, ch) if current is not None else None
-        result.append(current)
-    return tuple(result)
 
 
 # Pitches ------------------------------------------------------------------------------------

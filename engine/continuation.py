@@ -32,7 +32,7 @@ from engine.bars import BarState, bar_units, grid_for, key_alters
 from engine.checkpoint import DEFAULT_SAMPLING
 from engine.dataset import TUNE_SEPARATOR
 from engine.errors import SegueError
-from engine.limits import check_fillable
+from engine.limits import check_fillable, check_prompt
 from engine.lm import decoder_for
 from engine.meters import answer_score, bar_meters
 from engine.prompt import BARS_PER_LINE, Prompt, make_prompt
@@ -246,7 +246,8 @@ class Engine:
         if not 1 <= variations <= MAX_VARIATIONS:
             raise SegueError(f"variations must be between 1 and {MAX_VARIATIONS}")
         meters = bar_meters(meters, bars, prompt.meter)
-        for meter in {prompt.meter, *meters}:
+        check_prompt(prompt)
+        for meter in set(meters):
             check_fillable(meter, prompt.unit)
         seed = sampling.seed if sampling.seed is not None else \
             int(torch.randint(0, 2**31 - 1, (1,)))
@@ -335,7 +336,9 @@ class Engine:
                 # ones), but is drawn all the same: a seed's music does not change.
                 token = sample(self.no_logits if mask.forced else read(), allowed, sampling,
                                generator)
-                state = mask.successors[token]
+                following = state.after(self.alphabet[token])
+                assert following is not None, "the mask allowed a token the grammar refuses"
+                state = following
                 spent += 1
                 if state.done and index == len(plan) - 1:
                     generated += self.alphabet[token]  # the last bar line: nothing follows

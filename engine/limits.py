@@ -16,8 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from engine.errors import SegueError
+
+if TYPE_CHECKING:
+    from engine.prompt import Prompt
 
 # Sizes of what a request may send.
 MAX_MUSIC_CHARS = 1_000_000  # characters of an ABC tune or a MusicXML document
@@ -287,6 +291,20 @@ def check_fillable(meter: str, unit: str) -> Fraction:
     if bar <= 0 or bar % grid_for(unit):
         raise SegueError(f"a bar of M:{meter} cannot be written in notes of L:{unit}")
     return bar
+
+
+def check_prompt(prompt: Prompt) -> None:
+    """SegueError for a prompt the grammar cannot continue: its meter cannot be filled, or its
+    unfinished last bar stops where no note the grammar writes can complete it (inside a
+    tuplet other than a triplet, or after a note shorter than a 32nd)."""
+    from engine.bars import can_finish, grid_for
+
+    bar = check_fillable(prompt.meter, prompt.unit)
+    if prompt.time_in_bar and not can_finish(bar, prompt.time_in_bar, 0, grid_for(prompt.unit)):
+        beats = prompt.time_in_bar * Fraction(prompt.unit) * 4
+        raise SegueError(f"the music stops {beats} quarter notes into its last bar, where no "
+                         "note can complete the bar: end it at a bar line or after a whole "
+                         "tuplet")
 
 
 def check_work(bars: int, voices: int, variations: int) -> None:

@@ -1,13 +1,16 @@
 """The tokens a grammar state allows, as tensors made once per state.
 
 Bar-exact decoding masks the model's logits before every token with what the grammar
-(engine.bars) allows next. The grammar answers with a state per token (None where a token is
-not allowed); walking the alphabet for a new state and turning the answer into a tensor every
-token costs more than sampling, and the same states come back again and again (every bar
-starts alike, tunes repeat). `TokenMasks`
-keeps, for each state it has seen, the successors, the allowed-token mask, the same mask
-narrowed to the tokens that finish bars quickly (a segment that runs past its budget), and
-whether exactly one token is allowed (the model need not be read before writing it).
+(engine.bars) allows next. Walking the alphabet for a new state and turning the answer into a
+tensor every token costs more than sampling, and the same states come back again and again
+(every bar starts alike, tunes repeat). `TokenMasks` keeps, for each state it has seen, the
+allowed-token mask, the same mask narrowed to the tokens that finish bars quickly (a segment
+that runs past its budget), and whether exactly one token is allowed (the model need not be
+read before writing it).
+
+The states that follow are not kept: the decoder makes the one for the token it draws
+(`BarState.after`). Keeping every successor cost about 28 kB a state, and a server's cache
+grew by 350 MB before it was full.
 
 States are the cache keys: any hashable state with `successors(alphabet)` will do.
 """
@@ -19,13 +22,12 @@ from typing import Any, NamedTuple
 
 import torch
 
-STATES = 20_000  # states kept; a state's entry is about 1 kB
+STATES = 20_000  # states kept; an entry (the state, its two masks) is about 5 kB: 100 MB
 
 
 class Mask(NamedTuple):
     """What a grammar state allows next."""
 
-    successors: tuple[Any, ...]  # the state after each token, None where it is not allowed
     allowed: torch.Tensor  # bool, one per token
     finishing: torch.Tensor  # `allowed` within the finishing tokens, or `allowed` if none is
     forced: bool  # exactly one token is allowed
@@ -44,8 +46,7 @@ class TokenMasks:
         self.of = lru_cache(maxsize=states)(self._build)
 
     def _build(self, state: Any) -> Mask:
-        successors = state.successors(self.alphabet)
-        allowed = torch.tensor([s is not None for s in successors])
+        allowed = torch.tensor([s is not None for s in state.successors(self.alphabet)])
         finishing = allowed & self.finishing_tokens
-        return Mask(successors, allowed, finishing if bool(finishing.any()) else allowed,
+        return Mask(allowed, finishing if bool(finishing.any()) else allowed,
                     int(allowed.sum()) == 1)

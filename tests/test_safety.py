@@ -117,6 +117,21 @@ def test_fill_and_accompany_check_the_limits_before_parsing(server: Server, path
     wait_idle(server)
 
 
+STOPS_OFF_THE_GRID = [HEAD + "CDEF GABc|C2 (5CDE", HEAD + "A2F D2F|A2d f2(9:2:9d|",
+                      HEAD + "GABc d2B2|c2A2 B2 C///2|"]
+
+
+@pytest.mark.parametrize("abc", STOPS_OFF_THE_GRID)
+def test_music_that_stops_where_no_note_completes_the_bar_is_refused(server: Server,
+                                                                     abc: str) -> None:
+    """A last bar that stops inside a tuplet, or after a note shorter than any the grammar
+    writes, cannot be completed: refused in words (the soak found it as a 500 from sampling)."""
+    answer_status, answer = post(server, {"abc": abc, "bars": 1, "seed": 1})
+    assert (answer_status, answer["error"]["code"]) == (422, "bad_music"), answer
+    assert "into its last bar, where no note can complete the bar" in answer["error"]["message"]
+    wait_idle(server)
+
+
 REFUSED_EVENTS = [
     ("5,000 events of 1/1023 (9.5 minutes before)", events_of(5_000, "1/1023"), 400,
      "1/1023"),

@@ -421,7 +421,8 @@ def notes(_: Any, abc: str) -> list[float]:
     part of a continuation, flattened, by onset (grace notes, which take no time, left out)."""
     from engine.music import note_events, parse_abc
 
-    triples = sorted(t for part in note_events(parse_abc(abc)) for t in part if t[1] > 0)
+    triples = sorted(t for part in note_events(parse_abc(abc, rests_only=True)) for t in part
+                     if t[1] > 0)
     return [float(x) for onset, length, pitch in triples for x in (pitch, onset, length)]
 
 

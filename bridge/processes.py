@@ -80,6 +80,14 @@ def tame_allocator() -> None:
         ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
 
 
+def return_freed_memory() -> None:
+    """Give the pages a job freed back to the system (glibc's malloc_trim; nothing elsewhere):
+    freed small blocks otherwise stay in the heap, and a long-lived model process crept up by
+    tens of MB over thousands of requests."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def child_main(connection: Any, setup: Callable[..., Any], args: tuple[Any, ...],
                max_memory_mb: float | None) -> NoReturn:
     """The child's life; it ends with os._exit, so no library's exit handler (torch's, JACK's)
@@ -133,6 +141,7 @@ def serve(connection: Any, setup: Callable[..., Any], args: tuple[Any, ...],
             connection.send((*reply, resident_mb()))
         except Exception:  # the reply does not pickle: that too is a fault of ours
             connection.send(("fault", traceback.format_exc(limit=-3).strip(), resident_mb()))
+        return_freed_memory()  # after the answer has gone: no caller waits for it
 
 
 class ChildProcess:

@@ -17,7 +17,7 @@ def answer_score(abc: str, meters: list[str]):
     """An answer's ABC as a music21 Score, bar i in `meters[i]` (when they differ)."""
     from engine.music import parse_abc
 
-    score = parse_abc(abc)
+    score = parse_abc(abc, rests_only=True)
     if len(set(meters)) > 1:
         set_bar_meters(score, meters)
     return score

@@ -79,8 +79,9 @@ def has_notes(score) -> bool:
     return any(True for _ in score.recurse().notes)
 
 
-def parse_abc(text: str):
-    """One ABC tune (the first if the text has several) as a music21 Score.
+def parse_abc(text: str, rests_only: bool = False):
+    """One ABC tune (the first if the text has several) as a music21 Score; SegueError for a
+    tune with no notes, unless `rests_only` (an answer may be silent in every voice).
 
     The one reader of ABC text for the CLI, the server and the corpus: abc2xml, then music21's
     MusicXML importer (`engine.abc_reader`; docs/reference/abc.md, "Reading ABC", says why).
@@ -97,7 +98,7 @@ def parse_abc(text: str):
         raise SegueError("the ABC tune has no K: (key) line")
     with quiet():
         score = read_abc(tune)
-    if not has_notes(score):
+    if not (has_notes(score) or rests_only):
         raise SegueError("the ABC tune has no notes")
     for part in score.parts:
         if not part.getElementsByClass(stream.Measure):

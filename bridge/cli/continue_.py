@@ -123,7 +123,8 @@ def write_texts(texts: list[str], output: str | None) -> None:
         write_text_atomic(output, "\n".join(texts))
     else:
         for index, text in enumerate(texts):
-            write_score(parse_abc(text), numbered(Path(output), index, len(texts)))
+            write_score(parse_abc(text, rests_only=True),
+                        numbered(Path(output), index, len(texts)))
 
 
 def run(args: argparse.Namespace) -> int:

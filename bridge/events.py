@@ -150,6 +150,7 @@ def events_to_score(events: dict):
         position = Fraction(0)
         tied_pitches: set[int] = set()
         for onset, length, pitches, tied in items:
+            element: note.GeneralNote
             if onset < position:
                 continue  # overlaps the previous event of this voice: the host sent a chord late
             if pitches:

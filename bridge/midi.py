@@ -168,7 +168,8 @@ class Bridge:
         elif command.command == sysex.METER:
             self.clock.set_meter(*command.values)
         elif command.command == sysex.POSITION:
-            self.clock.set_position(*command.values, t)
+            playing, ticks, ppq = command.values
+            self.clock.set_position(playing, ticks, ppq, t)
         elif command.command in (sysex.CONTINUE, sysex.AGAIN, sysex.PANIC):
             name = {sysex.CONTINUE: "end", sysex.AGAIN: "again", sysex.PANIC: "panic"}
             self.commands.put((name[command.command], t))

@@ -126,6 +126,7 @@ class Handler(BaseHTTPRequestHandler):
     """One connection: route, check, answer JSON, log one line a request."""
 
     server: HTTPServer
+    raw_requestline: bytes  # set by the base class as it reads a request
     protocol_version = "HTTP/1.1"
     server_version = f"segue/{__version__}"
     sys_version = ""

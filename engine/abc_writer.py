@@ -44,6 +44,7 @@ from music21 import (
     tempo,
     tie,
 )
+from music21.common.types import StepName
 
 from engine.abc_text import length_text
 from engine.chord_symbols import is_chord_symbol, symbol_text
@@ -191,7 +192,8 @@ class AccidentalState:
     def set_key(self, key_signature: key.KeySignature | None) -> None:
         self.key_alter: dict[str, int] = {}
         if key_signature is not None:
-            for step in "CDEFGAB":
+            steps: tuple[StepName, ...] = ("C", "D", "E", "F", "G", "A", "B")
+            for step in steps:
                 accidental = key_signature.accidentalByStep(step)
                 self.key_alter[step] = int(accidental.alter) if accidental else 0
         self.new_bar()
@@ -517,11 +519,14 @@ def false_ties(bars: list[Bar]) -> set[int]:
               if isinstance(e, note.GeneralNote) and not e.duration.isGrace]
     untied: set[int] = set()
     for current, following in itertools.pairwise([*events, None]):
-        if isinstance(current, note.Rest):
+        if isinstance(current, chord.Chord):
+            members = list(current.notes)
+        elif isinstance(current, note.Note):
+            members = [current]
+        else:  # a rest
             continue
         following_pitches = set() if following is None or isinstance(following, note.Rest) \
             else {p.midi for p in following.pitches}
-        members = current.notes if isinstance(current, chord.Chord) else [current]
         for member in members:
             if member.pitch.midi not in following_pitches:
                 untied.add(id(member))

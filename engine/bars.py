@@ -166,11 +166,12 @@ class BarState:
     def after(self, text: str) -> BarState | None:
         """The state after writing `text` (a token of one or more characters), or None if it
         is not allowed here."""
-        current: BarState | None = self
+        current = self
         for ch in text:
-            current = _feed(current, ch)
-            if current is None:
+            following = _feed(current, ch)
+            if following is None:
                 return None
+            current = following
         return current
 
     def successors(self, alphabet: tuple[str, ...]) -> tuple[BarState | None, ...]:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import Any
 
 import torch
 
@@ -67,8 +68,9 @@ class Sampling:
 
     def with_defaults(self, defaults: dict[str, float]) -> Sampling:
         """This sampling, its unset temperature, top_p and top_k taken from `defaults`."""
-        return replace(self, **{name: defaults[name] for name in DEFAULT_SAMPLING
-                                if getattr(self, name) is None})
+        unset: dict[str, Any] = {name: defaults[name] for name in DEFAULT_SAMPLING
+                                 if getattr(self, name) is None}
+        return replace(self, **unset)
 
 
 @dataclass
@@ -139,19 +141,20 @@ def sample(logits: torch.Tensor, allowed: torch.Tensor, sampling: Sampling,
     steps are as few as give the same numbers: no division by a temperature of 1, the nucleus
     zeroed in sorted order and scattered back in one operation.
     """
-    assert None not in (sampling.temperature, sampling.top_p, sampling.top_k), "resolve first"
+    temperature, top_p, top_k = sampling.temperature, sampling.top_p, sampling.top_k
+    assert temperature is not None and top_p is not None and top_k is not None, "resolve first"
     logits = torch.where(allowed, logits, float("-inf"))
-    if sampling.temperature == 0:
+    if temperature == 0:
         return int(torch.argmax(logits))
-    if sampling.temperature != 1:
-        logits = logits / sampling.temperature
-    if sampling.top_k:
-        kth = torch.topk(logits, min(sampling.top_k, int(allowed.sum()))).values[-1]
+    if temperature != 1:
+        logits = logits / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, int(allowed.sum()))).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
-    if sampling.top_p < 1:
+    if top_p < 1:
         sorted_probs, order = torch.sort(probs, descending=True)
-        outside = torch.cumsum(sorted_probs, 0) - sorted_probs > sampling.top_p
+        outside = torch.cumsum(sorted_probs, 0) - sorted_probs > top_p
         probs = probs.scatter(0, order, sorted_probs.masked_fill_(outside, 0))
     return int(torch.multinomial(probs, 1, generator=generator))
 

@@ -112,7 +112,7 @@ def spelled_root(root: int, key_signature) -> str:
                 return name.name
     spelled = pitch.Pitch(root)
     if sharps < 0 and spelled.accidental is not None:
-        spelled = spelled.getEnharmonic()
+        spelled = spelled.getEnharmonic() or spelled
     return spelled.name
 
 

@@ -38,7 +38,7 @@ import importlib.util
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,8 @@ from transformers.models.mamba.modeling_mamba import MambaMixer, apply_mask_to_p
 
 if TYPE_CHECKING:
     from transformers.cache_utils import Cache
+
+    from engine.cached_decoder import CachedDecoder
 
 log = logging.getLogger("segue")
 
@@ -202,7 +204,7 @@ def selective_scan(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.
     layouts). Returns y (batch, T, channels) with y_t = C_t . h_t (no D skip, no gate) and the
     last state (batch, channels, state). Float32; differentiable in every input.
     """
-    y, h = _scan(*(_time_major(t) for t in (x, dt)), A, *(_time_major(t) for t in (B, C)), h0)
+    y, h = _scan(_time_major(x), _time_major(dt), A, _time_major(B), _time_major(C), h0)
     return y.transpose(0, 1), h
 
 
@@ -357,7 +359,8 @@ class _Layer(NamedTuple):
     out_bias: torch.Tensor | None
 
     @classmethod
-    def of(cls, block: torch.nn.Module) -> _Layer:
+    def of(cls, block: Any) -> _Layer:
+        """The weights of a transformers MambaBlock (typed Any: nn.Module's attributes are)."""
         m = block.mixer
         return cls(block.norm.weight, block.norm.variance_epsilon, block.residual_in_fp32,
                    m.in_proj.weight, m.conv1d.weight[:, 0], m.conv1d.bias,
@@ -377,15 +380,15 @@ class MambaDecoder:
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
-        self.backbone = model.backbone
+        self.model: Any = model  # a transformers MambaForCausalLM
+        self.backbone: Any = model.backbone
         device = next(model.parameters()).device
         self.kernels = uses_kernels(device)
         _log_choice(device)
         self.windows: list[torch.Tensor] = []
         self.states: list[torch.Tensor] = []
         self.layers: list[_Layer] = []
-        self.cached = None
+        self.cached: CachedDecoder | None = None  # the kernels' path (CUDA with mamba-ssm)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         norm = self.backbone.norm_f
@@ -409,7 +412,7 @@ class MambaDecoder:
     def extend(self, ids: torch.Tensor) -> torch.Tensor:
         """Feed several tokens per sequence (B, T) at once, with the chunked scan from the kept
         windows and states; return the logits after the last (B, V)."""
-        if self.kernels:
+        if self.cached is not None:
             return self.cached.extend(ids)
         return self._read(ids)
 
@@ -434,7 +437,7 @@ class MambaDecoder:
     @torch.inference_mode()
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         """Feed one token per sequence (B,); return the logits for the next token (B, V)."""
-        if self.kernels:
+        if self.cached is not None:
             return self.cached.step(ids)
         hidden = F.embedding(ids, self.backbone.embeddings.weight)
         for i, layer in enumerate(self.layers):

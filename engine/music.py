@@ -219,8 +219,10 @@ def read_midi(path: Path):
     if not declares_key:
         with quiet():
             estimated = score.analyze("key")
+        assert isinstance(score, stream.Score)  # what music21 reads from a MIDI file
         for part in score.parts:
             first = part.getElementsByClass(stream.Measure).first()
+            assert first is not None  # rebarred or barred by the reader
             for old in first.getElementsByClass(key.KeySignature):
                 first.remove(old)
             first.insert(0, key.Key(estimated.tonic, estimated.mode))

@@ -20,10 +20,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bridge.cli import show_engine_notices
 from bridge.cli.convert import add_selection_arguments, read_selection
+
+if TYPE_CHECKING:  # torch and music21 load only when a command runs
+    from engine.continuation import Engine, Sampling
 
 SUMMARY = "continue a tune (ABC, MusicXML, MIDI) by N bars with the model"
 
@@ -67,7 +72,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="where the model runs (default: auto = cuda, then mps, then cpu)")
 
 
-def sampling_of(args: argparse.Namespace):
+def sampling_of(args: argparse.Namespace) -> Sampling:
     """The engine's Sampling for the --temperature, --top-p, --top-k and --seed given, checked
     before the model loads (unset values: the model's own)."""
     from engine.continuation import Sampling
@@ -78,7 +83,7 @@ def sampling_of(args: argparse.Namespace):
     return sampling
 
 
-def load_engine(args: argparse.Namespace):
+def load_engine(args: argparse.Namespace) -> Engine:
     """The model named by --model on --device, after the engine's notices (the Mamba path)."""
     from engine.continuation import Engine
 
@@ -86,8 +91,8 @@ def load_engine(args: argparse.Namespace):
     return Engine.load(args.model, device=args.device)
 
 
-def finish(texts: list[str], output: str | None, results: list, engine, what: str,
-           note: str = "") -> None:
+def finish(texts: list[str], output: str | None, results: Sequence[Any], engine: Engine,
+           what: str, note: str = "") -> None:
     """Say `note` (what the model could read), write the answers, and sum up on standard
     error: "segue: K x <what> in S s (model on device)"."""
     if note:
@@ -103,7 +108,8 @@ def numbered(path: Path, index: int, count: int) -> Path:
     return path if count == 1 else path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
 
 
-def chord_symbol_count(score) -> int:
+def chord_symbol_count(score: Any) -> int:
+    """The chord symbols of a music21 score, N.C. left out."""
     from music21 import harmony
 
     return sum(1 for symbol in score.recurse().getElementsByClass(harmony.ChordSymbol)

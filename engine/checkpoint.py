@@ -302,16 +302,21 @@ class Checkpoint:
         return int(self.config["block_size"])
 
 
-def load_weights(model: torch.nn.Module, folder: Path) -> None:
-    """Load model.safetensors into `model`; SegueError if it is damaged or does not fit."""
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """A checkpoint folder's model.safetensors; SegueError if it cannot be read."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        weights = load_file(folder / WEIGHTS_FILE)
+        return load_file(folder / WEIGHTS_FILE)
     except (OSError, SafetensorError) as error:
         raise SegueError(f"{folder}: corrupt checkpoint, cannot read {WEIGHTS_FILE} "
                          f"({error})") from None
+
+
+def load_weights(model: torch.nn.Module, folder: Path) -> None:
+    """Load model.safetensors into `model`; SegueError if it is damaged or does not fit."""
+    weights = read_weights(folder)
     expected = model.state_dict()
     stored = {expected[n].data_ptr() for n in weights if n in expected}
     missing = {n for n, t in expected.items() if n not in weights and t.data_ptr() not in stored}
@@ -331,15 +336,8 @@ def warm_start(model: torch.nn.Module, name_or_path: str | os.PathLike[str]) -> 
     The new model's vocabulary may be larger (tokens appended at the end): the stored rows
     of the embedding are copied and the new rows keep their fresh initialization.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     folder = resolve_model(name_or_path)
-    try:
-        weights = load_file(folder / WEIGHTS_FILE)
-    except (OSError, SafetensorError) as error:
-        raise SegueError(f"{folder}: corrupt checkpoint, cannot read {WEIGHTS_FILE} "
-                         f"({error})") from None
+    weights = read_weights(folder)
     expected = model.state_dict()
     for name, stored in weights.items():
         target = expected.get(name)

@@ -296,7 +296,7 @@ def check_fillable(meter: str, unit: str) -> Fraction:
 def check_prompt(prompt: Prompt) -> None:
     """SegueError for a prompt the grammar cannot continue: its meter cannot be filled, or its
     unfinished last bar stops where no note the grammar writes can complete it (inside a
-    tuplet other than a triplet, or after a note shorter than a 32nd)."""
+    tuplet, or after a note shorter than a 32nd)."""
     from engine.bars import can_finish, grid_for
 
     bar = check_fillable(prompt.meter, prompt.unit)

@@ -65,6 +65,8 @@ def show_engine_notices() -> None:
         return
     handler = ToStderr()
     handler.set_name("segue-notices")
+    # the engine's own logger only: a server run in the same process (a test's) logs below it
+    handler.addFilter(lambda record: record.name == "segue")
     handler.setFormatter(logging.Formatter("segue: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

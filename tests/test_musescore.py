@@ -183,11 +183,12 @@ def read(path: Path):
 def notes_of(part, until: Fraction | None = None,
              since: Fraction = Fraction(0)) -> list[tuple[Fraction, Fraction, int]]:
     """(onset, length, MIDI pitch) of each note of a part from `since` to before `until`,
-    in quarter notes."""
+    in quarter notes (chord symbols are no notes)."""
     found = []
     for element in part.flatten().notes:
         onset = Fraction(element.offset)
-        if since <= onset and (until is None or onset < until):
+        if since <= onset and (until is None or onset < until) \
+                and "ChordSymbol" not in element.classes:
             found += [(onset, Fraction(element.quarterLength), p.midi) for p in element.pitches]
     return sorted(found)
 
@@ -343,6 +344,74 @@ def test_fill_rewrites_the_selected_bars_between_the_bars_around_them(recorder: 
             assert set(event["pitches"]) <= sounding(written, onset), event
     for measure in after.getElementsByClass("Measure"):
         assert Fraction(measure.quarterLength) == bar
+
+
+def melody_over_empty_staff(path: Path) -> Path:
+    """A violin melody in D major, 4/4, three bars, over a cello staff of rests."""
+    from music21 import key, meter, note, stream
+
+    score = stream.Score()
+    for name, steps in (("Violin", (0, 2, 4, 5, 7, 5, 4, 2, 0, -1, 0, 0)), ("Cello", ())):
+        part = stream.Part()
+        part.partName = name
+        part.append([meter.TimeSignature("4/4"), key.KeySignature(2)])
+        part.append([note.Note(74 + step) for step in steps] or
+                    [note.Rest(quarterLength=4) for _ in range(3)])
+        score.insert(0, part.makeNotation())
+    score.write("musicxml", fp=str(path))
+    return path
+
+
+def test_add_part_writes_the_new_part_into_the_empty_staff(recorder: Recorder,
+                                                          tmp_path: Path) -> None:
+    """Add part sends the selected staff to /v1/accompany and writes the answer's new part
+    into the empty staff below it, in the same bars; the melody stays note for note."""
+    score = melody_over_empty_staff(tmp_path / "score.musicxml")
+    output = tmp_path / "result.musicxml"
+    run_plugin(score, {"server": f"http://127.0.0.1:{recorder.server_port}", "staff": 0,
+                       "first_measure": 1, "last_measure": 3, "action": "accompany",
+                       "add": "bass", "into_staff": 1, "seed": 4, "output": str(output)},
+               tmp_path)
+    assert not Path(f"{output}.error").exists(), Path(f"{output}.error").read_text()
+    [(request, answer)] = recorder.exchanges
+    assert request["add"] == "bass" and len(request["events"]["staves"]) == 1
+    before, after = read(score), read(output)
+    assert notes_of(after.parts[0]) == notes_of(before.parts[0])
+    bars = list(after.parts[1].getElementsByClass("Measure"))
+    assert [Fraction(m.quarterLength) for m in bars] == [Fraction(4)] * 3
+    written = notes_of(after.parts[1])
+    new_part = answer["events"]["staves"][-1]
+    assert written and any(e["pitches"] for e in new_part)
+    for event in new_part:
+        onset, length = Fraction(event["onset"]) * 4, Fraction(event["duration"]) * 4
+        if not any(f.denominator & (f.denominator - 1) for f in (onset, length)):
+            assert set(event["pitches"]) <= sounding(written, onset), event
+
+
+def test_add_part_chords_writes_chord_symbols_above_the_melody(tmp_path: Path) -> None:
+    """Add part with chords, on the shipped model (trained on chord symbols): the answer's
+    symbols replace those of the selected bars, the other bars keep theirs, and every note
+    stays as it was."""
+    from engine.checkpoint import DEFAULT_MODEL
+
+    score = with_chords(tmp_path / "score.musicxml")
+    output = tmp_path / "result.musicxml"
+    with running_server(DEFAULT_MODEL) as server, \
+            recording(f"http://127.0.0.1:{server.http_port}") as recorder:
+        run_plugin(score, {"server": f"http://127.0.0.1:{recorder.server_port}", "staff": 0,
+                           "first_measure": 1, "last_measure": 2, "action": "accompany",
+                           "add": "chords", "seed": 4, "output": str(output)}, tmp_path)
+    assert not Path(f"{output}.error").exists(), Path(f"{output}.error").read_text()
+    [(request, answer)] = recorder.exchanges
+    assert request["add"] == "chords"
+    sent = sorted((Fraction(c["onset"]) * 4, c["symbol"]) for c in answer["events"]["chords"]
+                  if Fraction(c["onset"]) < 2)
+    assert sent and all(onset.denominator == 1 for onset, _ in sent)   # on the quarter notes
+    symbols = sorted((Fraction(h.offset), h.figure) for h in
+                     read(output).parts[0].flatten().getElementsByClass("ChordSymbol"))
+    assert symbols == [*sent, (Fraction(8), "C"), (Fraction(12), "E7")]
+    assert notes_of(read(output).parts[0]) == \
+        notes_of(read(tmp_path / "score.musicxml").parts[0])
 
 
 def test_answer_past_the_bars_asked_for_is_not_written(recorder: Recorder,

@@ -29,6 +29,7 @@ from musescore_helpers import Recorder, free_port, recording
 from server_helpers import running_server
 
 from bridge.launch import health
+from engine.checkpoint import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "plugins" / "musescore" / "Segue.qml"
@@ -286,6 +287,99 @@ def test_fills_on_the_musescore_4_branches(runtime: Path, recorder: Recorder,
     assert calls(report, "Score.startCmd") == [[]] and calls(report, "Score.endCmd") == [[False]]
     assert not calls(report, "Score.appendMeasures")
     assert calls(report, "Cursor.addNote") or calls(report, "Cursor.addRest")
+
+
+def melody_and_empty_staff() -> dict[str, Any]:
+    """The one-staff score with a second staff of whole rests below it."""
+    spec = score(1)
+    spec["staves"] = [{"key": -3, "shift": 0}, {"key": -3, "shift": 0}]
+    spec["elements"] = MELODY + [element(4, bar * WHOLE, (1, 1)) for bar in range(6)]
+    return spec
+
+
+def test_adds_a_bass_into_the_empty_staff(runtime: Path, recorder: Recorder,
+                                          tmp_path: Path) -> None:
+    """Add part: bars 1-4 of the melody go to /v1/accompany; the answer's new part is
+    written into staff 2 (empty there) in one command; the melody stays as it was."""
+    url = f"http://127.0.0.1:{recorder.server_port}"
+    job = fixture(1, url, button="Add part")
+    job["score"] = melody_and_empty_staff()
+    job["settings"]["Segue"].update(part="bass", into="2")
+    report, stderr = qt6_runtime.run_plugin(runtime, PLUGIN, job, tmp_path)
+    no_qml_errors(stderr)
+    assert report["reason"] == "closed", report
+    assert "Wrote a bass line into staff 2, bars 1-4. Edit > Undo takes it back." in \
+        report["texts"], report["texts"]
+    [(request, answer)] = recorder.exchanges
+    assert request["add"] == "bass" and "bars" not in request
+    assert [(e["onset"], e["duration"], e["pitches"], e["tie"])
+            for e in request["events"]["staves"][0]] == MELODY_EVENTS
+    assert len(request["events"]["staves"]) == 1
+    assert calls(report, "Score.startCmd") == [[]] and calls(report, "Score.endCmd") == [[False]]
+    assert not calls(report, "Score.appendMeasures")
+    dump = report["score"]["elements"]
+    melody = [e for e in dump if e["track"] == 0]
+    assert [(e["tick"], e["pitches"]) for e in melody] == \
+        [(e["tick"], e["pitches"]) for e in MELODY]
+    [bass] = [staff for staff in answer["events"]["staves"][1:]]
+    assert any(e["pitches"] for e in bass)
+    for event in bass:
+        onset = Fraction(event["onset"]) * WHOLE
+        [found] = [e for e in dump if e["track"] == 4 + event["voice"]
+                   and e["tick"] <= onset < e["tick"] + e["ticks"]]
+        assert sorted(found["pitches"]) == sorted(event["pitches"]), (event, found)
+    assert [e for e in dump if e["track"] == 4 and e["tick"] >= 4 * WHOLE] == \
+        [{"track": 4, "tick": bar * WHOLE, "ticks": WHOLE, "duration": [1, 1], "pitches": [],
+          "tpc1": [], "tpc2": [], "tie": False, "tuplet": None} for bar in (4, 5)]
+
+
+@pytest.fixture(scope="module")
+def shipped_server() -> Iterator[str]:
+    """`segue serve` with the shipped model (trained on chord symbols); its URL."""
+    with running_server(DEFAULT_MODEL) as running:
+        yield f"http://127.0.0.1:{running.http_port}"
+
+
+def test_adds_chord_symbols_above_the_melody(runtime: Path, shipped_server: str,
+                                             tmp_path: Path) -> None:
+    """Add part with Chords, on the shipped model: the answer's chord symbols replace those
+    of bars 1-4 above the melody, each on a note or rest of it; bar 5's symbol and every
+    note stay as they were."""
+    with recording(shipped_server) as recorder:
+        job = fixture(1, f"http://127.0.0.1:{recorder.server_port}", button="Add part")
+        job["settings"]["Segue"].update(part="chords")
+        report, stderr = qt6_runtime.run_plugin(runtime, PLUGIN, job, tmp_path)
+    no_qml_errors(stderr)
+    assert "Wrote chord symbols above bars 1-4. Edit > Undo takes it back." in report["texts"], \
+        report["texts"]
+    [(request, answer)] = recorder.exchanges
+    assert request["add"] == "chords"
+    starts = {e["tick"] for e in MELODY}
+    sent = [(Fraction(c["onset"]) * WHOLE, c["symbol"]) for c in answer["events"]["chords"]
+            if c["staff"] == 0 and Fraction(c["onset"]) < 4]
+    assert sent and all(tick in starts for tick, _ in sent)
+    assert sorted((h["tick"], h["text"]) for h in report["score"]["harmonies"]) == \
+        sorted([(int(tick), symbol) for tick, symbol in sent] + [(7680, "Ab")])
+    assert [(e["tick"], e["pitches"]) for e in report["score"]["elements"]] == \
+        [(e["tick"], e["pitches"]) for e in MELODY]
+
+
+@pytest.mark.parametrize(("into", "message"), [
+    ("", "Staff 2 has notes in bars 1-4, and Add part writes only into an empty staff."),
+    ("1", "Staff 1 is selected: its notes are what the new part goes with."),
+    ("3", "There is no staff 3 to write the new part into (the score has 2)."),
+])
+def test_add_part_writes_only_into_an_empty_staff(into: str, message: str, runtime: Path,
+                                                  recorder: Recorder, tmp_path: Path) -> None:
+    """A staff with notes in the selected bars, a selected staff, or one the score lacks:
+    the dialog says so, asks the server nothing and writes nothing."""
+    job = fixture(2, f"http://127.0.0.1:{recorder.server_port}", button="Add part")
+    job["score"]["selection"]["endStaff"] = 1
+    job["settings"]["Segue"].update(part="voice", into=into)
+    report, stderr = qt6_runtime.run_plugin(runtime, PLUGIN, job, tmp_path)
+    no_qml_errors(stderr)
+    assert any(t.startswith(message) for t in report["texts"]), report["texts"]
+    assert not recorder.exchanges and not calls(report, "Score.startCmd")
 
 
 def test_an_edit_in_the_target_bars_meanwhile_writes_nothing(runtime: Path, recorder: Recorder,

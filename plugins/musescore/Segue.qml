@@ -2,7 +2,8 @@
 //  Segue for MuseScore 3.2+ and 4.4+ — select bars, click Continue.
 //
 //  Segue's music model writes the next bars right after the selection, in the
-//  same staves. It needs the Segue server on this computer; when none answers,
+//  same staves; Fill writes the selected bars anew, and Add part writes a new
+//  part for them into an empty staff (or chord symbols above them). It needs the Segue server on this computer; when none answers,
 //  the plug-in starts one (`segue serve --detach`) from where `segue
 //  install-plugins` recorded Segue to be (segue-launch.json beside this file),
 //  and that server stops by itself after 30 minutes unused.
@@ -19,8 +20,9 @@
 //  with job.json = {"server": URL, "staff": S, "last_staff": S2, "first_measure": M,
 //  "last_measure": N, "bars": K, "seed": X, "output": PATH} (bars of the score counted
 //  from 1, staves from 0; last_staff, seed, temperature, top_p, model and idle_exit,
-//  the minutes a server it starts stays unused, optional).
-//  It continues those bars, saves the score to PATH (format by extension, e.g.
+//  the minutes a server it starts stays unused, optional; "action": "fill" fills those
+//  bars, "action": "accompany" with "add" (bass, voice, chords) and "into_staff" adds a part).
+//  It continues (fills, accompanies) those bars, saves the score to PATH (format by extension, e.g.
 //  .musicxml) and quits; on an error it writes PATH.error with the message instead.
 //=============================================================================
 
@@ -31,12 +33,12 @@ import MuseScore 3.0
 MuseScore {
     id: segue
     version: "0.1.0"
-    description: "Continue the selected bars with Segue's music model. Segue starts by itself once `segue install-plugins` has run."
+    description: "Continue, fill or add a part to the selected bars with Segue's music model. Segue starts by itself once `segue install-plugins` has run."
     menuPath: "Plugins.Continue with Segue…"
     pluginType: "dialog"
     requiresScore: true
     width: 400
-    height: 318
+    height: 396
 
     //4.4 title: "Segue: Continue"
     //4.4 categoryCode: "composing-arranging-tools"
@@ -46,6 +48,8 @@ MuseScore {
     readonly property int startTimeoutMs: 300000
     readonly property real idleMinutes: 30
     readonly property int fillContext: 4               // bars on each side a Fill sends
+    readonly property var parts: ({ bass: "a bass line", voice: "a second voice", chords: "chord symbols" })
+    property string part: "bass"                       // what Add part writes: a key of parts
     property bool busy: false
     property bool failed: false
     property string status: ""
@@ -55,12 +59,13 @@ MuseScore {
     // (MuseScore 3), else defaults for this run only.
     function makeSettings() {
         var body = "Settings { category: \"Segue\"; property int bars: 4; property real temperature: 1.0; "
-                   + "property string seed: \"\"; property string server: \"\" }";
+                   + "property string seed: \"\"; property string server: \"\"; "
+                   + "property string part: \"bass\"; property string into: \"\" }";
         var modules = ["import MuseScore 3.0\n", "import Qt.labs.settings 1.0\n"];
         for (var i = 0; i < modules.length; i++) {
             try { return Qt.createQmlObject(modules[i] + body, segue, "SegueSettings"); } catch (e) {}
         }
-        return { bars: 4, temperature: 1.0, seed: "", server: "" };
+        return { bars: 4, temperature: 1.0, seed: "", server: "", part: "bass", into: "" };
     }
 
     FileIO { id: file }
@@ -687,7 +692,8 @@ MuseScore {
             for (var v = 0; v < 4; v++)
                 if (byVoice[v].length) voices.push({ staff: range.firstStaff + s, voice: v, events: byVoice[v] });
         }
-        if (!voices.length) throw new Error("Segue's answer has no notes in it.");
+        if (!voices.length && !(doc.chords instanceof Array && doc.chords.length))
+            throw new Error("Segue's answer has no notes in it.");
         var chords = doc.chords === undefined ? null : planChords(range, doc.chords, span);
         // bars after the selection: those the score has, then those to append
         var measures = range.measures, last = measures[measures.length - 1];
@@ -958,6 +964,80 @@ MuseScore {
         return gap;
     }
 
+    // Add part: a new part for the selected bars (options.add: bass, voice or chords), in one
+    // undo step. The selected staves are the given music (sent to /v1/accompany) and stay as
+    // they are. A bass or voice goes into staff options.into (by default the one below the
+    // selection), which must hold no notes in those bars; chord symbols go above the
+    // selection's first staff, replacing those its bars held.
+    function accompanyRange(range, options, finish) {
+        var url = serverUrl(options.server), score = curScore, measures = range.measures;
+        var chords = options.add === "chords";
+        var staff = chords ? range.firstStaff : options.into === null ? range.lastStaff + 1 : options.into;
+        // the bars to write, as the bars after an empty stretch just before them
+        var into = { start: range.start, end: range.start, firstStaff: staff, lastStaff: staff,
+                     measures: measures, first: range.first, last: range.first - 1 };
+        var given = { start: range.start, end: range.start, firstStaff: range.firstStaff,
+                      lastStaff: range.lastStaff, measures: measures, first: range.first, last: range.first - 1 };
+        var events, target, print;
+        try {
+            if (!chords) checkEmptyStaff(range, staff);
+            events = readEvents(range);
+            target = targetBars(into, range.last - range.first + 1);
+            print = fingerprint(into, target) + fingerprint(given, target);
+        } catch (e) { finish(e.message); return; }
+        var body = { events: events, add: options.add, temperature: options.temperature,
+                     seed: options.seed, variations: 1 };
+        if (options.top_p !== undefined) body.top_p = options.top_p;
+        if (options.model !== undefined) body.model = options.model;
+        var bar = measures[range.first];
+        var pickup = minus(fromTicks(bar.nominalTicks), fromTicks(bar.end - bar.start));
+        options.path = "/v1/accompany";
+        ask(url, body, options, function (status, text) {
+            try {
+                var answer = gapOf(answerEvents(url, status, text), pickup, target.span);
+                var doc = { time_signature: answer.time_signature, key: answer.key, staves: [] };
+                if (chords) {
+                    doc.chords = [];
+                    for (var i = 0; answer.chords && i < answer.chords.length; i++)
+                        if (answer.chords[i].staff === 0) doc.chords.push(answer.chords[i]);
+                } else if (answer.staves.length > events.staves.length) {
+                    doc.staves = [answer.staves[answer.staves.length - 1]];     // the new part comes last
+                } else {
+                    throw new Error("Segue's answer has no new part in it.");
+                }
+                if (!sameScore(score, curScore) || fingerprint(into, target) + fingerprint(given, target) !== print)
+                    throw new Error("The score changed while Segue was working (in the selected bars or the "
+                                    + "staff to write into); nothing was written. Click Add part again.");
+                writeAnswer(into, doc, target);
+                finish(null);
+            } catch (e) {
+                finish(e.message || String(e));
+            }
+        });
+    }
+
+    // A staff a new part may go into: in the score, not selected, and without notes in the
+    // selected bars (a part is added, never written over one).
+    function checkEmptyStaff(range, staff) {
+        var bars = "bars " + (range.first + 1) + "-" + (range.last + 1);
+        if (staff >= curScore.nstaves)
+            throw new Error("There is no staff " + (staff + 1) + " to write the new part into (the score has "
+                            + curScore.nstaves + "). Add an instrument for it, or set Into staff, then click "
+                            + "Add part again.");
+        if (staff >= range.firstStaff && staff <= range.lastStaff)
+            throw new Error("Staff " + (staff + 1) + " is selected: its notes are what the new part goes with. "
+                            + "Set Into staff to an empty staff.");
+        for (var voice = 0; voice < 4; voice++) {
+            var c = curScore.newCursor();
+            c.staffIdx = staff; c.voice = voice; c.rewind(0);
+            for (; c.segment && c.tick < range.end; c.next())
+                if (c.tick >= range.start && c.element && c.element.type === Element.CHORD)
+                    throw new Error("Staff " + (staff + 1) + " has notes in " + bars + ", and Add part writes "
+                                    + "only into an empty staff. Set Into staff to another one, or delete "
+                                    + "those notes first.");
+        }
+    }
+
     // QML wraps the score anew on each access; is() came in MuseScore 3.3.
     function sameScore(a, b) {
         if (!a || !b) return false;
@@ -998,8 +1078,9 @@ MuseScore {
                       lastStaff: lastStaff, measures: measures, first: first - 1, last: last - 1 };
         var options = { server: job.server, bars: job.bars || 4, temperature: job.temperature === undefined ? 1.0 : job.temperature,
                         seed: job.seed === undefined ? null : job.seed, top_p: job.top_p, model: job.model,
-                        idleExit: job.idle_exit || idleMinutes, wait: true };
-        var act = job.action === "fill" ? fillRange : continueRange;
+                        idleExit: job.idle_exit || idleMinutes, wait: true,
+                        add: job.add || "bass", into: job.into_staff === undefined ? null : job.into_staff };
+        var act = job.action === "fill" ? fillRange : job.action === "accompany" ? accompanyRange : continueRange;
         act(range, options, function (error) {
             if (error) return fail(error);
             var extension = output.substring(output.lastIndexOf(".") + 1).toLowerCase();
@@ -1018,50 +1099,74 @@ MuseScore {
         if (typeof quit === "function") quit(); else Qt.quit();      // Qt.quit() crashes MuseScore 4
     }
 
-    function start() {
-        if (busy) return;
-        var bars = parseInt(barsField.text, 10), temperature = parseFloat(temperatureField.text);
-        var seedText = seedField.text.trim();
-        if (!(bars >= 1 && bars <= 64)) return report("Bars to add: a number from 1 to 64.", true);
-        if (!(temperature > 0 && temperature <= 5)) return report("Temperature: a number such as 1.0 (0.1 to 5).", true);
-        if (seedText !== "" && !/^\d+$/.test(seedText)) return report("Seed: a whole number, or empty for a random one.", true);
-        settings.bars = bars; settings.temperature = temperature; settings.seed = seedText;
-        settings.server = serverField.text = serverUrl(serverField.text);
-        var range = curScore ? selectedRange() : null;
-        if (!range) return report("Nothing is selected. Select the bars to continue (click the first bar, "
-                                  + "Shift+click the last), then click Continue.", true);
-        busy = true;
-        report("Asking Segue for " + bars + (bars === 1 ? " bar" : " bars") + "…", false);
-        var options = { server: settings.server, bars: bars, temperature: temperature,
-                        seed: seedText === "" ? null : parseInt(seedText, 10), idleExit: idleMinutes, wait: false };
-        continueRange(range, options, function (error) {
-            busy = false;
-            if (error) return report(error, true);
-            report("Added " + bars + (bars === 1 ? " bar" : " bars") + " after bar " + (range.last + 1)
-                   + ". Edit > Undo takes them back.", false);
-        });
-    }
-
-    // The Fill button: the selected bars written anew, the sampling settings as for Continue.
-    function startFill() {
-        if (busy) return;
+    // The sampling settings of the dialog as request options (kept for the next run), or null
+    // once the dialog has said what is wrong with them.
+    function dialogOptions(bars) {
         var temperature = parseFloat(temperatureField.text), seedText = seedField.text.trim();
         if (!(temperature > 0 && temperature <= 5)) return report("Temperature: a number such as 1.0 (0.1 to 5).", true);
         if (seedText !== "" && !/^\d+$/.test(seedText)) return report("Seed: a whole number, or empty for a random one.", true);
         settings.temperature = temperature; settings.seed = seedText;
         settings.server = serverField.text = serverUrl(serverField.text);
+        return { server: settings.server, bars: bars, temperature: temperature,
+                 seed: seedText === "" ? null : parseInt(seedText, 10), idleExit: idleMinutes, wait: false };
+    }
+
+    // Run `work` (continueRange, fillRange or accompanyRange) on the selection, saying what
+    // it asks for (`asking(options)`) and then what it did (`success(range, options)`) or what
+    // went wrong. `what`: what to select, for when nothing is; `bars`: the bars to write, null
+    // for as many as are selected.
+    function act(what, bars, work, asking, success) {
+        if (busy) return;
         var range = curScore ? selectedRange() : null;
-        if (!range) return report("Nothing is selected. Select the bars to write anew, then click Fill.", true);
-        var bars = range.last - range.first + 1;
+        if (!range) return report("Nothing is selected. Select " + what + " (click the first bar, Shift+click "
+                                  + "the last), then try again.", true);
+        var options = dialogOptions(bars === null ? range.last - range.first + 1 : bars);
+        if (!options) return;
         busy = true;
-        report("Asking Segue to fill " + bars + (bars === 1 ? " bar" : " bars") + "…", false);
-        var options = { server: settings.server, bars: bars, temperature: temperature,
-                        seed: seedText === "" ? null : parseInt(seedText, 10), idleExit: idleMinutes, wait: false };
-        fillRange(range, options, function (error) {
+        report(asking(options), false);
+        work(range, options, function (error) {
             busy = false;
             if (error) return report(error, true);
-            report("Wrote bars " + (range.first + 1) + "-" + (range.last + 1) + " anew. Edit > Undo takes them back.", false);
+            report(success(range, options), false);
         });
+    }
+
+    function barsText(n) { return n + (n === 1 ? " bar" : " bars"); }
+
+    function start() {
+        var bars = parseInt(barsField.text, 10);
+        if (!(bars >= 1 && bars <= 64)) return report("Bars to add: a number from 1 to 64.", true);
+        settings.bars = bars;
+        act("the bars to continue", bars, continueRange,
+            function (options) { return "Asking Segue for " + barsText(bars) + "…"; },
+            function (range) { return "Added " + barsText(bars) + " after bar " + (range.last + 1) + ". Edit > Undo takes them back."; });
+    }
+
+    // The Fill button: the selected bars written anew, the sampling settings as for Continue.
+    function startFill() {
+        act("the bars to write anew", null, fillRange,
+            function (options) { return "Asking Segue to fill " + barsText(options.bars) + "…"; },
+            function (range) { return "Wrote bars " + (range.first + 1) + "-" + (range.last + 1) + " anew. Edit > Undo takes them back."; });
+    }
+
+    // The Add part button: the part chosen in the dialog, for the selected bars.
+    function startAccompany() {
+        var intoText = intoField.text.trim();
+        if (intoText !== "" && !/^[1-9]\d*$/.test(intoText))
+            return report("Into staff: a staff number (1 is the top staff), or empty for the staff below "
+                          + "the selection.", true);
+        settings.part = part; settings.into = intoText;
+        var add = part, into = intoText === "" ? null : parseInt(intoText, 10) - 1;
+        act("the bars to add a part to", null, function (range, options, finish) {
+                options.add = add; options.into = into;
+                accompanyRange(range, options, finish);
+            },
+            function (options) { return "Asking Segue for " + parts[add] + "…"; },
+            function (range) {
+                var bars = "bars " + (range.first + 1) + "-" + (range.last + 1) + ". Edit > Undo takes it back.";
+                return "Wrote " + parts[add] + (add === "chords" ? " above " + bars
+                       : " into staff " + ((into === null ? range.lastStaff + 1 : into) + 1) + ", " + bars);
+            });
     }
 
     function report(message, isError) {
@@ -1081,6 +1186,8 @@ MuseScore {
         var t = settings.temperature;
         temperatureField.text = t % 1 === 0 ? t.toFixed(1) : String(t);
         seedField.text = settings.seed;
+        part = parts[settings.part] ? settings.part : "bass";
+        intoField.text = settings.into;
         serverField.text = settings.server || defaultServer;
         if (!curScore) report("Open a score first.", true);
         else if (!selectedRange()) report("Select the bars to continue first (click the first bar, Shift+click the last).", true);
@@ -1098,7 +1205,7 @@ MuseScore {
             spacing: 12
 
             Text {
-                text: "Continue the selected bars"
+                text: "Continue, fill or add a part"
                 font.pixelSize: 16
                 font.bold: true
                 color: "#222222"
@@ -1163,6 +1270,51 @@ MuseScore {
                         onAccepted: segue.start()
                     }
                 }
+
+                Text { text: "Part to add"; color: "#333333" }
+                Row {
+                    spacing: 4
+                    Rectangle {
+                        width: 62; height: 26; radius: 3
+                        color: segue.part === "bass" ? "#3d7bd9" : "white"
+                        border.color: segue.part === "bass" ? "#3d7bd9" : "#b8b8b8"
+                        Text { anchors.centerIn: parent; text: "Bass"; color: segue.part === "bass" ? "white" : "#222222" }
+                        MouseArea { anchors.fill: parent; onClicked: segue.part = "bass" }
+                    }
+                    Rectangle {
+                        width: 62; height: 26; radius: 3
+                        color: segue.part === "voice" ? "#3d7bd9" : "white"
+                        border.color: segue.part === "voice" ? "#3d7bd9" : "#b8b8b8"
+                        Text { anchors.centerIn: parent; text: "Voice"; color: segue.part === "voice" ? "white" : "#222222" }
+                        MouseArea { anchors.fill: parent; onClicked: segue.part = "voice" }
+                    }
+                    Rectangle {
+                        width: 62; height: 26; radius: 3
+                        color: segue.part === "chords" ? "#3d7bd9" : "white"
+                        border.color: segue.part === "chords" ? "#3d7bd9" : "#b8b8b8"
+                        Text { anchors.centerIn: parent; text: "Chords"; color: segue.part === "chords" ? "white" : "#222222" }
+                        MouseArea { anchors.fill: parent; onClicked: segue.part = "chords" }
+                    }
+                }
+
+                Text { text: "Into staff"; color: "#333333" }
+                Rectangle {
+                    width: 70; height: 26; radius: 3; color: "white"
+                    border.color: intoField.activeFocus ? "#3d7bd9" : "#b8b8b8"
+                    opacity: segue.part === "chords" ? 0.4 : 1
+                    TextInput {
+                        id: intoField
+                        anchors.fill: parent; anchors.margins: 5
+                        validator: IntValidator { bottom: 1; top: 999 }
+                        selectByMouse: true
+                        enabled: segue.part !== "chords"
+                        onAccepted: segue.startAccompany()
+                        Text {
+                            text: "below"; color: "#9a9a9a"
+                            visible: !intoField.text && !intoField.activeFocus
+                        }
+                    }
+                }
             }
 
             Text {
@@ -1177,19 +1329,25 @@ MuseScore {
             Row {
                 spacing: 10
                 Rectangle {
-                    width: 110; height: 30; radius: 4
+                    width: 96; height: 30; radius: 4
                     color: segue.busy ? "#9bb6e0" : (continueArea.pressed ? "#2c63b8" : "#3d7bd9")
                     Text { anchors.centerIn: parent; text: segue.busy ? "Working…" : "Continue"; color: "white"; font.bold: true }
                     MouseArea { id: continueArea; anchors.fill: parent; enabled: !segue.busy; onClicked: segue.start() }
                 }
                 Rectangle {
-                    width: 70; height: 30; radius: 4
+                    width: 60; height: 30; radius: 4
                     color: segue.busy ? "#9bb6e0" : (fillArea.pressed ? "#2c63b8" : "#3d7bd9")
                     Text { anchors.centerIn: parent; text: "Fill"; color: "white"; font.bold: true }
                     MouseArea { id: fillArea; anchors.fill: parent; enabled: !segue.busy; onClicked: segue.startFill() }
                 }
                 Rectangle {
                     width: 90; height: 30; radius: 4
+                    color: segue.busy ? "#9bb6e0" : (accompanyArea.pressed ? "#2c63b8" : "#3d7bd9")
+                    Text { anchors.centerIn: parent; text: "Add part"; color: "white"; font.bold: true }
+                    MouseArea { id: accompanyArea; anchors.fill: parent; enabled: !segue.busy; onClicked: segue.startAccompany() }
+                }
+                Rectangle {
+                    width: 70; height: 30; radius: 4
                     color: closeArea.pressed ? "#d0d0d0" : "#e4e4e4"
                     border.color: "#b8b8b8"
                     Text { anchors.centerIn: parent; text: "Close"; color: "#222222" }

@@ -25,6 +25,12 @@ class Composer(Protocol):
         """The answer to a phrase: (its events document, its ABC)."""
         ...
 
+    def accompany(self, events: dict, add: str, temperature: float | None,
+                  seed: int | None) -> tuple[dict, str]:
+        """The phrase with a new part ("bass" or "voice") as its last staff: (its events
+        document, its ABC)."""
+        ...
+
 
 def check_temperature(engine: Any, temperature: float | None) -> None:
     """SegueError unless the model can sample at `temperature` (None: its default)."""
@@ -49,6 +55,18 @@ def compose(engine: Any, events: dict, bars: int, temperature: float | None,
     score = events_to_score(events)
     [take] = engine.continue_score(score, bars=bars, sampling=Sampling(
         temperature=temperature, seed=seed))
+    return score_to_events(take.score()), take.abc
+
+
+def accompany(engine: Any, events: dict, add: str, temperature: float | None,
+              seed: int | None) -> tuple[dict, str]:
+    """The phrase with a new part: events -> music21 -> the model (engine.infill) -> events."""
+    from bridge.events import events_to_score, score_to_events
+    from engine.continuation import Sampling
+    from engine.infill import accompany_score
+
+    [take] = accompany_score(engine, events_to_score(events), add,
+                             Sampling(temperature=temperature, seed=seed))
     return score_to_events(take.score()), take.abc
 
 
@@ -79,6 +97,10 @@ class ComposerProcess:
     def __call__(self, events: dict, bars: int, temperature: float | None,
                  seed: int | None) -> tuple[dict, str]:
         return self.ask(compose, events, bars, temperature, seed)
+
+    def accompany(self, events: dict, add: str, temperature: float | None,
+                  seed: int | None) -> tuple[dict, str]:
+        return self.ask(accompany, events, add, temperature, seed)
 
     def ask(self, function: Any, *args: Any) -> Any:
         """`function(engine, *args)` in the child; its SegueError raised again here."""

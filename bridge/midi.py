@@ -4,7 +4,9 @@ The loop: listen (capture the phrase, bridge/phrase.py) -> the phrase ends -> qu
 an events document, key estimated unless given -> the engine continues it by `bars` bars, in a
 process of its own (bridge/composer.py) -> the answer plays from the first bar line after it is
 ready (and after the phrase) at the host's tempo (bridge/player.py), its chord symbols, if it
-has any, as a chord part on a channel of their own (--chords-channel) -> listen again. While
+has any, as a chord part on a channel of their own (--chords-channel) -> listen again. In the
+accompany mode (--add, CC 26) the answer is the phrase itself, played back with a new part
+the engine wrote for it (engine/infill.py) on --part-channel. While
 Segue thinks and plays, what arrives on the input is not captured, so an answer that a DAW
 routes back to Segue is not heard as a call.
 
@@ -14,6 +16,8 @@ Controls, by Control Change on any channel (as Magenta's call-and-response demo 
     CC 21  bars of the answer: 1 + value // 8, so 1 to 16
     CC 22  another take of the last phrase (value 64 or more)
     CC 23  panic: stop the answer, all notes off on every channel (value 64 or more)
+    CC 26  what an answer is: 0-42 the next bars; 43-85 the phrase played back with a bass
+           under it, 86-127 with a second voice (the new part on --part-channel)
     --trigger-cc C (value 64 or more) or --trigger-note P: the phrase ends now
     CC 120 / 123 (All Sound / Notes Off, which FL Studio sends when it starts): held notes end
 
@@ -43,7 +47,8 @@ from bridge.player import Player, timed_chords, timed_notes
 from engine.errors import SegueError
 
 log = logging.getLogger("segue.midi")
-CC_TEMPERATURE, CC_BARS, CC_AGAIN, CC_PANIC = 20, 21, 22, 23
+CC_TEMPERATURE, CC_BARS, CC_AGAIN, CC_PANIC, CC_ANSWER = 20, 21, 22, 23, 26
+ANSWERS = (None, "bass", "voice")  # CC 26 in thirds: continue, or the part to add
 ALL_OFF = (120, 123)
 POLL = 0.01  # seconds between looks at the phrase (silence, length) and the player
 MARGIN = 0.02  # seconds the player needs between an answer being ready and its first note
@@ -65,9 +70,22 @@ class Settings:
     trigger_note: int | None = None
     channel: int = 0  # of the answer, 0-15
     chords_channel: int | None = None  # of the answer's chord symbols, 0-15; None: not played
+    add: str | None = None  # None: answers continue the phrase; "bass"/"voice": add that part
+    part_channel: int = 1  # of the added part, 0-15
     silence_bars: float = 1.0
     max_bars: int = 8
     latency: float = 0.0  # seconds each message is sent early (--latency, in ms there)
+
+
+ADDED = {"bass": "a bass", "voice": "a second voice"}
+
+
+def answer_kind(settings: Settings) -> str:
+    """What answers are, as the bridge says it when CC 26 changes it."""
+    if settings.add is None:
+        return "answers: the next bars"
+    return (f"answers: the phrase played back with {ADDED[settings.add]} under it "
+            f"(channel {settings.part_channel + 1})")
 
 
 def key_name(key: tuple[int, str]) -> str:
@@ -154,6 +172,9 @@ class Bridge:
             self.commands.put(("again", t))
         elif number == CC_PANIC and pressed:
             self.commands.put(("panic", t))
+        elif number == CC_ANSWER:
+            self.settings.add = ANSWERS[value * len(ANSWERS) // 128]
+            self.say(answer_kind(self.settings))
         elif number in ALL_OFF:
             self.capture.all_off(t)
 
@@ -242,12 +263,21 @@ class Bridge:
                 self.say(f"phrase: {len(phrase.notes)} notes, {phrase.bars} bars "
                          f"({phrase.reason}), key {key_name((events['key'], events['mode']))}")
             self.last = (phrase, events)
-            self.status(sysex.THINKING, f"thinking: {settings.bars} bars")
             seed = None if settings.seed is None else settings.seed + self.takes
             self.takes += 1
-            answer, abc = self.composer(events, settings.bars, settings.temperature, seed)
+            add, part = settings.add, []
+            if add is None:
+                bars = settings.bars
+                self.status(sysex.THINKING, f"thinking: {bars} bars")
+                answer, abc = self.composer(events, bars, settings.temperature, seed)
+            else:
+                bars = phrase.bars
+                self.status(sysex.THINKING, f"thinking: {ADDED[add]} for the phrase")
+                answer, abc = self.composer.accompany(events, add, settings.temperature, seed)
+                part = timed_notes({"staves": answer["staves"][-1:]})
+                answer = {**answer, "staves": answer["staves"][:-1]}
             notes = timed_notes(answer)
-            chords = self.chord_part(answer)
+            chords = self.chord_part(answer, bars)
         except SegueError as error:
             self.status(sysex.ERROR, f"error: {error}")
             self.listen()
@@ -262,21 +292,24 @@ class Bridge:
         start = max(self.clock.next_bar_line(line.beat_at(ready + MARGIN + settings.latency)),
                     phrase.end_bar)
         self.player.play(notes, start, phrase.velocity, settings.channel)
+        if part:
+            self.player.play(part, start, phrase.velocity, settings.part_channel)
         if settings.chords_channel is not None:
             self.player.play(chords, start, phrase.velocity, settings.chords_channel)
-        self.answer_beats = (start, start + settings.bars * self.clock.bar_beats)
+        self.answer_beats = (start, start + bars * self.clock.bar_beats)
         bar = round(start / self.clock.bar_beats) + 1
-        self.status(sysex.READY, f"answer: {settings.bars} bars from bar {bar} at "
+        what = f"{bars} bars" if add is None else f"the phrase with {ADDED[add]}, {bars} bars"
+        self.status(sysex.READY, f"answer: {what} from bar {bar} at "
                                  f"{60 / line.spb:.1f} BPM, ready "
                                  f"{ready - since:.2f} s after it was asked for")
         self.say("\n".join("  " + row for row in abc.strip().splitlines()))
 
-    def chord_part(self, answer: dict) -> list[tuple[float, float, int]]:
-        """The answer's chord symbols as notes for --chords-channel (none without it); says
-        once that answers carry none, when they do not."""
+    def chord_part(self, answer: dict, bars: int) -> list[tuple[float, float, int]]:
+        """The chord symbols of an answer of `bars` bars as notes for --chords-channel (none
+        without it); says once that answers carry none, when they do not."""
         if self.settings.chords_channel is None:
             return []
-        chords = timed_chords(answer, self.settings.bars * self.clock.bar_beats)
+        chords = timed_chords(answer, bars * self.clock.bar_beats)
         if not chords and not self.said_no_chords:
             self.said_no_chords = True
             self.say("the answer has no chord symbols for --chords-channel: the model writes "

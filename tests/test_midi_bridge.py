@@ -50,6 +50,7 @@ from bridge import sysex
 from bridge.clock import CHANGE_TICKS, Clock
 from bridge.midi import Bridge, Settings
 from bridge.midi_ports import ArrivalTimes, open_ports
+from engine.checkpoint import DEFAULT_MODEL
 
 
 @pytest.fixture(scope="session")
@@ -386,6 +387,62 @@ def test_chord_symbols_play_on_their_own_channel(jack: None) -> None:
             on_time(abs(error) < 0.005, f"{heard.message} {error * 1000:+.2f} ms off its beat")
 
 
+def test_accompany_mode_plays_the_phrase_back_with_a_part_under_it(jack: None) -> None:
+    """`segue midi --add bass`, the shipped model: the answer to a bar of eighths is that
+    bar, note for note on channel 1, with the part the model added on channel 2, both from
+    the first bar line it has time for and every note ended; CC 26 then switches to a second
+    voice (86-127) and back to the next bars (0-42)."""
+    segue = SegueProcess(DEFAULT_MODEL, "accompany-test", "--add", "bass", "--trigger-cc",
+                         str(TRIGGER_CC), "--seed", "1", *JACK_LATENCY)
+    host = None
+    try:
+        segue.wait_for(r"^listening")
+        assert any("with a bass under it (channel 2)" in line for line in segue.lines)
+        host = Host(segue)
+        since, lines = time.perf_counter(), len(segue.lines)
+        host.sysex(sysex.tempo(120))
+        host.sysex(sysex.meter(4, 4))
+        host.start(120)
+        phrase = [(4 + i / 2, SCALE[i]) for i in range(8)]
+        for beat, pitch in phrase:
+            host.at(beat, mido.Message("note_on", note=pitch, velocity=90))
+            host.at(beat + 0.45, mido.Message("note_off", note=pitch))
+        host.at(7.98, mido.Message("control_change", control=TRIGGER_CC, value=127))
+        ready = host.wait_state(sysex.READY, since)
+        done = host.wait_state(sysex.LISTENING, ready)
+        host.stop()
+        time.sleep(0.05)
+        answer_line = segue.lines[segue.wait_for(r"^answer: ", lines)]
+        assert answer_line.startswith("answer: the phrase with a bass, 1 bars from bar "), \
+            answer_line
+        assert "V:2" in segue.answer_abc(lines)
+        for value, said in ((127, "with a second voice under it"), (0, "answers: the next bars")):
+            mark = len(segue.lines)
+            host.send(mido.Message("control_change", control=26, value=value))
+            segue.wait_for(said, mark)
+    finally:
+        if host:
+            host.close()
+        assert segue.stop() == 130
+
+    notes = [h for h in host.notes(since) if h.time < done + 0.05]
+    all_ended(notes, answer_line)
+    ons = [h for h in notes if h.message.type == "note_on" and h.message.velocity > 0]
+    melody = [h for h in ons if h.message.channel == 0]
+    assert [h.message.note for h in melody] == SCALE
+    assert {h.message.channel for h in ons} == {0, 1}, "\n".join(segue.lines)
+    start = host.beat_of(melody[0].time)
+    with unless_jack_lost_midi():
+        on_time(abs(start - round(start / 4) * 4) < 1 / 24 and start >= 8,
+                f"the phrase came back at beat {start}, not on a bar line after it")
+        for heard, (beat, _) in zip(melody, phrase, strict=True):
+            played = host.beat_of(heard.time) - start
+            on_time(abs(played - (beat - 4)) < 1 / 24,
+                    f"{heard.message} at beat {played} of the answer, not {beat - 4}")
+        on_time(max(host.beat_of(h.time) for h in notes) - start <= 4 + 1 / 8,
+                "a note of the answer went on past its bar")
+
+
 def test_latency_sends_every_note_early(jack: None, model_path: Path) -> None:
     """--latency 25: the answer leaves 25 ms early, for a DAW that hears it 25 ms late."""
     segue = SegueProcess(model_path, "latency-test", "--bars", str(BARS), "--trigger-cc",
@@ -425,6 +482,18 @@ def test_list_ports_and_a_missing_server(segue: SegueProcess) -> None:
     assert missing.returncode == 1
     [line] = missing.stderr.strip().splitlines()
     assert line.startswith("segue midi: error: no JACK server is running: start one"), line
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (("--add", "bass", "--part-channel", "1"), "--part-channel must differ from --channel (1)"),
+    (("--part-channel", "17"), "--part-channel must be between 1 and 16, not 17"),
+    (("--add", "drums"), "argument --add: invalid choice: 'drums'"),
+])
+def test_accompany_mode_options_are_checked_before_anything_starts(options: tuple[str, ...],
+                                                                   message: str) -> None:
+    command = [sys.executable, "-m", "bridge", "midi", "--api", "jack", *options]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
 
 
 def test_fl_studio_script_speaks_the_bridges_sysex() -> None:

@@ -8,8 +8,9 @@ the first bar line after the phrase, at the DAW's tempo.
 
 A phrase ends with the trigger (--trigger-cc or --trigger-note), after --silence-bars of
 silence, or at --max-bars. Control Change on any channel: CC 20 temperature, CC 21 bars,
-CC 22 another take of the last phrase, CC 23 panic. FL Studio: see plugins/flstudio and the
-docs/guide/daws.md.
+CC 22 another take of the last phrase, CC 23 panic, CC 26 what an answer is (the next
+bars, or the phrase played back with a bass or a second voice under it). FL Studio: see
+plugins/flstudio and docs/guide/daws.md.
 
 examples:
   segue midi --list                             the MIDI ports Segue can see
@@ -17,6 +18,8 @@ examples:
   segue midi --bars 8 --trigger-cc 64           the sustain pedal ends the phrase
   segue midi --bpm 96 --meter 3/4 --key Em      no MIDI clock: a set tempo, meter and key
   segue midi --chords-channel 2                 the answer's chord symbols on channel 2
+  segue midi --add bass                         your phrase played back with a bass under it
+                                                (on channel 2; CC 26 switches while playing)
   segue midi --api jack --input in --output out --trigger-note 36
   segue midi --input "loopMIDI Port" --output "loopMIDI Port 1"      (Windows)
 """
@@ -65,6 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     answer = parser.add_argument_group("the answer")
     answer.add_argument("--bars", type=int, default=4, metavar="N",
                         help="bars in an answer (default 4)")
+    answer.add_argument("--add", choices=("bass", "voice"),
+                        help="answer with the phrase itself, played back with a new part under "
+                             "it: a bass or a second voice (default: answer with the next bars; "
+                             "CC 26 switches while you play: 0-42 next bars, 43-85 bass, 86-127 "
+                             "voice)")
+    answer.add_argument("--part-channel", type=int, metavar="1-16",
+                        help="the MIDI channel of the added part (default: the one after "
+                             "--channel)")
     answer.add_argument("--temperature", type=float, metavar="T",
                         help="randomness, 0 = greedy (default: the model's own, else 1.0; CC 20 "
                              "changes it)")
@@ -106,9 +117,14 @@ def check(args: argparse.Namespace) -> Any:
         raise SegueError(f"--channel must be between 1 and 16, not {args.channel}")
     if args.chords_channel is not None and not 1 <= args.chords_channel <= 16:
         raise SegueError(f"--chords-channel must be between 1 and 16, not {args.chords_channel}")
-    if args.chords_channel == args.channel:
-        raise SegueError(f"--chords-channel must differ from --channel ({args.channel}): the "
-                         "chords would cut the melody's notes of the same pitch short")
+    if args.part_channel is not None and not 1 <= args.part_channel <= 16:
+        raise SegueError(f"--part-channel must be between 1 and 16, not {args.part_channel}")
+    part_channel = args.part_channel or args.channel % 16 + 1
+    for name, value in (("--chords-channel", args.chords_channel),
+                        ("--part-channel", args.part_channel)):
+        if value == args.channel:
+            raise SegueError(f"{name} must differ from --channel ({args.channel}): its notes "
+                             "would cut the melody's notes of the same pitch short")
     try:
         parse_meter(args.meter)
     except ValueError:
@@ -121,7 +137,8 @@ def check(args: argparse.Namespace) -> Any:
                     channel=args.channel - 1, silence_bars=args.silence_bars,
                     chords_channel=None if args.chords_channel is None else
                     args.chords_channel - 1,
-                    max_bars=args.max_bars, latency=args.latency / 1000)
+                    max_bars=args.max_bars, latency=args.latency / 1000,
+                    add=args.add, part_channel=part_channel - 1)
 
 
 def print_ports(api: str) -> None:
@@ -169,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
 
     from bridge.clock import Clock, parse_meter
     from bridge.composer import ComposerProcess
-    from bridge.midi import Bridge
+    from bridge.midi import Bridge, answer_kind
     from bridge.midi_ports import open_ports, realtime_priority, resolve_api
 
     # The player and the input threads must get the interpreter quickly: switch threads every
@@ -194,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         inport.handle = bridge.on_message
         say(f"ports: input {inport.name!r}, output {outport.name!r} ({resolve_api(args.api)})")
+        if settings.add:
+            say(answer_kind(settings))
         bridge.run()
     finally:
         try:

@@ -35,6 +35,8 @@ chord symbols). Every figure is measured per set and system (`engine.measures`):
     downbeat) has the root a labelling baseline (`engine.lead_sheet.best_chord`, the chord
     that best explains the bar's notes) gives them.
   - diversity: 1 - mean pairwise similarity of the seeds' answers to a prompt.
+- Accompaniment (voices: a bass; chords: chord symbols): a part taken out of `n` windows of
+  `bars` bars and added again by each system (`engine.accompaniment_eval`).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ import torch.nn.functional as F
 from engine.errors import SegueError
 from engine.eval_sets import SETS, Case
 from engine.lm import sequence_logits
-from engine.measures import INTERVAL_RANGE
+from engine.measures import INTERVAL_RANGE, mean, share
 
 SYSTEMS = ("model", "ngram", "repeat", "real")
 SAMPLED = ("model", "ngram")
@@ -123,14 +125,6 @@ def bits_per_char(model: torch.nn.Module, data: np.ndarray, block_size: int, bat
             total += float(scored.sum())
             count += scored.numel()
     return total / max(1, count) / math.log(2)
-
-
-def mean(values: list[float]) -> float | None:
-    return float(np.mean(values)) if values else None
-
-
-def share(part: int, whole: int) -> float | None:
-    return part / whole if whole else None
 
 
 def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
@@ -237,6 +231,9 @@ def continue_all(engine, cases: list[Case], name: str, config: EvalConfig) -> fl
 def measure_set(name: str, material, systems: dict[str, Any], tokenizer, config: EvalConfig,
                 clock: CpuClock) -> tuple[dict[str, Any], list[Case]]:
     """Every figure of one set: bits per character, infill, and the continuations."""
+    from tqdm import tqdm
+
+    from engine.accompaniment_eval import accompaniment_figures
     from engine.dataset import TUNE_SEPARATOR, token_array
     from engine.eval_sets import set_cases, window_texts
     from engine.infill_bits import fill_examples, infill_figures
@@ -279,11 +276,19 @@ def measure_set(name: str, material, systems: dict[str, Any], tokenizer, config:
                                "seconds": seconds.get(system)}
     for figures in results.values():
         figures["repetition_gap"] = abs(figures["repetition"] - results["real"]["repetition"])
+    with clock.part(f"{name}: accompaniment"):
+        accompaniment = accompaniment_figures(
+            name, material.texts(name), {system: systems[system] for system in SAMPLED},
+            config.bars, config.n,
+            lambda items, desc: tqdm(items, disable=not config.progress, unit="piece",
+                                     desc=desc))
     summary = {"texts": len(texts), "characters": len(data),
                "infill_examples": len(examples),
                "infill_middle_characters": infill["model"]["middle_characters"],
                "prompts": len(cases), "prompt_sources": [c.source for c in cases],
                "systems": results}
+    if accompaniment:
+        summary["accompaniment"] = accompaniment
     return summary, cases
 
 
@@ -361,6 +366,14 @@ TABLE_ROWS = (("bits/char ↓", "bits_per_char"),
               ("bars with chords", "chord_bar_share"),
               ("chord agreement", "chord_agreement"),
               ("chord = labeller's", "chord_label_agreement"), ("diversity", "diversity"))
+ACCOMPANIMENT_ROWS = (("given voices kept", "given_kept"),
+                      ("register error, semitones ↓", "register_error"),
+                      ("new part below the others", "below_share"),
+                      ("notes per bar", "notes_per_bar"),
+                      ("note-length dist. ↓", "duration_distance"),
+                      ("chord agreement", "chord_agreement"),
+                      ("chord root = real's", "root_match"),
+                      ("answers that failed", "failed"))
 SET_TITLES = {"folk": "folk (the old test split)", "voices": "voices (multi-voice prompts)",
               "chords": "chords (prompts with chord symbols)"}
 
@@ -384,8 +397,24 @@ def write_eval_report(folder: Path, figures: dict[str, Any]) -> None:
                      f"({result['characters']:,} characters) for bits/char, "
                      f"{result['infill_examples']} infill examples, {result['prompts']} "
                      "prompts.\n\n" + markdown_table(header, rows))
+        if "accompaniment" in result:
+            parts.append(accompaniment_table(result["accompaniment"], figures["model"]))
         plot_set(folder, name, systems)
     write_text_atomic(folder / "table.md", "".join(parts))
+
+
+def accompaniment_table(result: dict[str, Any], model: str) -> str:
+    """A set's accompaniment figures as a Markdown table under its own heading."""
+    from engine.report import markdown_table
+
+    systems = result["systems"]
+    names = {"model": model, "common": "most common chord"}
+    header = ["figure", *(names.get(system, system) for system in systems)]
+    rows = [[label, *(systems[s][key] for s in systems)] for label, key in ACCOMPANIMENT_ROWS
+            if any(systems[s].get(key) is not None for s in systems)]
+    return (f"\n#### adding a {'part of chord symbols' if result['add'] == 'chords' else 'bass'}"
+            f"\n\n{result['cases']} windows of {result['bars']} bars, one seed each.\n\n"
+            + markdown_table(header, rows))
 
 
 def plot_set(folder: Path, name: str, systems: dict[str, Any]) -> None:

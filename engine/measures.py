@@ -28,6 +28,16 @@ from engine.abc_layout import Layout
 INTERVAL_RANGE = 12
 
 
+def mean(values: list[float]) -> float | None:
+    """The mean of `values`, None for none."""
+    return float(np.mean(values)) if values else None
+
+
+def share(part: int, whole: int) -> float | None:
+    """part / whole, None for a whole of 0."""
+    return part / whole if whole else None
+
+
 def bars(abc: str) -> list[tuple[str, ...]]:
     """The bars of a tune, as columns: bar i of every voice (spacing removed)."""
     voices = Layout.read(abc).voices

@@ -15,6 +15,7 @@ import torch
 
 from bridge.cli import main
 from engine.abc2midi import abc2midi_messages
+from engine.accompaniment_eval import cases_for, common_chords, figures_of
 from engine.checkpoint import read_config
 from engine.corpus import iter_tunes
 from engine.evaluate import SYSTEMS
@@ -127,6 +128,21 @@ def test_every_figure_of_every_set_is_present_and_in_range(report: Path) -> None
     assert 0 < chords["real"]["chord_label_agreement"] <= 1
     assert 0 <= chords["model"]["chord_bar_share"] <= 1
     assert figures["sets"]["folk"]["systems"]["model"]["voice_order_share"] is None
+    # accompaniment: the duets lose their bass, or their chord symbols, and get them back
+    bass, symbols = (figures["sets"][name]["accompaniment"] for name in ("voices", "chords"))
+    assert bass["add"] == "bass" and symbols["add"] == "chords"
+    assert 1 <= bass["cases"] <= 3 and 1 <= symbols["cases"] <= 3
+    for system in ("model", "ngram"):
+        added = bass["systems"][system]
+        assert added["given_kept"] == 1.0 and added["failed"] == 0
+        assert added["register_error"] >= 0 and 0 <= added["duration_distance"] <= 1
+    real = bass["systems"]["real"]
+    assert real["below_share"] == 1.0 and real["notes_per_bar"] == 2.0  # "G,4 D,4"
+    assert symbols["systems"]["ngram"]["given_kept"] == 1.0
+    assert symbols["systems"]["model"]["failed"] == symbols["cases"]  # no chords: refused
+    assert symbols["systems"]["real"]["chord_agreement"] == 1.0
+    assert 0 <= symbols["systems"]["common"]["root_match"] <= 1
+    assert "#### adding a bass" in (report / "table.md").read_text()
     answers = json.loads((report / "continuations.json").read_text())["sets"]
     for text in (t for cases in answers.values() for case in cases
                  for t in case["model"] + case["ngram"]):
@@ -215,6 +231,33 @@ def test_chord_bars_and_agreement() -> None:
 def test_abc2midi_judges_what_it_reads() -> None:
     assert abc2midi_messages(HEAD + "GABc d2B2 | c2A2 B2G2 |]\n") == []
     assert abc2midi_messages(HEAD + "GABc d2B2 | c2A2 B2 | G8 |]\n")  # a short bar: a warning
+
+
+def test_accompaniment_figures_on_known_music() -> None:
+    """The real part scores as itself; a given note changed in an answer is caught; the
+    most-common-chord baseline labels each bar, and its roots are counted against the real
+    chords'."""
+    [case] = cases_for("bass", [("duet", two_voice_tune(1))], 4, 5)
+    assert case.bars == 4 and "V:2" not in case.given and "V:2" in case.real
+    first = next(i for i, line in enumerate(case.real.splitlines()) if line == "V:1") + 1
+    lines = case.real.splitlines()
+    lines[first] = lines[first].replace("2", "3", 1)  # a longer first note: given not kept
+    case.answers = {"same": case.real, "changed": "\n".join(lines) + "\n"}
+    same = figures_of("bass", [case], "same")
+    assert same["given_kept"] == 1.0 and same["register_error"] == 0
+    assert same["duration_distance"] == 0 and same["below_share"] == 1.0
+    assert same["notes_per_bar"] == 2.0
+    assert figures_of("bass", [case], "changed")["given_kept"] == 0.0
+
+    [case] = cases_for("chords", [("duet", two_voice_tune(2))], 4, 5)
+    assert '"' not in case.given.split("K:", 1)[1] and '"D"' in case.real
+    case.answers = {"common": common_chords(case.given)}
+    assert chord_bars(case.answers["common"]) == (4, 4)
+    common = figures_of("chords", [case], "common")
+    # G D D D as written; the baseline hears Dsus4 D7 D7 Asus4 (it weighs the lowest note,
+    # here the bass's fifth below the root, twice): two roots of four
+    assert common["given_kept"] == 1.0 and common["root_match"] == 0.5
+    assert figures_of("chords", [case], "real")["chord_agreement"] == 1.0
 
 
 def test_infill_uses_the_music_after_the_gap() -> None:

@@ -348,8 +348,7 @@ def reading() -> Iterator[None]:
     except (BadRequest, TooLarge):
         raise
     except SegueError as error:
-        raise BadMusic(str(error).replace("--measures", "measures")
-                       .replace("--part", "part")) from None
+        raise BadMusic(str(error)) from None
     except MemoryError:
         raise TooLarge("the music needs more memory than one request may use") from None
     except Exception as error:  # music21 raises many kinds for music it cannot read

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from engine.dataset import segue_home
-from engine.errors import SegueError
+from engine.errors import ParameterError, SegueError
 from engine.tokenizer import TOKENIZER_FILE, CharTokenizer
 
 FORMAT = 1
@@ -272,9 +272,9 @@ def pick_device(device: str = "auto") -> torch.device:
     """"auto": CUDA, else Apple's MPS, else the CPU; or the device named."""
     if device != "auto":
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise SegueError("--device cuda: no CUDA GPU is available here")
+            raise ParameterError("device", "cuda: no CUDA GPU is available here")
         if device == "mps" and not torch.backends.mps.is_available():
-            raise SegueError("--device mps: Apple's MPS is not available here")
+            raise ParameterError("device", "mps: Apple's MPS is not available here")
         if device.split(":")[0] not in ("cpu", "cuda", "mps"):
             raise SegueError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
         return torch.device(device)

@@ -21,7 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from engine.abc_text import read_header, split_tunes
-from engine.errors import SegueError
+from engine.errors import ParameterError, SegueError
 from engine.files import atomic_path, write_text_atomic
 
 FORMATS = {
@@ -269,11 +269,11 @@ def parse_measures(text: str) -> tuple[int, int]:
     """'3-6' -> (3, 6); '5' -> (5, 5)."""
     match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+))?\s*", text)
     if not match:
-        raise SegueError(f"--measures {text!r}: write a bar number or a range such as 1-8")
+        raise ParameterError("measures", f"{text!r}: write a bar number or a range such as 1-8")
     first = int(match.group(1))
     last = int(match.group(2) or first)
     if last < first:
-        raise SegueError(f"--measures {text!r}: the range runs backwards")
+        raise ParameterError("measures", f"{text!r}: the range runs backwards")
     return first, last
 
 
@@ -294,7 +294,7 @@ def select(score, *, part: str | None = None, measures: tuple[int, int] | None =
                           None)
         if chosen is None:
             names = ", ".join(f"{i + 1} ({p.partName or 'unnamed'})" for i, p in enumerate(parts))
-            raise SegueError(f"--part {part}: the score has parts {names}")
+            raise ParameterError("part", f"{part}: the score has parts {names}")
         selected = stream.Score([chosen])
         selected.metadata = score.metadata
         score = selected
@@ -305,12 +305,12 @@ def select(score, *, part: str | None = None, measures: tuple[int, int] | None =
         raise SegueError("the score has no numbered bars to select from")
     first, last = measures
     if first < min(numbers) or last > max(numbers):
-        raise SegueError(f"--measures {first}-{last} is outside the score, whose bars are "
+        raise ParameterError("measures", f"{first}-{last} is outside the score, whose bars are "
                          f"numbered {min(numbers)}-{max(numbers)}")
     with quiet():
         excerpt = score.measures(first, last)
     if not has_notes(excerpt) and not any(True for _ in excerpt.recurse().notesAndRests):
-        raise SegueError(f"--measures {first}-{last}: the selection is empty")
+        raise ParameterError("measures", f"{first}-{last}: the selection is empty")
     return excerpt
 
 

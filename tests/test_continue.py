@@ -181,7 +181,8 @@ def test_cli_says_which_path_a_mamba_model_runs_on(tmp_path: Path):
 @pytest.mark.parametrize(("args", "message"), [
     (["--bars", "0"], "--bars must be between"),
     (["--bars", "100000"], "--bars must be between"),
-    (["--measures", "40-41"], "measure"),
+    (["--measures", "40-41"], "error: --measures 40-41 is outside the score"),
+    (["--part", "3"], "error: --part 3: the score has parts 1"),
     (["--model", "/nonexistent/model"], "model"),
     (["--temperature", "-2"], "temperature"),
 ])

@@ -107,6 +107,15 @@ def test_continue_musicxml_selection(server: Server) -> None:
     assert status == 200 and by_name["abc"] == answer["abc"]
 
 
+def test_a_selection_outside_the_score_names_the_field(server: Server) -> None:
+    """The engine names the parameter; HTTP says it as the field (the CLI as --measures)."""
+    document = musicxml_document()
+    for body, start in (({"measures": [30, 40]}, "measures 30-40 is outside the score"),
+                        ({"part": 9}, "part 9: the score has parts 1 (Soprano)")):
+        status, answer = post(server, {"musicxml": document, "bars": 2, **body})
+        assert status == 422 and answer["error"]["message"].startswith(start), answer
+
+
 def test_an_answer_of_rests_alone_comes_back_in_every_form() -> None:
     """The model may answer a bar of rests in every voice (`Z`). The 10,000-request soak had 5
     valid requests answered 422 "no notes" for it; a silent answer is an answer."""

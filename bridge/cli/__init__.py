@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from engine import __version__
-from engine.errors import SegueError
+from engine.errors import ParameterError, SegueError
 
 # Subcommands in the order `segue --help` lists them: name -> module in this package.
 COMMANDS = {
@@ -109,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except SegueError as error:
-        print(f"segue {args.command}: error: {error}", file=sys.stderr)
+        message = error.flag_message() if isinstance(error, ParameterError) else str(error)
+        print(f"segue {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"segue {args.command}: interrupted", file=sys.stderr)

@@ -28,18 +28,12 @@ from typing import Any
 
 from engine.errors import SegueError
 from engine.limits import TooLarge, check_abc, check_events, check_musicxml, check_work
+from engine.settings import DEFAULTS, LIMITS
 
 FORMS = ("events", "musicxml", "abc")
-# The server's limits, tighter than the engine's: one request may not hold the model long.
-MAX_VARIATIONS = 8
-MAX_BARS = 64
-MAX_SEED = 2**63 - 1
 # A file path in a message from a reader or the engine (never shown to clients).
 PATH = re.compile(r"(?<![\w:/\\.])(?:[A-Za-z]:)?[\\/](?:[^\s\\/'\"()<>,;]+[\\/])+"
                   r"[^\s\\/'\"()<>,;:]*")
-# The defaults every transport starts from (temperature, top_p, top_k None: the model's own).
-DEFAULTS: dict[str, Any] = {"bars": 8, "temperature": None, "top_p": None, "top_k": None,
-                            "seed": None, "variations": 1, "model": None}
 
 
 class BadRequest(SegueError):
@@ -98,20 +92,13 @@ def check_setting(name: str, value: Any) -> Any:
     """A sampling or length setting, checked: bars, temperature, top_p, top_k, seed,
     variations or model (a name; which names are known is the worker's to say). A null
     temperature, top_p or top_k is the model's own default."""
-    if name in ("temperature", "top_p", "top_k") and value is None:
+    if name in ("temperature", "top_p", "top_k", "seed") and value is None:
         return None
-    if name == "bars":
-        return integer(value, name, 1, MAX_BARS)
-    if name == "temperature":  # 0: always the likeliest symbol (greedy)
-        return number(value, name, 0.0, 5.0, open_low=False)
-    if name == "top_p":
-        return number(value, name, 0.0, 1.0)
-    if name == "top_k":
-        return integer(value, name, 0, 100_000)
-    if name == "seed":
-        return None if value is None else integer(value, name, 0, MAX_SEED)
-    if name == "variations":
-        return integer(value, name, 1, MAX_VARIATIONS)
+    if name in LIMITS:  # the engine's table (engine.settings)
+        limit = LIMITS[name]
+        if limit.whole:
+            return integer(value, name, int(limit.low), int(limit.high))
+        return number(value, name, limit.low, limit.high, open_low=limit.above_low)
     if name == "model":
         if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 200):
             raise BadRequest(f"model must be a model's name or null, not {shown(value)}")

@@ -52,7 +52,6 @@ ANSWERS = (None, "bass", "voice")  # CC 26 in thirds: continue, or the part to a
 ALL_OFF = (120, 123)
 POLL = 0.01  # seconds between looks at the phrase (silence, length) and the player
 MARGIN = 0.02  # seconds the player needs between an answer being ready and its first note
-MAX_BARS = 16
 # Tonics by fifths from Cb (-7); a minor key's tonic is three fifths above its major's.
 TONICS = ["Cb", "Gb", "Db", "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#",
           "G#", "D#", "A#"]

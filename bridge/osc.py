@@ -43,7 +43,6 @@ from pythonosc.osc_packet import OscPacket
 
 from bridge.api import (
     ADDS,
-    DEFAULTS,
     ContinueRequest,
     check_music,
     check_setting,
@@ -55,6 +54,7 @@ from bridge.logs import printable
 from bridge.worker import Busy, Worker
 from engine import __version__
 from engine.errors import SegueError
+from engine.settings import DEFAULTS
 
 log = logging.getLogger("segue.osc")
 PREFIX = "/segue"

@@ -37,10 +37,9 @@ from engine.limits import check_fillable, check_prompt
 from engine.lm import decoder_for
 from engine.meters import answer_score, bar_meters
 from engine.prompt import BARS_PER_LINE, Prompt, make_prompt
+from engine.settings import check
 from engine.token_masks import TokenMasks
 
-MAX_BARS = 128
-MAX_VARIATIONS = 16
 # Characters allowed when a segment has used its budget: they can only finish bars quickly.
 FINISHING = frozenset("z0123456789/|]}3^_=ABCDEFGabcdefg")
 
@@ -59,12 +58,9 @@ class Sampling:
     seed: int | None = None
 
     def check(self) -> None:
-        if self.temperature is not None and not 0 <= self.temperature <= 10:
-            raise SegueError(f"temperature must be between 0 and 10, not {self.temperature}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise SegueError(f"top_p must be above 0 and at most 1, not {self.top_p}")
-        if self.top_k is not None and self.top_k < 0:
-            raise SegueError(f"top_k must be 0 (off) or more, not {self.top_k}")
+        """ParameterError for a setting outside its limits (`engine.settings.LIMITS`)."""
+        for name in ("temperature", "top_p", "top_k", "seed"):
+            check(name, getattr(self, name))
 
     def with_defaults(self, defaults: dict[str, float]) -> Sampling:
         """This sampling, its unset temperature, top_p and top_k taken from `defaults`."""
@@ -244,10 +240,8 @@ class Engine:
         """Continue a prompt (engine.prompt.make_prompt, with this engine's `chord_symbols`)
         by exactly `bars` bars; SegueError for a meter the grammar cannot fill."""
         sampling = self.resolve_sampling(sampling)
-        if not 1 <= bars <= MAX_BARS:
-            raise SegueError(f"bars must be between 1 and {MAX_BARS}, not {bars}")
-        if not 1 <= variations <= MAX_VARIATIONS:
-            raise SegueError(f"variations must be between 1 and {MAX_VARIATIONS}")
+        check("bars", bars)
+        check("variations", variations)
         meters = bar_meters(meters, bars, prompt.meter)
         check_prompt(prompt)
         for meter in set(meters):

@@ -42,8 +42,6 @@ from engine.abc_text import length_text, split_head
 from engine.abc_writer import clef_text, write_abc
 from engine.bars import bar_units
 from engine.continuation import (
-    MAX_BARS,
-    MAX_VARIATIONS,
     Continuation,
     Prompt,
     Sampling,
@@ -52,11 +50,14 @@ from engine.continuation import (
     plan_segments,
 )
 from engine.errors import SegueError
+from engine.settings import LIMITS
+from engine.settings import check as check_setting
 from engine.windows import fill_prompt
 
 ADDS = ("bass", "voice", "chords")
 NEW_VOICES = {"bass": ("Bass", "bass"), "voice": ("Voice", "treble")}
 MAX_VOICES = 8
+MAX_BARS = int(LIMITS["bars"].high)  # filled or accompanied at once: as many as one answer
 CHORD_SYMBOL = re.compile(r'"[^"]*"')
 
 
@@ -267,8 +268,7 @@ def chords_plan(tune: Layout) -> list[Segment]:
 def check(sampling: Sampling | None, variations: int) -> Sampling:
     sampling = sampling or Sampling()
     sampling.check()
-    if not 1 <= variations <= MAX_VARIATIONS:
-        raise SegueError(f"variations must be between 1 and {MAX_VARIATIONS}")
+    check_setting("variations", variations)
     return sampling
 
 

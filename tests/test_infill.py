@@ -179,9 +179,9 @@ def test_accompany_a_part_longer_than_the_context(shipped: Engine) -> None:
 
 def test_accompany_refuses_more_bars_than_it_writes_at_once(shipped: Engine) -> None:
     body = JIG.split("K:D\n")[1].strip()
-    with pytest.raises(SegueError, match="the music is 136 bars; a part can be added to at "
-                                         "most 128 bars"):
-        accompany_score(shipped, parse_abc(JIG.replace(body, body * 17)), "bass")
+    with pytest.raises(SegueError, match="the music is 72 bars; a part can be added to at "
+                                         "most 64 bars"):
+        accompany_score(shipped, parse_abc(JIG.replace(body, body * 9)), "bass")
 
 
 def test_chords_need_a_model_trained_on_them(plain: Engine) -> None:

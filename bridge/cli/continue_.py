@@ -134,17 +134,15 @@ def write_texts(texts: list[str], output: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.errors import SegueError
     from engine.music import format_of
 
     if args.output:
         format_of(args.output)
     score = read_selection(args)  # a missing or unknown input fails before torch is imported
 
-    from engine.continuation import MAX_BARS
+    from engine.settings import check
 
-    if not 1 <= args.bars <= MAX_BARS:  # before the model loads: fail fast
-        raise SegueError(f"--bars must be between 1 and {MAX_BARS}, not {args.bars}")
+    check("bars", args.bars)  # before the model loads: fail fast
     sampling = sampling_of(args)
     engine = load_engine(args)
     results = engine.continue_score(score, args.bars, sampling, args.variations)

@@ -94,16 +94,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check(args: argparse.Namespace) -> Any:
     """The Settings the arguments ask for; SegueError for values out of range."""
     from bridge.clock import parse_meter
-    from bridge.midi import MAX_BARS, Settings, parse_key
+    from bridge.midi import Settings, parse_key
     from engine.errors import SegueError
+    from engine.settings import MIDI_MAX_BARS
 
     def midi_number(value: int | None, name: str) -> int | None:
         if value is not None and not 0 <= value <= 127:
             raise SegueError(f"{name} must be a MIDI number from 0 to 127, not {value}")
         return value
 
-    if not 1 <= args.bars <= MAX_BARS:
-        raise SegueError(f"--bars must be between 1 and {MAX_BARS}, not {args.bars}")
+    if not 1 <= args.bars <= MIDI_MAX_BARS:
+        raise SegueError(f"--bars must be between 1 and {MIDI_MAX_BARS}, not {args.bars}")
     if not 1 <= args.max_bars <= 64:
         raise SegueError(f"--max-bars must be between 1 and 64, not {args.max_bars}")
     if not 0 < args.silence_bars <= 16:

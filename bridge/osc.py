@@ -14,6 +14,9 @@
     /segue/reply_port i:port         -> /segue/reply_port i:port (at the new port; 0: sender's)
     anything wrong                   -> /segue/error s:address s:message
 
+Addresses are routed by python-osc's Dispatcher and taken literally: an OSC address pattern
+(`/segue/*`, `/segue/get/{bars,seed}`) gets /segue/error rather than reaching every handler.
+
 Settings: bars (i), temperature (f), top_p (f), top_k (i) (these three nil: the model's own
 default), seed (i; -1 or nil: random), model (s; "" or nil: the default). They are shared by
 every OSC client, like the controls of an instrument. Onsets and durations of notes are in
@@ -31,6 +34,7 @@ own), so replies sent back to Segue, or to another Segue, cannot bounce forever.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import socketserver
 import threading
@@ -38,6 +42,8 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from pythonosc.dispatcher import Dispatcher
+from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
 
@@ -63,6 +69,7 @@ INTEGERS = ("bars", "top_k", "seed")
 MAX_DATAGRAM = 65_507  # the most one UDP datagram carries
 MAX_REPLY_PORTS = 1_024  # senders whose reply port is kept (the oldest are forgotten)
 MAX_CONTINUING = 32  # continuations in progress at once; more are answered busy
+PATTERN = re.compile(r"[*?\[\]{}]")  # what makes an address an OSC address pattern
 
 class OscError(SegueError):
     """A message Segue cannot act on."""
@@ -80,6 +87,12 @@ def osc_setting(name: str, args: list[Any]) -> Any:
     if name == "model" and value in (None, ""):
         return None
     return check_setting(name, value)
+
+
+def no_arguments(address: str, args: tuple[Any, ...]) -> None:
+    """OscError for a ping or get that carries arguments: a reply sent back, perhaps."""
+    if args:
+        raise OscError(f"{address} takes no arguments (is this a reply sent back?)")
 
 
 def describe(error: SegueError) -> str:
@@ -113,6 +126,7 @@ class OscServer(socketserver.UDPServer):
         self.continuing = threading.BoundedSemaphore(MAX_CONTINUING)
         self.lock = threading.Lock()
         self.last_active = time.monotonic()  # when a message last came
+        self.dispatcher = self.routes()
 
     # --- sending -----------------------------------------------------------------------
     def target(self, client: tuple[str, int]) -> tuple[str, int]:
@@ -153,41 +167,78 @@ class OscServer(socketserver.UDPServer):
             if address == f"{PREFIX}/error":
                 continue  # never answer an error with an error
             try:
-                self.dispatch(address, list(message.params), client)
+                self.dispatch(message, client)
             except SegueError as error:
                 self.send_error(client, address, describe(error))
             except Exception:
                 log.exception("fault while answering OSC %s", printable(address))
                 self.send_error(client, address, "an internal error; see the server log")
 
-    def dispatch(self, address: str, args: list[Any], client: tuple[str, int]) -> None:
-        """Act on one message; SegueError says why it cannot."""
-        log.debug("OSC %s %s from %s:%d", printable(address), printable(repr(args[:4])[:300]),
-                  *client[:2])
-        if args and (address == f"{PREFIX}/ping" or address.startswith(f"{PREFIX}/get/")):
-            raise OscError(f"{address} takes no arguments (is this a reply sent back?)")
-        if address == f"{PREFIX}/ping":
-            self.send(client, address, ["ok", __version__, self.worker.default_name])
-        elif address == f"{PREFIX}/continue":
-            self.start_continue(args, client)
-        elif address in (f"{PREFIX}/fill", f"{PREFIX}/accompany"):
-            self.start_rewrite(address, args, client)
-        elif address == f"{PREFIX}/reply_port":
-            self.set_reply_port(args, client)
-        elif address == f"{PREFIX}/get/models":
+    def routes(self) -> Dispatcher:
+        """Where each address goes: python-osc's Dispatcher, every handler called with the
+        sender, the address and the arguments."""
+        dispatcher = Dispatcher()
+        for address, handler in ((f"{PREFIX}/ping", self.on_ping),
+                                 (f"{PREFIX}/continue", self.on_continue),
+                                 (f"{PREFIX}/fill", self.on_rewrite),
+                                 (f"{PREFIX}/accompany", self.on_rewrite),
+                                 (f"{PREFIX}/reply_port", self.on_reply_port),
+                                 (f"{PREFIX}/set/*", self.on_set),
+                                 (f"{PREFIX}/get/*", self.on_get)):
+            dispatcher.map(address, handler, needs_reply_address=True)
+        dispatcher.set_default_handler(self.on_unknown, needs_reply_address=True)
+        return dispatcher
+
+    def dispatch(self, message: OscMessage, client: tuple[str, int]) -> None:
+        """Act on one message; SegueError says why it cannot. Addresses are taken as they
+        are: an OSC address pattern (`/segue/*`) would reach every handler at once."""
+        address = message.address
+        log.debug("OSC %s %s from %s:%d", printable(address),
+                  printable(repr(list(message.params)[:4])[:300]), *client[:2])
+        if PATTERN.search(address):
+            raise OscError("Segue answers plain addresses, not OSC address patterns "
+                           "(* ? [ ] { })")
+        for handler in self.dispatcher.handlers_for_address(address):
+            handler.invoke(client, message)
+
+    def on_ping(self, client: tuple[str, int], address: str, *args: Any) -> None:
+        no_arguments(address, args)
+        self.send(client, address, ["ok", __version__, self.worker.default_name])
+
+    def on_continue(self, client: tuple[str, int], address: str, *args: Any) -> None:
+        self.start_continue(list(args), client)
+
+    def on_rewrite(self, client: tuple[str, int], address: str, *args: Any) -> None:
+        self.start_rewrite(address, list(args), client)
+
+    def on_reply_port(self, client: tuple[str, int], address: str, *args: Any) -> None:
+        self.set_reply_port(list(args), client)
+
+    def on_set(self, client: tuple[str, int], address: str, *args: Any) -> None:
+        """/segue/set/<setting> value: one shared setting."""
+        name = address[len(f"{PREFIX}/set/"):]
+        if name not in SETTINGS:
+            self.on_unknown(client, address)
+        value = osc_setting(name, list(args))
+        if name == "model":
+            self.worker.resolve(value)
+        with self.lock:
+            self.settings[name] = value
+
+    def on_get(self, client: tuple[str, int], address: str, *args: Any) -> None:
+        """/segue/get/<setting> or /segue/get/models: answered at the same address."""
+        no_arguments(address, args)
+        name = address[len(f"{PREFIX}/get/"):]
+        if name == "models":
             self.send(client, address, [m["name"] for m in self.worker.known_models()])
-        elif address.startswith(f"{PREFIX}/set/") and address[11:] in SETTINGS:
-            name = address[11:]
-            value = osc_setting(name, args)
-            if name == "model":
-                self.worker.resolve(value)
-            with self.lock:
-                self.settings[name] = value
-        elif address.startswith(f"{PREFIX}/get/") and address[11:] in SETTINGS:
-            self.send(client, address, [self.get(address[11:])])
+        elif name in SETTINGS:
+            self.send(client, address, [self.get(name)])
         else:
-            raise OscError(f"unknown address; Segue answers {PREFIX}/ping, /continue, /fill, "
-                           "/accompany, /set/<setting>, /get/<setting>, /get/models, /reply_port")
+            self.on_unknown(client, address)
+
+    def on_unknown(self, client: tuple[str, int], address: str, *args: Any) -> None:
+        raise OscError(f"unknown address; Segue answers {PREFIX}/ping, /continue, /fill, "
+                       "/accompany, /set/<setting>, /get/<setting>, /get/models, /reply_port")
 
     def get(self, name: str) -> Any:
         """A setting as OSC sends it: seed -1 for random, the default model by name, an unset

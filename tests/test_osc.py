@@ -121,6 +121,9 @@ BAD_MESSAGES: list[tuple[str, list[Any]]] = [
     ("/segue/get/bars", [4]),
     ("/segue/nothing", []),
     ("/other/address", [1]),
+    ("/segue/*", [PROMPT]),  # an OSC address pattern would reach every handler at once
+    ("/segue/set/*", [3]),
+    ("/segue/get/{bars,seed}", []),
 ]
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.abc_writer import frac
 from engine.chord_symbols import is_chord_symbol
@@ -41,6 +41,9 @@ from engine.limits import (
     check_fraction,
     check_size,
 )
+
+if TYPE_CHECKING:
+    from music21 import key, pitch, stream
 
 STEP_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}
 
@@ -62,7 +65,7 @@ def fraction_text(value: Fraction) -> str:
     return f"{value.numerator}/{value.denominator}"
 
 
-def tpc(pitch) -> int:
+def tpc(pitch: pitch.Pitch) -> int:
     """MuseScore's tonal pitch class of a music21 pitch: C = 14, G = 15, F# = 20, Bb = 12."""
     return 14 + STEP_FIFTHS[pitch.step] + 7 * round(pitch.alter)
 
@@ -82,7 +85,7 @@ def check_meter(text: Any, what: str) -> str:
     return f"{int(numerator)}/{int(denominator)}"
 
 
-def key_of(events: dict):
+def key_of(events: dict) -> key.Key:
     from music21 import key
 
     fifths = events.get("key", 0)
@@ -94,7 +97,7 @@ def key_of(events: dict):
     return key.KeySignature(fifths).asKey(mode)
 
 
-def events_to_score(events: dict):
+def events_to_score(events: dict) -> stream.Score:
     """A music21 Score from an events document, one part per (staff, voice), each filled
     with rests to the end of the last bar that any event reaches."""
     from music21 import chord, meter, note, stream, tie
@@ -209,7 +212,7 @@ def chords_of(events: dict, staves: int) -> dict[int, list]:
     return by_staff
 
 
-def part_layout(score) -> list[tuple[int, int]]:
+def part_layout(score: stream.Score) -> list[tuple[int, int]]:
     """(staff, voice) of each part of a score made by `events_to_score` ((i, 0) otherwise)."""
     from music21 import stream
 
@@ -224,7 +227,7 @@ def part_layout(score) -> list[tuple[int, int]]:
     return layout
 
 
-def score_to_events(score, layout: list[tuple[int, int]] | None = None) -> dict:
+def score_to_events(score: stream.Score, layout: list[tuple[int, int]] | None = None) -> dict:
     """An events document (with tpcs) from a score.
 
     `layout` gives the (staff, voice) of each part in order — pass the prompt's

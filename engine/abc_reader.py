@@ -17,8 +17,14 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from engine.errors import SegueError
+
+if TYPE_CHECKING:
+    from xml.etree.ElementTree import Element
+
+    from music21 import stream
 
 _lock = threading.Lock()
 # "G7sus4" -> "Gsus47" (suspended fourth, added seventh); "Gadd9" -> "G2" (added ninth).
@@ -30,7 +36,7 @@ def _respell(match: re.Match[str]) -> str:
     return f'"{root}{"sus47" if quality == "7sus4" else "2"}{bass}"'
 
 
-def abc_to_musicxml(text: str):
+def abc_to_musicxml(text: str) -> tuple[Element, list[str]]:
     """The first tune of `text` as a MusicXML element tree root, and abc2xml's reports."""
     from abctoolkit import abc2xml
 
@@ -49,7 +55,7 @@ def abc_to_musicxml(text: str):
     return documents[0], reports
 
 
-def read_abc(text: str):
+def read_abc(text: str) -> stream.Score:
     """One ABC tune as a music21 Score (parts with bars; chord symbols as ChordSymbols)."""
     from music21.musicxml.xmlToM21 import MusicXMLImporter
 

@@ -29,6 +29,7 @@ import itertools
 import statistics
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import TYPE_CHECKING, Any
 
 from music21 import (
     bar,
@@ -49,6 +50,14 @@ from music21.common.types import StepName
 from engine.abc_text import length_text
 from engine.chord_symbols import is_chord_symbol, symbol_text
 from engine.errors import SegueError
+
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    from music21 import base, pitch
+
+    # what `first_of` returns: an object of the class it is asked for
+    M21Object = TypeVar("M21Object", bound=base.Music21Object)
 
 # The version of the text this module writes; checkpoints record the version they read.
 LANGUAGE_VERSION = 2
@@ -217,7 +226,7 @@ class AccidentalState:
         return ACCIDENTAL_TEXT[alter]
 
 
-def pitch_text(p, accidentals: AccidentalState, octave_shift: int = 0) -> str:
+def pitch_text(p: pitch.Pitch, accidentals: AccidentalState, octave_shift: int = 0) -> str:
     """One pitch in ABC: accidental, letter, octave marks (C4 = `C`, C5 = `c`, C3 = `C,`)."""
     octave = (p.octave if p.octave is not None else p.implicitOctave) + octave_shift
     alter = max(-2, min(2, round(p.alter)))
@@ -248,10 +257,13 @@ def tied_on(n: note.NotRest, untied: set[int]) -> bool:
 class VoiceWriter:
     """Writes the bars of one voice, keeping the accidental state across the bar."""
 
-    def __init__(self, unit: Fraction, time_signature, key_signature,
+    def __init__(self, unit: Fraction, time_signature: meter.TimeSignature | None,
+                 key_signature: key.KeySignature | None,
                  mark: tempo.MetronomeMark | None, octave: int = 0) -> None:
         self.unit_ql = unit * 4  # unit length in quarter notes
-        self.time_signature = time_signature
+        # TimeSignature | None, typed Any: tuplet_groups tests it with bool(), which mypy does
+        # not narrow
+        self.time_signature: Any = time_signature
         self.key_signature = key_signature
         self.tempo = tempo_text(mark) if mark is not None else None
         self.octave_shift = -octave
@@ -261,7 +273,7 @@ class VoiceWriter:
     def length(self, quarter_length: Fraction) -> str:
         return length_text(quarter_length / self.unit_ql)
 
-    def pitch(self, p) -> str:
+    def pitch(self, p: pitch.Pitch) -> str:
         return pitch_text(p, self.accidentals, self.octave_shift)
 
     def bar_text(self, bar_: Bar) -> tuple[str, str]:
@@ -315,7 +327,8 @@ class VoiceWriter:
         fields = " ".join(changes)
         return (fields + " " if fields else ""), "".join(pieces).strip()
 
-    def field_change(self, element) -> str | None:
+    def field_change(self, element: meter.TimeSignature | key.KeySignature | tempo.MetronomeMark
+                     ) -> str | None:
         """`M:3/4`, `K:D` or `Q:1/4=90` if `element` changes what is in force, else None."""
         if isinstance(element, meter.TimeSignature):
             if self.time_signature is not None and \
@@ -662,7 +675,7 @@ def rebarred(part: stream.Stream) -> stream.Part:
     return result.makeNotation()
 
 
-def first_of(part: stream.Stream, classes):
+def first_of(part: stream.Stream, classes: type[M21Object]) -> M21Object | None:
     found = part.recurse().getElementsByClass(classes)
     return found.first() if found else None
 

@@ -24,12 +24,15 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.abc_layout import Bar, Layout, leading_fields
 from engine.errors import SegueError
+
+if TYPE_CHECKING:
+    from music21 import stream
 
 ADDED_BY_SET = {"voices": "bass", "chords": "chords"}
 LENGTH_BINS = (Fraction(1, 4), Fraction(1, 3), Fraction(1, 2), Fraction(2, 3), Fraction(3, 4),
@@ -117,7 +120,7 @@ def common_chords(given: str) -> str:
     return Layout(layout.head, [voice, *layout.voices[1:]]).write()
 
 
-def downbeat_roots(score) -> list[int | None]:
+def downbeat_roots(score: stream.Score) -> list[int | None]:
     """The root of the chord in force at each bar's downbeat (None where none is)."""
     from music21 import stream
 

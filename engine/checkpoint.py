@@ -51,7 +51,7 @@ TOKENIZERS = {"char": CharTokenizer}
 RUN_CHECKPOINTS = ("best", "checkpoint")  # inside a training run folder, in order of preference
 
 
-def load_tokenizer(folder: str | os.PathLike[str]):
+def load_tokenizer(folder: str | os.PathLike[str]) -> CharTokenizer:
     """The tokenizer saved in `folder`, of whatever kind its tokenizer.json names;
     SegueError ("corrupt checkpoint") if the file is not one."""
     path = Path(folder) / TOKENIZER_FILE
@@ -114,8 +114,9 @@ def writer_alive(folder: Path) -> bool:
     return True
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module, tokenizer,
-                    config: dict[str, Any], *, dtype: torch.dtype = torch.float32,
+def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module,
+                    tokenizer: CharTokenizer, config: dict[str, Any], *,
+                    dtype: torch.dtype = torch.float32,
                     training_state: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint folder at `path` atomically; return its path.
 

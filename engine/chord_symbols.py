@@ -8,6 +8,10 @@ nearest quality (`minor-11th` -> `m9`); `N.C.` and kinds with no root are not wr
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from music21 import base, harmony
 
 QUALITIES = ("", "m", "7", "m7", "maj7", "dim", "dim7", "m7b5", "aug", "sus2", "sus4",
              "7sus4", "6", "m6", "9", "m9", "maj9", "add9", "11", "13")
@@ -42,21 +46,22 @@ def all_symbols() -> list[str]:
             for bass in ["", *(f"/{b}" for b in roots if b != root)]]
 
 
-def is_chord_symbol(element) -> bool:
+def is_chord_symbol(element: base.Music21Object) -> bool:
     """Whether a music21 element is a chord symbol (or `N.C.`) rather than a sounding note."""
     from music21 import harmony
 
     return isinstance(element, harmony.Harmony)
 
 
-def note_name(pitch) -> str:
+# `pitch` is a music21 Pitch, typed Any: music21 types simplifyEnharmonic() as returning None too
+def note_name(pitch: Any) -> str:
     """A pitch's name as symbols spell it: `C`, `F#`, `Bb` (double accidentals respelled)."""
     if abs(pitch.alter) > 1:
         pitch = pitch.simplifyEnharmonic()
     return pitch.name.replace("-", "b")
 
 
-def symbol_text(symbol) -> str | None:
+def symbol_text(symbol: harmony.ChordSymbol) -> str | None:
     """The normalized text of a music21 ChordSymbol (`Am7`, `D/F#`), None for no chord."""
     from music21 import harmony
 
@@ -77,7 +82,7 @@ def symbol_text(symbol) -> str | None:
     return root + quality + slash
 
 
-def from_text(text: str):
+def from_text(text: str) -> harmony.ChordSymbol:
     """A music21 ChordSymbol from a normalized symbol; ValueError if `text` is not one."""
     from music21 import harmony, pitch
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -39,6 +39,11 @@ from engine.meters import answer_score, bar_meters
 from engine.prompt import BARS_PER_LINE, Prompt, make_prompt
 from engine.settings import check
 from engine.token_masks import TokenMasks
+
+if TYPE_CHECKING:
+    from music21 import stream
+
+    from engine.tokenizer import CharTokenizer
 
 # Characters allowed when a segment has used its budget: they can only finish bars quickly.
 FINISHING = frozenset("z0123456789/|]}3^_=ABCDEFGabcdefg")
@@ -80,7 +85,7 @@ class Continuation:
     elapsed_ms: float
     meters: list[str] = field(default_factory=list)  # the meter of each new bar
 
-    def score(self):
+    def score(self) -> stream.Score:
         """The continuation as a music21 Score, each bar in its own meter."""
         return answer_score(self.abc, self.meters)
 
@@ -174,8 +179,8 @@ def one_cpu_thread(device: str) -> Iterator[None]:
 class Engine:
     """A loaded model that continues music bar-exactly."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer, *, block_size: int, name: str,
-                 device: str, chord_symbols: bool = False, fill_trained: bool = False,
+    def __init__(self, model: torch.nn.Module, tokenizer: CharTokenizer, *, block_size: int,
+                 name: str, device: str, chord_symbols: bool = False, fill_trained: bool = False,
                  sampling: dict[str, float] | None = None) -> None:
         self.model = model.eval()
         # Whether the model was trained with fill-in-the-middle windows (`engine.windows`).
@@ -224,8 +229,8 @@ class Engine:
 
         return self.continue_score(parse_abc(abc), bars, sampling, variations, meters)
 
-    def continue_score(self, score, bars: int = 8, sampling: Sampling | None = None,
-                       variations: int = 1,
+    def continue_score(self, score: stream.Score | stream.Part, bars: int = 8,
+                       sampling: Sampling | None = None, variations: int = 1,
                        meters: list[str] | None = None) -> list[Continuation]:
         """Continue a music21 score by exactly `bars` bars, `variations` times; `meters` gives
         the meter of each new bar (see `bar_meters`), by default the prompt's."""

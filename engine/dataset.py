@@ -26,11 +26,15 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.corpus import Tune, canonical, iter_tunes
 from engine.errors import SegueError
+
+if TYPE_CHECKING:
+    from engine.tokenizer import CharTokenizer
 
 TUNE_SEPARATOR = "\n"
 # The version of the canonical text: raise it whenever Segue's readers or writer change what
@@ -229,7 +233,7 @@ def load_corpus(folders: Sequence[str | os.PathLike[str]] = (), *, bundled: bool
     return corpus
 
 
-def token_array(texts: Sequence[str], tokenizer) -> np.ndarray:
+def token_array(texts: Sequence[str], tokenizer: CharTokenizer) -> np.ndarray:
     """The texts as one token array, each preceded by `TUNE_SEPARATOR` (uint8 when it fits)."""
     dtype = np.uint8 if tokenizer.vocab_size <= 256 else np.uint16
     ids = tokenizer.encode("".join(TUNE_SEPARATOR + text for text in texts))

@@ -30,10 +30,13 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.abc_layout import BARS_PER_LINE, Layout
 from engine.errors import SegueError
+
+if TYPE_CHECKING:
+    from music21 import stream
 
 SETS = ("folk", "voices", "chords")
 SPLITS = ("test", "valid")
@@ -110,7 +113,7 @@ def load_material(split: str, folders: Sequence[str], *, test_tunes: int | None 
     return Material(split, folk, data)
 
 
-def scale_of(score) -> frozenset[int]:
+def scale_of(score: stream.Score) -> frozenset[int]:
     """Pitch classes of the scale of a score's first key signature (C major without one)."""
     from music21 import key
 
@@ -119,7 +122,7 @@ def scale_of(score) -> frozenset[int]:
     return frozenset(p.pitchClass for p in signature.asKey("major").pitches)
 
 
-def make_case(source: str, prompt, answers: dict[str, list[str]]) -> Case:
+def make_case(source: str, prompt: stream.Score, answers: dict[str, list[str]]) -> Case:
     from engine.measures import voice_means
     from engine.music import chord_events
 

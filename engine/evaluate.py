@@ -47,7 +47,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -57,6 +57,11 @@ from engine.errors import SegueError
 from engine.eval_sets import SETS, Case
 from engine.lm import sequence_logits
 from engine.measures import INTERVAL_RANGE, mean, share
+
+if TYPE_CHECKING:
+    from engine.continuation import Engine
+    from engine.eval_sets import Material
+    from engine.tokenizer import CharTokenizer
 
 SYSTEMS = ("model", "ngram", "repeat", "real")
 SAMPLED = ("model", "ngram")
@@ -211,7 +216,7 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
     }
 
 
-def continue_all(engine, cases: list[Case], name: str, config: EvalConfig) -> float:
+def continue_all(engine: Engine, cases: list[Case], name: str, config: EvalConfig) -> float:
     """Store `seeds` continuations of every case by `engine` under `name`; seconds taken."""
     from tqdm import tqdm
 
@@ -228,7 +233,8 @@ def continue_all(engine, cases: list[Case], name: str, config: EvalConfig) -> fl
     return time.perf_counter() - started
 
 
-def measure_set(name: str, material, systems: dict[str, Any], tokenizer, config: EvalConfig,
+def measure_set(name: str, material: Material, systems: dict[str, Any],
+                tokenizer: CharTokenizer, config: EvalConfig,
                 clock: CpuClock) -> tuple[dict[str, Any], list[Case]]:
     """Every figure of one set: bits per character, infill, and the continuations."""
     from tqdm import tqdm

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -54,6 +55,11 @@ from engine.settings import LIMITS
 from engine.settings import check as check_setting
 from engine.windows import fill_prompt
 
+if TYPE_CHECKING:
+    from music21 import stream
+
+    from engine.continuation import Engine
+
 ADDS = ("bass", "voice", "chords")
 NEW_VOICES = {"bass": ("Bass", "bass"), "voice": ("Voice", "treble")}
 MAX_VOICES = 8
@@ -69,8 +75,8 @@ class Rewrite(Continuation):
     note: str = ""
 
 
-def fill_score(engine, score, gap: tuple[int, int], sampling: Sampling | None = None,
-               variations: int = 1) -> list[Rewrite]:
+def fill_score(engine: Engine, score: stream.Score | stream.Part, gap: tuple[int, int],
+               sampling: Sampling | None = None, variations: int = 1) -> list[Rewrite]:
     """The score with bars `gap` = (first, last) (both included, numbered as in the score: a
     pickup is bar 0) written anew by `engine`, `variations` times."""
     sampling = check(engine.resolve_sampling(sampling), variations)
@@ -107,7 +113,7 @@ def fill_score(engine, score, gap: tuple[int, int], sampling: Sampling | None = 
     return results
 
 
-def fill_plan(engine, tune: Layout, start: int, end: int,
+def fill_plan(engine: Engine, tune: Layout, start: int, end: int,
               fields: dict[str, str]) -> tuple[Prompt, list[Segment], str]:
     """The prompt and segment plan that fill bars `start`..`end` of `tune`, and a note when
     the model could not read every bar around the gap."""
@@ -155,8 +161,8 @@ def fit_around(tune: Layout, start: int, end: int, limit: int,
     return before, after
 
 
-def accompany_score(engine, score, add: str = "bass", sampling: Sampling | None = None,
-                    variations: int = 1) -> list[Rewrite]:
+def accompany_score(engine: Engine, score: stream.Score | stream.Part, add: str = "bass",
+                    sampling: Sampling | None = None, variations: int = 1) -> list[Rewrite]:
     """The score with a new part written by `engine` for all its bars: "bass" (a bass line),
     "voice" (a second melody) or "chords" (chord symbols on the first voice, one or more per
     bar). The score's voices come back unchanged (for chords: all but their chord symbols)."""
@@ -279,7 +285,7 @@ def seeds(sampling: Sampling, variations: int) -> list[int]:
     return [seed + index for index in range(variations)]
 
 
-def read_score(score) -> tuple[Layout, int]:
+def read_score(score: stream.Score | stream.Part) -> tuple[Layout, int]:
     """The score as a Layout (chord symbols and title kept) and the number of its first bar."""
     from music21 import stream
 
@@ -291,7 +297,7 @@ def read_score(score) -> tuple[Layout, int]:
     return Layout.read(write_abc(score, bars_per_line=BARS_PER_LINE)), int(first)
 
 
-def for_model(engine, tune: Layout) -> Layout:
+def for_model(engine: Engine, tune: Layout) -> Layout:
     """`tune` as the model reads it: without chord symbols unless it was trained on them."""
     if engine.chord_symbols:
         return tune
@@ -299,13 +305,15 @@ def for_model(engine, tune: Layout) -> Layout:
                                      for b in voice] for voice in tune.voices])
 
 
-def with_voice_lines(tune: Layout, score, name: str, clef: str) -> Layout:
+def with_voice_lines(tune: Layout, score: stream.Score | stream.Part, name: str,
+                     clef: str) -> Layout:
     """`tune` with a voice definition for each voice and one more for a new voice."""
     head = list(tune.head)
     key_line = next(i for i, line in enumerate(head) if line.startswith("K:"))
     lines = []
     if len(tune.voices) == 1:  # the writer defines voices only when there are several
-        part = next(iter(score.parts)) if hasattr(score, "parts") and score.parts else score
+        # a Part, or a Score without parts (getattr then finds no partName): typed Any for mypy
+        part: Any = next(iter(score.parts)) if hasattr(score, "parts") and score.parts else score
         given = f' name="{part.partName}"' if getattr(part, "partName", None) else ""
         lines.append(f"V:1{given} clef={clef_text(part)[0]}")
     lines.append(f'V:{len(tune.voices) + 1} name="{name}" clef={clef}')

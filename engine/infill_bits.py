@@ -18,7 +18,7 @@ scores higher there, since the `%%segue` lines are new to it.
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ import torch.nn.functional as F
 
 from engine.dataset import TUNE_SEPARATOR
 from engine.windows import Fill, fill_parts, windows
+
+if TYPE_CHECKING:
+    from engine.tokenizer import CharTokenizer
 
 # Characters a fill example may add to its window: the gap and fill lines, and the voice lines
 # of the lines the gap splits.
@@ -68,7 +71,7 @@ def token_bits(system: Any, ids: list[int], block_size: int, device: str) -> np.
     return (nats / np.log(2)).cpu().numpy()
 
 
-def middle_bits(system: Any, tokenizer, context: str, middle: str, block_size: int,
+def middle_bits(system: Any, tokenizer: CharTokenizer, context: str, middle: str, block_size: int,
                 device: str) -> tuple[float, int]:
     """(total bits, characters) of `middle` read after `context` (a tune after a blank line,
     as the models read tunes)."""
@@ -78,7 +81,7 @@ def middle_bits(system: Any, tokenizer, context: str, middle: str, block_size: i
     return float(bits[-len(after):].sum()), len(middle)
 
 
-def infill_figures(system: Any, tokenizer, examples: list[Fill], block_size: int,
+def infill_figures(system: Any, tokenizer: CharTokenizer, examples: list[Fill], block_size: int,
                    device: str) -> dict[str, Any]:
     """Bits per character of the examples' middles given both sides and given the prefix only."""
     totals = {"both_sides": 0.0, "prefix_only": 0.0}

@@ -13,8 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from engine.chord_symbols import is_chord_symbol
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from music21 import meter, stream
+    from music21.key import KeySignature
 
 # Chord qualities, as music21 names them, and their pitch classes above the root.
 QUALITIES: dict[str, tuple[int, ...]] = {
@@ -63,7 +70,7 @@ def best_chord(weights: list[float], bass: int | None) -> Label | None:
     return best[2] if best else None
 
 
-def segment_length(time_signature) -> Fraction:
+def segment_length(time_signature: meter.TimeSignature) -> Fraction:
     """The harmonic segment in quarter notes: half a bar in meters of four beats, else a bar."""
     bar = Fraction(time_signature.barDuration.quarterLength).limit_denominator(64)
     return bar / 2 if time_signature.beatCount == 4 else bar
@@ -88,7 +95,7 @@ def segment_weights(notes: list[tuple[Fraction, Fraction, list[int]]], start: Fr
     return weights, None if lowest is None else lowest % 12
 
 
-def note_list(parts) -> list[tuple[Fraction, Fraction, list[int]]]:
+def note_list(parts: Iterable[stream.Part]) -> list[tuple[Fraction, Fraction, list[int]]]:
     """(onset, length, MIDI pitches) of every sounding note or chord of `parts`, in quarters."""
     found = []
     for part in parts:
@@ -101,7 +108,7 @@ def note_list(parts) -> list[tuple[Fraction, Fraction, list[int]]]:
     return found
 
 
-def spelled_root(root: int, key_signature) -> str:
+def spelled_root(root: int, key_signature: KeySignature | None) -> str:
     """The root's name as music21 writes it (`B-`, `F#`), spelled for the key signature."""
     from music21 import pitch
 
@@ -116,12 +123,14 @@ def spelled_root(root: int, key_signature) -> str:
     return spelled.name
 
 
-def label_segments(melody, accompaniment_notes) -> list[tuple[Fraction, Label, object]]:
+def label_segments(melody: stream.Part,
+                   accompaniment_notes: list[tuple[Fraction, Fraction, list[int]]],
+                   ) -> list[tuple[Fraction, Label, stream.Measure]]:
     """(offset in quarters, chord, measure) for each bar start and each chord change of
     `melody`'s measures, labelled from `accompaniment_notes`."""
     from music21 import meter, stream
 
-    labels: list[tuple[Fraction, Label, object]] = []
+    labels: list[tuple[Fraction, Label, stream.Measure]] = []
     previous: Label | None = None
     time_signature = None
     notes = sorted(accompaniment_notes, key=lambda item: item[0])
@@ -147,7 +156,7 @@ def label_segments(melody, accompaniment_notes) -> list[tuple[Fraction, Label, o
     return labels
 
 
-def lead_sheet(score):
+def lead_sheet(score: stream.Score) -> stream.Score | None:
     """A one-part score: the top part of `score` with chord symbols labelled from the other
     parts; None when there are no other parts or no chord could be read."""
     import copy

@@ -82,7 +82,8 @@ def _time_major(t: torch.Tensor) -> torch.Tensor:
     return t.transpose(0, 1).contiguous()
 
 
-def _chunk_states(dt, dtx, At, B, h, decay, states) -> None:
+def _chunk_states(dt: torch.Tensor, dtx: torch.Tensor, At: torch.Tensor, B: torch.Tensor,
+                  h: torch.Tensor, decay: torch.Tensor, states: torch.Tensor) -> None:
     """One chunk's decays exp(dt A) into `decay`, and its states from state h into `states`.
 
     dt and dtx = dt * x: (n, b, d); At: (state, d); B: (n, b, state); h: (b, state, d);
@@ -97,7 +98,9 @@ def _chunk_states(dt, dtx, At, B, h, decay, states) -> None:
         hs[i].addcmul_(a[i], hs[i - 1])
 
 
-def _scan_forward(x, dt, At, B, C, h0, keep_starts: bool):
+def _scan_forward(x: torch.Tensor, dt: torch.Tensor, At: torch.Tensor, B: torch.Tensor,
+                  C: torch.Tensor, h0: torch.Tensor, keep_starts: bool,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The recurrence over time-major inputs: x, dt (T, b, d); B, C (T, b, state).
 
     At: (state, d); h0: (b, state, d). Returns y (T, b, d), the last state, and each chunk's
@@ -123,7 +126,10 @@ def _scan_forward(x, dt, At, B, C, h0, keep_starts: bool):
     return y[:, :, 0], h, starts
 
 
-def _scan_backward(gy, gh, x, dt, At, B, C, starts):
+def _scan_backward(gy: torch.Tensor, gh: torch.Tensor, x: torch.Tensor, dt: torch.Tensor,
+                   At: torch.Tensor, B: torch.Tensor, C: torch.Tensor, starts: torch.Tensor,
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                              torch.Tensor, torch.Tensor]:
     """Gradients of the scan (time-major, as `_scan_forward`), chunk by chunk backwards.
 
     Each chunk's states are recomputed from its starting state. With the adjoint
@@ -169,21 +175,26 @@ class _SelectiveScan(torch.autograd.Function):
     """The scan over time-major tensors, with its hand-written backward pass."""
 
     @staticmethod
-    def forward(ctx, x, dt, A, B, C, h0):
+    def forward(ctx: Any, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
+                B: torch.Tensor, C: torch.Tensor, h0: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         At, h0 = A.t().contiguous(), h0.transpose(1, 2).contiguous()
         y, h, starts = _scan_forward(x, dt, At, B, C, h0, keep_starts=True)
         ctx.save_for_backward(x, dt, At, B, C, starts)
         return y, h.transpose(1, 2)
 
     @staticmethod
-    def backward(ctx, gy, gh):
+    def backward(ctx: Any, gy: torch.Tensor, gh: torch.Tensor,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                            torch.Tensor, torch.Tensor]:
         x, dt, At, B, C, starts = ctx.saved_tensors
         gh = gh.transpose(1, 2).contiguous()
         gx, gdt, gAt, gB, gC, gh0 = _scan_backward(gy.contiguous(), gh, x, dt, At, B, C, starts)
         return gx, gdt, gAt.t(), gB, gC, gh0.transpose(1, 2)
 
 
-def _scan(x, dt, A, B, C, h0):
+def _scan(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+          h0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """`selective_scan` on time-major x, dt (T, b, d) and B, C (T, b, state), all contiguous."""
     if h0 is None:
         h0 = x.new_zeros(x.shape[1], x.shape[2], A.shape[1])
@@ -291,7 +302,7 @@ class FastMambaMixer(MambaMixer):
     """
 
     def forward(self, hidden_states: torch.Tensor, cache: Cache | None = None,
-                attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+                attention_mask: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
         recording = cache is not None and cache.is_recording_past(self.layer_idx)
         if _log_choice(hidden_states.device) == KERNELS or recording:
             return super().forward(hidden_states, cache=cache, attention_mask=attention_mask,

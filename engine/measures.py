@@ -19,11 +19,14 @@ import difflib
 from fractions import Fraction
 from functools import lru_cache
 from itertools import combinations
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.abc_layout import Layout
+
+if TYPE_CHECKING:
+    from music21 import stream
 
 INTERVAL_RANGE = 12
 
@@ -46,7 +49,7 @@ def bars(abc: str) -> list[tuple[str, ...]]:
             for i in range(count)]
 
 
-def bar_lengths(score) -> list[list[tuple[Fraction, Fraction]]]:
+def bar_lengths(score: stream.Score) -> list[list[tuple[Fraction, Fraction]]]:
     """For each part, (length, meter's length) of each bar in quarter notes, as written."""
     from music21 import stream
 
@@ -56,7 +59,7 @@ def bar_lengths(score) -> list[list[tuple[Fraction, Fraction]]]:
              for m in part.getElementsByClass(stream.Measure)] for part in score.parts]
 
 
-def bars_right(score, count: int) -> bool:
+def bars_right(score: stream.Score, count: int) -> bool:
     """Whether every part of `score` has exactly `count` bars, each as long as its meter says.
 
     A bar split in two by a repeat sign (a pickup at a repeat, "d2B2 B2 :: Bc |") counts as
@@ -80,7 +83,7 @@ def bars_right(score, count: int) -> bool:
     return True
 
 
-def line_of(score) -> list[int]:
+def line_of(score: stream.Score) -> list[int]:
     """The top line's MIDI pitches, in time order (the highest note of each onset)."""
     from engine.music import note_events
 
@@ -90,7 +93,7 @@ def line_of(score) -> list[int]:
     return [top[onset] for onset in sorted(top)]
 
 
-def histograms(score) -> tuple[np.ndarray, np.ndarray]:
+def histograms(score: stream.Score) -> tuple[np.ndarray, np.ndarray]:
     """Normalized pitch-class (12) and melodic interval (-12..12) histograms of a score."""
     from engine.music import note_events
 
@@ -125,7 +128,7 @@ def diversity(texts: list[str]) -> float | None:
     return 1.0 - sum(difflib.SequenceMatcher(None, a, b).ratio() for a, b in pairs) / len(pairs)
 
 
-def voice_means(score) -> list[float | None]:
+def voice_means(score: stream.Score) -> list[float | None]:
     """Each part's mean MIDI pitch (every note of a chord counted), None for a silent part."""
     from engine.music import note_events
 
@@ -173,7 +176,7 @@ def strong_beats(bar: Fraction, beats: int) -> set[Fraction]:
     return {Fraction(0), bar / 2} if beats % 2 == 0 else {Fraction(0)}
 
 
-def chord_part(score) -> tuple[Any, list[tuple[Fraction, str]]] | None:
+def chord_part(score: stream.Score) -> tuple[Any, list[tuple[Fraction, str]]] | None:
     """The first part with chord symbols, and its symbols (onset, normalized text) in time
     order; None if no part has one."""
     from music21 import harmony
@@ -196,7 +199,7 @@ def in_force(symbols: list[tuple[Fraction, str]], onset: Fraction) -> str | None
     return found[-1] if found else None
 
 
-def chord_agreement(score) -> tuple[int, int]:
+def chord_agreement(score: stream.Score) -> tuple[int, int]:
     """(strong-beat melody notes that belong to the chord in force, strong-beat melody notes
     with a chord in force). The melody is the first part with chord symbols; a note counts by
     its highest pitch, where it starts (not where a tie holds it); a symbol is in force from
@@ -239,7 +242,7 @@ def chord_root(symbol: str) -> int:
     return from_text(symbol).root().pitchClass
 
 
-def chord_label_agreement(score) -> tuple[int, int]:
+def chord_label_agreement(score: stream.Score) -> tuple[int, int]:
     """(bars whose chord symbol in force at the downbeat has the root the labelling baseline
     gives the bar's notes, bars with a symbol in force and notes). The baseline is the lead
     sheets' labeller (`engine.lead_sheet.best_chord`): the chord that best explains the bar's

@@ -9,11 +9,15 @@ reader ignores inline meter fields). No torch here: the server's reader processe
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from engine.errors import SegueError
 
+if TYPE_CHECKING:
+    from music21 import stream
 
-def answer_score(abc: str, meters: list[str]):
+
+def answer_score(abc: str, meters: list[str]) -> stream.Score:
     """An answer's ABC as a music21 Score, bar i in `meters[i]` (when they differ)."""
     from engine.music import parse_abc
 
@@ -23,7 +27,7 @@ def answer_score(abc: str, meters: list[str]):
     return score
 
 
-def set_bar_meters(score, meters: list[str]) -> None:
+def set_bar_meters(score: stream.Score, meters: list[str]) -> None:
     """Re-bar each part of `score` so that bar i lasts `meters[i]`, with a time signature
     where the meter changes (music21's ABC reader ignores inline `[M:]` fields)."""
     from music21 import meter, stream
@@ -36,7 +40,7 @@ def set_bar_meters(score, meters: list[str]) -> None:
             changes.insert(offset, signature)
         offset += signature.barDuration.quarterLength
     for part in list(score.parts):
-        flat = part.flatten().getElementsNotOfClass(meter.TimeSignature).stream()
+        flat: stream.Part = part.flatten().getElementsNotOfClass(meter.TimeSignature).stream()
         barred = flat.makeMeasures(meterStream=changes)
         barred.makeTies(inPlace=True)
         if isinstance(part.id, str):

@@ -69,7 +69,8 @@ def model_config(preset: str | None = None, *, vocab_size: int, architecture: st
     return config
 
 
-def hf_config(config: dict[str, Any]):
+# a GPT2Config or a MambaConfig, typed Any: build_model passes it to the matching model class
+def hf_config(config: dict[str, Any]) -> Any:
     """The `transformers` configuration object for a model description."""
     from transformers import GPT2Config, MambaConfig
 

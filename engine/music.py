@@ -19,10 +19,14 @@ import warnings
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from engine.abc_text import read_header, split_tunes
 from engine.errors import ParameterError, SegueError
 from engine.files import atomic_path, write_text_atomic
+
+if TYPE_CHECKING:
+    from music21 import meter, stream
 
 FORMATS = {
     ".abc": "abc",
@@ -75,11 +79,11 @@ def format_of(path: str | os.PathLike[str]) -> str:
     return FORMATS[suffix]
 
 
-def has_notes(score) -> bool:
+def has_notes(score: stream.Stream) -> bool:
     return any(True for _ in score.recurse().notes)
 
 
-def parse_abc(text: str, rests_only: bool = False):
+def parse_abc(text: str, rests_only: bool = False) -> stream.Score:
     """One ABC tune (the first if the text has several) as a music21 Score; SegueError for a
     tune with no notes, unless `rests_only` (an answer may be silent in every voice).
 
@@ -107,7 +111,7 @@ def parse_abc(text: str, rests_only: bool = False):
     return score
 
 
-def mark_short_bars(part) -> None:
+def mark_short_bars(part: stream.Part) -> None:
     """Record short bars as pickups (first bar) or with padding, as MusicXML does.
 
     A short bar left unmarked would be filled with a rest by music21's MusicXML writer, moving
@@ -148,7 +152,7 @@ def choose_tune(text: str, tune: str | None) -> str:
     raise SegueError(f"no tune X:{tune}; the file has X: {numbers}{more}")
 
 
-def read_score(path: str | os.PathLike[str], *, tune: str | None = None):
+def read_score(path: str | os.PathLike[str], *, tune: str | None = None) -> stream.Score:
     """Read an ABC, MusicXML or MIDI file as a music21 Score (ABC: tune `tune` or the first)."""
     kind = format_of(path)
     file = Path(path)
@@ -169,7 +173,7 @@ def read_score(path: str | os.PathLike[str], *, tune: str | None = None):
     return read_musicxml(file)
 
 
-def read_musicxml(path: Path):
+def read_musicxml(path: Path) -> stream.Score:
     """A MusicXML file (.musicxml, .xml or compressed .mxl) as a music21 Score."""
     from music21 import converter, stream
 
@@ -196,7 +200,7 @@ def midi_declares(path: Path, meta_type: str) -> bool:
     return any(message.type == meta_type for track in midi.tracks for message in track)
 
 
-def read_midi(path: Path):
+def read_midi(path: Path) -> stream.Score:
     """A MIDI file as a Score quantized to sixteenths and triplet eighths.
 
     A file that declares no time signature gets the meter whose bar lines best match its
@@ -208,8 +212,9 @@ def read_midi(path: Path):
     declares_key = midi_declares(path, "key_signature")
     try:
         with quiet():
-            score = converter.parse(str(path), format="midi", quantizePost=True,
-                                    quarterLengthDivisors=MIDI_GRID)
+            # a Score, typed Any: music21 types parse()'s result as Score | Part | Opus
+            score: Any = converter.parse(str(path), format="midi", quantizePost=True,
+                                         quarterLengthDivisors=MIDI_GRID)
     except Exception as error:
         raise SegueError(f"{path}: not a readable MIDI file ({error})") from None
     if not has_notes(score):
@@ -229,7 +234,7 @@ def read_midi(path: Path):
     return score
 
 
-def estimate_meter(score) -> str:
+def estimate_meter(score: stream.Score) -> str:
     """The candidate meter under which most of the music's weight falls on downbeats."""
     from engine.abc_writer import frac
 
@@ -251,7 +256,7 @@ def estimate_meter(score) -> str:
     return best
 
 
-def rebar(score, time_signature):
+def rebar(score: stream.Score, time_signature: meter.TimeSignature) -> stream.Score:
     """The score's notes barred again under another time signature."""
     from music21 import stream
 
@@ -277,7 +282,8 @@ def parse_measures(text: str) -> tuple[int, int]:
     return first, last
 
 
-def select(score, *, part: str | None = None, measures: tuple[int, int] | None = None):
+def select(score: stream.Score, *, part: str | None = None,
+           measures: tuple[int, int] | None = None) -> stream.Score:
     """Bars `measures` (numbered as in the score, both included) of part `part`.
 
     `part` is a number counted from 1 or a part's name; None keeps every part.
@@ -314,7 +320,7 @@ def select(score, *, part: str | None = None, measures: tuple[int, int] | None =
     return excerpt
 
 
-def write_score(score, path: str | os.PathLike[str]) -> None:
+def write_score(score: stream.Score, path: str | os.PathLike[str]) -> None:
     """Write a Score to `path` in the format its extension names, whole or not at all."""
     from engine.abc_writer import write_abc
 
@@ -331,7 +337,7 @@ def write_score(score, path: str | os.PathLike[str]) -> None:
             score.write("musicxml", fp=str(tmp))
 
 
-def note_events(score) -> list[list[tuple[Fraction, Fraction, int]]]:
+def note_events(score: stream.Score) -> list[list[tuple[Fraction, Fraction, int]]]:
     """For each part, its sorted (onset, duration, MIDI pitch) triples, in quarter notes.
 
     Tied notes count as one. The measure of a faithful conversion: two scores that agree
@@ -354,7 +360,7 @@ def note_events(score) -> list[list[tuple[Fraction, Fraction, int]]]:
     return events
 
 
-def chord_events(score) -> list[list[tuple[Fraction, str]]]:
+def chord_events(score: stream.Score) -> list[list[tuple[Fraction, str]]]:
     """For each part, its chord symbols as (onset in quarter notes, normalized text), sorted.
 
     With `note_events`, the measure of a faithful conversion: spelling is compared as Segue

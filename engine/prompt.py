@@ -12,10 +12,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from engine.abc_text import split_head
 from engine.abc_writer import frac, write_abc
 from engine.errors import SegueError
+
+if TYPE_CHECKING:
+    from music21 import stream
 
 BARS_PER_LINE = 4
 
@@ -55,7 +59,7 @@ def end_with_bar_line(line: str) -> str:
     return line if line.endswith("|") else line + " |"
 
 
-def unfinished_bar(score, unit: str) -> Fraction:
+def unfinished_bar(score: stream.Score | stream.Part, unit: str) -> Fraction:
     """How far the score's last bar gets, in unit notes, if it stops short of its meter (a
     pickup alone is a whole bar's start, not an unfinished bar); 0 for a full last bar."""
     from music21 import stream
@@ -73,7 +77,7 @@ def unfinished_bar(score, unit: str) -> Fraction:
     return length / (Fraction(unit) * 4)
 
 
-def write_prompt_abc(score, chord_symbols: bool) -> str:
+def write_prompt_abc(score: stream.Score | stream.Part, chord_symbols: bool) -> str:
     """The score in the models' dialect; SegueError for music the writer cannot express."""
     try:
         return write_abc(score, title="", bars_per_line=BARS_PER_LINE,
@@ -85,7 +89,7 @@ def write_prompt_abc(score, chord_symbols: bool) -> str:
                          f"{str(error)[:200]})") from None
 
 
-def make_prompt(score, chord_symbols: bool = True) -> Prompt:
+def make_prompt(score: stream.Score | stream.Part, chord_symbols: bool = True) -> Prompt:
     """The prompt for a score: our ABC without title, its final bar line made plain, or
     removed when the last bar is unfinished (the answer completes it). `chord_symbols`:
     whether the model reads them (engine.continuation.Engine.chord_symbols)."""

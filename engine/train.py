@@ -26,7 +26,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,6 +47,13 @@ from engine.files import atomic_path, write_text_atomic
 from engine.model import build_model, count_parameters, model_config
 from engine.tokenizer import CharTokenizer
 from engine.windows import training_texts
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+
+    # What `precision` returns first: makes the context a forward pass runs in (autocast).
+    Autocast = Callable[[], AbstractContextManager[None]]
 
 # What --resume takes from the run as it was: a different value here is an error.
 FIXED_ON_RESUME = ("preset", "architecture", "layers", "width", "heads", "dropout", "data",
@@ -158,7 +165,7 @@ class Distributed:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: np.ndarray, config: TrainConfig,
-             dist: Distributed, autocast) -> float:
+             dist: Distributed, autocast: Autocast) -> float:
     """Mean loss over the same `eval_batches` validation windows every time."""
     generator = torch.Generator().manual_seed(config.seed + 1)
     model.eval()
@@ -173,7 +180,8 @@ def evaluate(model: torch.nn.Module, data: np.ndarray, config: TrainConfig,
     return dist.mean(share) if config.eval_batches >= dist.world else share
 
 
-def optimizer_for(model: torch.nn.Module, config: TrainConfig, device: torch.device):
+def optimizer_for(model: torch.nn.Module, config: TrainConfig,
+                  device: torch.device) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices (not on biases, norms or 1-d parameters)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
@@ -182,7 +190,7 @@ def optimizer_for(model: torch.nn.Module, config: TrainConfig, device: torch.dev
                              fused=device.type == "cuda")
 
 
-def precision(device: torch.device):
+def precision(device: torch.device) -> tuple[Autocast, torch.amp.GradScaler | None]:
     """(autocast context factory, GradScaler or None): bf16 or fp16 on CUDA, float32 elsewhere."""
     import contextlib
 
@@ -283,7 +291,8 @@ def plot_losses(records: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(figure)
 
 
-def train_step(net: torch.nn.Module, model: torch.nn.Module, optimizer, scaler, autocast,
+def train_step(net: torch.nn.Module, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler | None, autocast: Autocast,
                x: torch.Tensor, y: torch.Tensor, lr: float, grad_clip: float) -> float:
     """One optimizer step at learning rate `lr`; the batch's loss."""
     for group in optimizer.param_groups:

@@ -15,6 +15,10 @@ examples:
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from music21 import stream
 
 SUMMARY = "convert between ABC, MusicXML and MIDI (take bars with --measures)"
 
@@ -37,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_selection_arguments(parser)
 
 
-def read_selection(args: argparse.Namespace):
+def read_selection(args: argparse.Namespace) -> stream.Score:
     """The score of `args.input` (- = ABC from standard input) with --part/--measures/--tune."""
     import sys
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from bridge.cli.continue_ import (
     add_model_arguments,
@@ -29,6 +30,9 @@ from bridge.cli.continue_ import (
     load_engine,
     sampling_of,
 )
+
+if TYPE_CHECKING:
+    from music21 import stream
 
 SUMMARY = "fill a gap: write bars M-N of a tune anew, between the bars around them"
 
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_whole(args: argparse.Namespace):
+def read_whole(args: argparse.Namespace) -> stream.Score:
     """The score of `args.input` (- = ABC from standard input), every bar, --tune chosen."""
     from engine.music import choose_tune, parse_abc, read_score
 

@@ -35,6 +35,8 @@ chord symbols). Every figure is measured per set and system (`engine.measures`):
     downbeat) has the root a labelling baseline (`engine.lead_sheet.best_chord`, the chord
     that best explains the bar's notes) gives them.
   - diversity: 1 - mean pairwise similarity of the seeds' answers to a prompt.
+- Fill joins: two bars in the middle of `n` windows of `bars` bars written anew by each system,
+  and the melodic interval into the bar after them against the real one (`engine.fill_eval`).
 - Accompaniment (voices: a bass; chords: chord symbols): a part taken out of `n` windows of
   `bars` bars and added again by each system (`engine.accompaniment_eval`).
 """
@@ -44,7 +46,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -242,6 +244,7 @@ def measure_set(name: str, material: Material, systems: dict[str, Any],
     from engine.accompaniment_eval import accompaniment_figures
     from engine.dataset import TUNE_SEPARATOR, token_array
     from engine.eval_sets import set_cases, window_texts
+    from engine.fill_eval import join_figures
     from engine.infill_bits import fill_examples, infill_figures
 
     engine = systems["model"]
@@ -282,17 +285,23 @@ def measure_set(name: str, material: Material, systems: dict[str, Any],
                                "seconds": seconds.get(system)}
     for figures in results.values():
         figures["repetition_gap"] = abs(figures["repetition"] - results["real"]["repetition"])
+    def progress(items: Iterable[Any], desc: str) -> Iterable[Any]:
+        return tqdm(items, disable=not config.progress, unit="piece", desc=desc)
+
+    sampled = {system: systems[system] for system in SAMPLED}
+    with clock.part(f"{name}: fill joins"):
+        joins = join_figures(name, material.texts(name), sampled, config.bars, config.n,
+                             progress)
     with clock.part(f"{name}: accompaniment"):
-        accompaniment = accompaniment_figures(
-            name, material.texts(name), {system: systems[system] for system in SAMPLED},
-            config.bars, config.n,
-            lambda items, desc: tqdm(items, disable=not config.progress, unit="piece",
-                                     desc=desc))
+        accompaniment = accompaniment_figures(name, material.texts(name), sampled,
+                                              config.bars, config.n, progress)
     summary = {"texts": len(texts), "characters": len(data),
                "infill_examples": len(examples),
                "infill_middle_characters": infill["model"]["middle_characters"],
                "prompts": len(cases), "prompt_sources": [c.source for c in cases],
                "systems": results}
+    if joins:
+        summary["fill_joins"] = joins
     if accompaniment:
         summary["accompaniment"] = accompaniment
     return summary, cases
@@ -372,6 +381,8 @@ TABLE_ROWS = (("bits/char ↓", "bits_per_char"),
               ("bars with chords", "chord_bar_share"),
               ("chord agreement", "chord_agreement"),
               ("chord = labeller's", "chord_label_agreement"), ("diversity", "diversity"))
+JOIN_ROWS = (("join leap, semitones", "join_leap"), ("stepwise joins", "join_step_share"),
+             ("join interval dist. ↓", "join_distance"), ("joins measured", "joins"))
 ACCOMPANIMENT_ROWS = (("given voices kept", "given_kept"),
                       ("register error, semitones ↓", "register_error"),
                       ("new part below the others", "below_share"),
@@ -403,10 +414,25 @@ def write_eval_report(folder: Path, figures: dict[str, Any]) -> None:
                      f"({result['characters']:,} characters) for bits/char, "
                      f"{result['infill_examples']} infill examples, {result['prompts']} "
                      "prompts.\n\n" + markdown_table(header, rows))
+        if "fill_joins" in result:
+            parts.append(joins_table(result["fill_joins"], figures["model"]))
         if "accompaniment" in result:
             parts.append(accompaniment_table(result["accompaniment"], figures["model"]))
         plot_set(folder, name, systems)
     write_text_atomic(folder / "table.md", "".join(parts))
+
+
+def joins_table(result: dict[str, Any], model: str) -> str:
+    """A set's fill-join figures as a Markdown table under its own heading."""
+    from engine.report import markdown_table
+
+    systems = result["systems"]
+    header = ["figure", *(model if system == "model" else system for system in systems)]
+    rows = [[label, *(systems[s][key] for s in systems)] for label, key in JOIN_ROWS]
+    first, last = result["gap"]
+    return (f"\n#### filling bars {first}-{last} of {result['windows']} windows of "
+            f"{result['bars']} bars: the join into the bar after\n\n"
+            + markdown_table(header, rows))
 
 
 def accompaniment_table(result: dict[str, Any], model: str) -> str:

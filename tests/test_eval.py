@@ -19,6 +19,7 @@ from engine.accompaniment_eval import cases_for, common_chords, figures_of
 from engine.checkpoint import read_config
 from engine.corpus import iter_tunes
 from engine.evaluate import SYSTEMS
+from engine.fill_eval import gap_of, join_interval
 from engine.infill_bits import fill_examples, infill_figures
 from engine.measures import (
     bars_right,
@@ -143,6 +144,17 @@ def test_every_figure_of_every_set_is_present_and_in_range(report: Path) -> None
     assert symbols["systems"]["real"]["chord_agreement"] == 1.0
     assert 0 <= symbols["systems"]["common"]["root_match"] <= 1
     assert "#### adding a bass" in (report / "table.md").read_text()
+    # fill joins: bars 2-3 of 4-bar windows written anew, the join into bar 4 measured
+    for name, result in figures["sets"].items():
+        joins = result["fill_joins"]
+        assert joins["gap"] == [2, 3] and 1 <= joins["windows"] <= 3, name
+        real = joins["systems"]["real"]
+        assert real["joins"] == joins["windows"] and real["join_distance"] is None
+        for system in ("model", "ngram"):
+            figures_ = joins["systems"][system]
+            assert 0 <= figures_["joins"] <= joins["windows"]
+            if figures_["joins"]:
+                assert figures_["join_leap"] >= 0 and 0 <= figures_["join_distance"] <= 1
     answers = json.loads((report / "continuations.json").read_text())["sets"]
     for text in (t for cases in answers.values() for case in cases
                  for t in case["model"] + case["ngram"]):
@@ -258,6 +270,17 @@ def test_accompaniment_figures_on_known_music() -> None:
     # here the bass's fifth below the root, twice): two roots of four
     assert common["given_kept"] == 1.0 and common["root_match"] == 0.5
     assert figures_of("chords", [case], "real")["chord_agreement"] == 1.0
+
+
+def test_the_join_is_the_step_from_the_gap_into_the_bar_after() -> None:
+    """Bars 2-3 of four are the gap (`gap_of(4)`): from its last note g to the a after it is
+    a step up; a chord counts by its top note; no note after the gap, no join."""
+    assert gap_of(4) == (1, 3) and gap_of(8) == (3, 5)
+    tune = "X:1\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|defg|abc'd'|\n"
+    assert join_interval(parse_abc(tune), gap_of(4)) == 2
+    assert join_interval(parse_abc(tune.replace("defg|", "def[Bg]|").replace("abc", "[Ce]bc")),
+                         gap_of(4)) == -3  # g (the top of B g) down to e (the top of C e)
+    assert join_interval(parse_abc(tune.replace("abc'd'", "z4")), gap_of(4)) is None
 
 
 def test_infill_uses_the_music_after_the_gap() -> None:

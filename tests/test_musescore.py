@@ -48,6 +48,21 @@ def recorder(server: str) -> Iterator[Recorder]:
         yield proxy
 
 
+@pytest.fixture(scope="module")
+def shipped_server() -> Iterator[str]:
+    """`segue serve` with the shipped model (Fill and Add part are tested on it); its URL."""
+    from engine.checkpoint import DEFAULT_MODEL
+
+    with running_server(DEFAULT_MODEL) as running:
+        yield f"http://127.0.0.1:{running.http_port}"
+
+
+@pytest.fixture
+def shipped(shipped_server: str) -> Iterator[Recorder]:
+    with recording(shipped_server) as proxy:
+        yield proxy
+
+
 def run_plugin(score: Path, job: dict[str, Any], folder: Path, plugin: Path = PLUGIN,
                env: dict[str, str] | None = None) -> None:
     """Run the plug-in in batch mode on `score`."""
@@ -313,18 +328,18 @@ def test_continues_selection(make, staff: int, last_staff: int, first: int, last
                        last, bars, recorder.exchanges[0])
 
 
-def test_fill_rewrites_the_selected_bars_between_the_bars_around_them(recorder: Recorder,
+def test_fill_rewrites_the_selected_bars_between_the_bars_around_them(shipped: Recorder,
                                                                     tmp_path: Path) -> None:
-    """Fill sends the selection with the bars around it and the gap to /v1/fill, and writes
-    the answer's gap over the selection: the bars before and after stay note for note, and
-    the gap's bars hold what the server wrote there."""
+    """With the shipped model: Fill sends the selection with the bars around it and the gap
+    to /v1/fill, and writes the answer's gap over the selection: the bars before and after
+    stay note for note, and the gap's bars hold what the server wrote there."""
     score = flats_in_three(tmp_path / "score.musicxml")
     output = tmp_path / "result.musicxml"
-    run_plugin(score, {"server": f"http://127.0.0.1:{recorder.server_port}", "staff": 0,
+    run_plugin(score, {"server": f"http://127.0.0.1:{shipped.server_port}", "staff": 0,
                        "first_measure": 2, "last_measure": 3, "action": "fill", "seed": 5,
                        "output": str(output)}, tmp_path)
     assert not Path(f"{output}.error").exists(), Path(f"{output}.error").read_text()
-    [(request, answer)] = recorder.exchanges
+    [(request, answer)] = shipped.exchanges
     assert request["gap"] == [2, 3] and "bars" not in request and "error" not in answer
     before, after = read(score).parts[0], read(output).parts[0]
     bar = Fraction(3)  # 3/4, in quarter notes
@@ -362,18 +377,19 @@ def melody_over_empty_staff(path: Path) -> Path:
     return path
 
 
-def test_add_part_writes_the_new_part_into_the_empty_staff(recorder: Recorder,
+def test_add_part_writes_the_new_part_into_the_empty_staff(shipped: Recorder,
                                                           tmp_path: Path) -> None:
-    """Add part sends the selected staff to /v1/accompany and writes the answer's new part
-    into the empty staff below it, in the same bars; the melody stays note for note."""
+    """With the shipped model: Add part sends the selected staff to /v1/accompany and writes
+    the answer's new part into the empty staff below it, in the same bars; the melody stays
+    note for note."""
     score = melody_over_empty_staff(tmp_path / "score.musicxml")
     output = tmp_path / "result.musicxml"
-    run_plugin(score, {"server": f"http://127.0.0.1:{recorder.server_port}", "staff": 0,
+    run_plugin(score, {"server": f"http://127.0.0.1:{shipped.server_port}", "staff": 0,
                        "first_measure": 1, "last_measure": 3, "action": "accompany",
                        "add": "bass", "into_staff": 1, "seed": 4, "output": str(output)},
                tmp_path)
     assert not Path(f"{output}.error").exists(), Path(f"{output}.error").read_text()
-    [(request, answer)] = recorder.exchanges
+    [(request, answer)] = shipped.exchanges
     assert request["add"] == "bass" and len(request["events"]["staves"]) == 1
     before, after = read(score), read(output)
     assert notes_of(after.parts[0]) == notes_of(before.parts[0])
@@ -388,21 +404,18 @@ def test_add_part_writes_the_new_part_into_the_empty_staff(recorder: Recorder,
             assert set(event["pitches"]) <= sounding(written, onset), event
 
 
-def test_add_part_chords_writes_chord_symbols_above_the_melody(tmp_path: Path) -> None:
+def test_add_part_chords_writes_chord_symbols_above_the_melody(shipped: Recorder,
+                                                               tmp_path: Path) -> None:
     """Add part with chords, on the shipped model (trained on chord symbols): the answer's
     symbols replace those of the selected bars, the other bars keep theirs, and every note
     stays as it was."""
-    from engine.checkpoint import DEFAULT_MODEL
-
     score = with_chords(tmp_path / "score.musicxml")
     output = tmp_path / "result.musicxml"
-    with running_server(DEFAULT_MODEL) as server, \
-            recording(f"http://127.0.0.1:{server.http_port}") as recorder:
-        run_plugin(score, {"server": f"http://127.0.0.1:{recorder.server_port}", "staff": 0,
-                           "first_measure": 1, "last_measure": 2, "action": "accompany",
-                           "add": "chords", "seed": 4, "output": str(output)}, tmp_path)
+    run_plugin(score, {"server": f"http://127.0.0.1:{shipped.server_port}", "staff": 0,
+                       "first_measure": 1, "last_measure": 2, "action": "accompany",
+                       "add": "chords", "seed": 4, "output": str(output)}, tmp_path)
     assert not Path(f"{output}.error").exists(), Path(f"{output}.error").read_text()
-    [(request, answer)] = recorder.exchanges
+    [(request, answer)] = shipped.exchanges
     assert request["add"] == "chords"
     sent = sorted((Fraction(c["onset"]) * 4, c["symbol"]) for c in answer["events"]["chords"]
                   if Fraction(c["onset"]) < 2)

@@ -267,26 +267,29 @@ def test_continues_on_the_musescore_4_branches(staves: int, runtime: Path, recor
     assert {"bars": 4, "seed": "11", "server": url}.items() <= report["settings"][0].items()
 
 
-def test_fills_on_the_musescore_4_branches(runtime: Path, recorder: Recorder,
+def test_fills_on_the_musescore_4_branches(runtime: Path, shipped_server: str,
                                            tmp_path: Path) -> None:
-    """Fill: bars 5-6 selected go to /v1/fill with the four bars before them and the gap; the
-    answer's gap is written over bars 5-6 in one command, appending nothing. (Bars 5-6 hold
-    no tuplet: the stand-in does not write over one; whether MuseScore 4 does is untested.)"""
-    url = f"http://127.0.0.1:{recorder.server_port}"
-    job = fixture(1, url, button="Fill")
-    job["score"]["selection"] = {"startTick": 7680, "endTick": 11520, "startStaff": 0,
-                                 "endStaff": 1}
-    report, stderr = qt6_runtime.run_plugin(runtime, PLUGIN, job, tmp_path)
-    no_qml_errors(stderr)
-    assert report["reason"] == "closed", report
-    assert "Wrote bars 5-6 anew. Edit > Undo takes them back." in report["texts"], \
-        report["texts"]
-    [(request, answer)] = recorder.exchanges
-    assert request["gap"] == [5, 6] and "bars" not in request and "error" not in answer
-    assert request["events"]["time_signature"] == "4/4" and request["events"]["key"] == -3
-    assert calls(report, "Score.startCmd") == [[]] and calls(report, "Score.endCmd") == [[False]]
-    assert not calls(report, "Score.appendMeasures")
-    assert calls(report, "Cursor.addNote") or calls(report, "Cursor.addRest")
+    """Fill, with the shipped model: bars 5-6 selected go to /v1/fill with the four bars
+    before them and the gap; the answer's gap is written over bars 5-6 in one command,
+    appending nothing. (Bars 5-6 hold no tuplet: the stand-in does not write over one;
+    whether MuseScore 4 does is untested.)"""
+    with recording(shipped_server) as recorder:
+        url = f"http://127.0.0.1:{recorder.server_port}"
+        job = fixture(1, url, button="Fill")
+        job["score"]["selection"] = {"startTick": 7680, "endTick": 11520, "startStaff": 0,
+                                     "endStaff": 1}
+        report, stderr = qt6_runtime.run_plugin(runtime, PLUGIN, job, tmp_path)
+        no_qml_errors(stderr)
+        assert report["reason"] == "closed", report
+        assert "Wrote bars 5-6 anew. Edit > Undo takes them back." in report["texts"], \
+            report["texts"]
+        [(request, answer)] = recorder.exchanges
+        assert request["gap"] == [5, 6] and "bars" not in request and "error" not in answer
+        assert request["events"]["time_signature"] == "4/4" and request["events"]["key"] == -3
+        assert calls(report, "Score.startCmd") == [[]]
+        assert calls(report, "Score.endCmd") == [[False]]
+        assert not calls(report, "Score.appendMeasures")
+        assert calls(report, "Cursor.addNote") or calls(report, "Cursor.addRest")
 
 
 def melody_and_empty_staff() -> dict[str, Any]:
@@ -297,45 +300,48 @@ def melody_and_empty_staff() -> dict[str, Any]:
     return spec
 
 
-def test_adds_a_bass_into_the_empty_staff(runtime: Path, recorder: Recorder,
+def test_adds_a_bass_into_the_empty_staff(runtime: Path, shipped_server: str,
                                           tmp_path: Path) -> None:
-    """Add part: bars 1-4 of the melody go to /v1/accompany; the answer's new part is
-    written into staff 2 (empty there) in one command; the melody stays as it was."""
-    url = f"http://127.0.0.1:{recorder.server_port}"
-    job = fixture(1, url, button="Add part")
-    job["score"] = melody_and_empty_staff()
-    job["settings"]["Segue"].update(part="bass", into="2")
-    report, stderr = qt6_runtime.run_plugin(runtime, PLUGIN, job, tmp_path)
-    no_qml_errors(stderr)
-    assert report["reason"] == "closed", report
-    assert "Wrote a bass line into staff 2, bars 1-4. Edit > Undo takes it back." in \
-        report["texts"], report["texts"]
-    [(request, answer)] = recorder.exchanges
-    assert request["add"] == "bass" and "bars" not in request
-    assert [(e["onset"], e["duration"], e["pitches"], e["tie"])
-            for e in request["events"]["staves"][0]] == MELODY_EVENTS
-    assert len(request["events"]["staves"]) == 1
-    assert calls(report, "Score.startCmd") == [[]] and calls(report, "Score.endCmd") == [[False]]
-    assert not calls(report, "Score.appendMeasures")
-    dump = report["score"]["elements"]
-    melody = [e for e in dump if e["track"] == 0]
-    assert [(e["tick"], e["pitches"]) for e in melody] == \
-        [(e["tick"], e["pitches"]) for e in MELODY]
-    [bass] = [staff for staff in answer["events"]["staves"][1:]]
-    assert any(e["pitches"] for e in bass)
-    for event in bass:
-        onset = Fraction(event["onset"]) * WHOLE
-        [found] = [e for e in dump if e["track"] == 4 + event["voice"]
-                   and e["tick"] <= onset < e["tick"] + e["ticks"]]
-        assert sorted(found["pitches"]) == sorted(event["pitches"]), (event, found)
-    assert [e for e in dump if e["track"] == 4 and e["tick"] >= 4 * WHOLE] == \
-        [{"track": 4, "tick": bar * WHOLE, "ticks": WHOLE, "duration": [1, 1], "pitches": [],
-          "tpc1": [], "tpc2": [], "tie": False, "tuplet": None} for bar in (4, 5)]
+    """Add part, with the shipped model: bars 1-4 of the melody go to /v1/accompany; the
+    answer's new part is written into staff 2 (empty there) in one command; the melody stays
+    as it was."""
+    with recording(shipped_server) as recorder:
+        url = f"http://127.0.0.1:{recorder.server_port}"
+        job = fixture(1, url, button="Add part")
+        job["score"] = melody_and_empty_staff()
+        job["settings"]["Segue"].update(part="bass", into="2")
+        report, stderr = qt6_runtime.run_plugin(runtime, PLUGIN, job, tmp_path)
+        no_qml_errors(stderr)
+        assert report["reason"] == "closed", report
+        assert "Wrote a bass line into staff 2, bars 1-4. Edit > Undo takes it back." in \
+            report["texts"], report["texts"]
+        [(request, answer)] = recorder.exchanges
+        assert request["add"] == "bass" and "bars" not in request
+        assert [(e["onset"], e["duration"], e["pitches"], e["tie"])
+                for e in request["events"]["staves"][0]] == MELODY_EVENTS
+        assert len(request["events"]["staves"]) == 1
+        assert calls(report, "Score.startCmd") == [[]]
+        assert calls(report, "Score.endCmd") == [[False]]
+        assert not calls(report, "Score.appendMeasures")
+        dump = report["score"]["elements"]
+        melody = [e for e in dump if e["track"] == 0]
+        assert [(e["tick"], e["pitches"]) for e in melody] == \
+            [(e["tick"], e["pitches"]) for e in MELODY]
+        [bass] = answer["events"]["staves"][1:]
+        assert any(e["pitches"] for e in bass)
+        for event in bass:
+            onset = Fraction(event["onset"]) * WHOLE
+            [found] = [e for e in dump if e["track"] == 4 + event["voice"]
+                       and e["tick"] <= onset < e["tick"] + e["ticks"]]
+            assert sorted(found["pitches"]) == sorted(event["pitches"]), (event, found)
+        assert [e for e in dump if e["track"] == 4 and e["tick"] >= 4 * WHOLE] == \
+            [{"track": 4, "tick": bar * WHOLE, "ticks": WHOLE, "duration": [1, 1], "pitches": [],
+              "tpc1": [], "tpc2": [], "tie": False, "tuplet": None} for bar in (4, 5)]
 
 
 @pytest.fixture(scope="module")
 def shipped_server() -> Iterator[str]:
-    """`segue serve` with the shipped model (trained on chord symbols); its URL."""
+    """`segue serve` with the shipped model (Fill and Add part are tested on it); its URL."""
     with running_server(DEFAULT_MODEL) as running:
         yield f"http://127.0.0.1:{running.http_port}"
 

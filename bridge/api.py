@@ -300,7 +300,7 @@ def read_music(request: ContinueRequest, whole: bool) -> tuple[Any, Prepared]:
     """The request's music as a music21 Score (its recent bars only, unless `whole`), and
     what its answer's form needs. Call it inside `reading()`."""
     from bridge.events import events_to_score, part_layout, recent_events
-    from engine.music import parse_abc, select
+    from engine.music import parse_abc, parse_musicxml, select
     from engine.recent import recent_abc, recent_musicxml
 
     prepared = Prepared(None)
@@ -341,27 +341,6 @@ def reading() -> Iterator[None]:
     except Exception as error:  # music21 raises many kinds for music it cannot read
         raise BadMusic(f"the music cannot be read ({type(error).__name__}: "
                        f"{str(error)[:200]})") from None
-
-
-def parse_musicxml(text: str) -> Any:
-    """A MusicXML document held in a string (never a path) as a music21 Score."""
-    from music21 import converter, stream
-
-    from engine.music import has_notes, quiet
-
-    if "<!ENTITY" in text:
-        raise BadMusic("MusicXML with entity declarations is not accepted")
-    try:
-        with quiet():
-            score = converter.parseData(text, format="musicxml")
-    except Exception as error:  # music21 raises many kinds for broken XML
-        raise BadMusic(f"not a readable MusicXML document ({type(error).__name__}: "
-                       f"{str(error)[:200]})") from None
-    if isinstance(score, stream.Opus):
-        score = score.scores[0]
-    if not isinstance(score, stream.Score) or not has_notes(score):
-        raise BadMusic("the MusicXML document has no notes")
-    return score
 
 
 def continue_prompt(engine: Any, prompt: Any, bars: int, sampling: Any, variations: int,

@@ -175,18 +175,42 @@ def read_score(path: str | os.PathLike[str], *, tune: str | None = None) -> stre
 
 def read_musicxml(path: Path) -> stream.Score:
     """A MusicXML file (.musicxml, .xml or compressed .mxl) as a music21 Score."""
-    from music21 import converter, stream
+    from music21 import converter
 
     try:
         with quiet():
-            score = converter.parse(str(path), format="musicxml", forceSource=True)
+            parsed = converter.parse(str(path), format="musicxml", forceSource=True)
     except Exception as error:
         raise SegueError(f"{path}: not a readable MusicXML file ({error})") from None
-    if isinstance(score, stream.Opus):
-        score = score.scores[0]
-    if not isinstance(score, stream.Score) or not has_notes(score):
-        raise SegueError(f"{path}: the MusicXML file has no notes")
-    return score
+    return first_score(parsed, f"{path}: the MusicXML file")
+
+
+def parse_musicxml(text: str) -> stream.Score:
+    """A MusicXML document held in a string (never a path, as a server gets it) as a music21
+    Score; a document that declares entities is refused."""
+    from music21 import converter
+
+    if "<!ENTITY" in text:
+        raise SegueError("MusicXML with entity declarations is not accepted")
+    try:
+        with quiet():
+            parsed = converter.parseData(text, format="musicxml")
+    except Exception as error:  # music21 raises many kinds for broken XML
+        raise SegueError(f"not a readable MusicXML document ({type(error).__name__}: "
+                         f"{str(error)[:200]})") from None
+    return first_score(parsed, "the MusicXML document")
+
+
+def first_score(parsed: object, what: str) -> stream.Score:
+    """The score music21 read from MusicXML (the first of an opus); SegueError when it has no
+    notes (`what` names the document in the message)."""
+    from music21 import stream
+
+    if isinstance(parsed, stream.Opus):
+        parsed = parsed.scores[0]
+    if not isinstance(parsed, stream.Score) or not has_notes(parsed):
+        raise SegueError(f"{what} has no notes")
+    return parsed
 
 
 def midi_declares(path: Path, meta_type: str) -> bool:

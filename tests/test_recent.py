@@ -91,7 +91,7 @@ def test_musicxml_keeps_the_chosen_part_and_bars() -> None:
     from music21 import corpus
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-    from bridge.api import parse_musicxml
+    from engine.music import parse_musicxml
 
     document = GeneralObjectExporter(corpus.parse("bach/bwv66.6")).parse().decode("utf-8")
     cut = parse_musicxml(recent_musicxml(document, part="Alto", measures=(3, 6), bars=2))

@@ -189,7 +189,7 @@ def test_long_music_is_read_from_its_recent_bars(server: Server) -> None:
 
 def test_a_cut_keeps_what_is_in_force(server: Server) -> None:
     """A MusicXML cut keeps the key and meter set in bars it leaves out."""
-    from bridge.api import parse_musicxml
+    from engine.music import parse_musicxml
     from engine.recent import recent_musicxml
 
     document = musicxml_parts(1, 60).replace(

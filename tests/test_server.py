@@ -27,8 +27,8 @@ from server_helpers import (
     running_server,
 )
 
-from bridge.api import parse_musicxml
 from bridge.server import Server
+from engine.music import parse_musicxml
 
 ABC_4_4 = "X:1\nM:4/4\nL:1/8\nK:G\nGABc d2B2|c2A2 B2G2|\n"
 ABC_6_8 = "X:1\nM:6/8\nL:1/8\nK:D\nA2F D2F|A2d f2d|\n"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import queue
 import threading
 import time
@@ -43,6 +44,7 @@ READER_JOBS = 2_000  # a reader is replaced after this many jobs (music21's cach
 MAX_READER_MB = 1_500.0  # ... or when it holds more memory than this
 READER_ADDRESS_MB = 4_096.0  # a reader's address space: past it, MemoryError (HTTP 413)
 MAX_MODEL_MB = 4_000.0  # the model's process is replaced between jobs above this
+CATALOGUE_S = 5.0  # how long the list of models found on disk is trusted
 
 
 class Busy(RetryLater):
@@ -179,6 +181,7 @@ class Worker:
         self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
         self.loaded_keys: OrderedDict[str | None, None] = OrderedDict()  # the process's cache
         self.reads_symbols: dict[str | None, bool] = {}  # by cache key: see chord_symbols
+        self.catalogue_seen: tuple[float, list[dict[str, Any]]] = (-math.inf, [])
         self.default_name = ""
         self.default_info: dict[str, Any] = {}
         self.device = ""
@@ -288,15 +291,24 @@ class Worker:
                        "later") from None
 
     # --- models ------------------------------------------------------------------------
-    def known_models(self) -> list[dict[str, Any]]:
-        """The models requests may name: the default first, then those found by name."""
+    def catalogue(self) -> list[dict[str, Any]]:
+        """`engine.checkpoint.list_models`, read from disk at most every CATALOGUE_S seconds
+        (a request resolves its model several times; a model trained meanwhile shows up)."""
         from engine.checkpoint import list_models
 
+        seen, models = self.catalogue_seen
+        if time.monotonic() - seen > CATALOGUE_S:
+            models = list_models()
+            self.catalogue_seen = (time.monotonic(), models)
+        return models
+
+    def known_models(self) -> list[dict[str, Any]]:
+        """The models requests may name: the default first, then those found by name."""
         loaded = self.loaded()
         models = [self.default_info] + [
             {key: m.get(key) for key in ("name", "architecture", "parameters", "shipped",
                                          "sampling")}
-            for m in list_models() if m["name"] != self.default_name]
+            for m in self.catalogue() if m["name"] != self.default_name]
         return [m | {"default": m is self.default_info, "loaded": m["name"] in loaded}
                 for m in models]
 
@@ -327,11 +339,9 @@ class Worker:
     def model_path(self, key: str | None) -> str | None:
         """Where the model of a cache key is: the folder `list_models` found it in (a name
         alone could match a folder in the working directory)."""
-        from engine.checkpoint import list_models
-
         if key is None:
             return self.model
-        return next((m["path"] for m in list_models() if m["name"] == key), key)
+        return next((m["path"] for m in self.catalogue() if m["name"] == key), key)
 
     def chord_symbols(self, key: str | None) -> bool:
         """Whether the model of a cache key read chord symbols in training (its checkpoint's

@@ -171,6 +171,29 @@ def test_models_by_name_in_a_small_cache(server: Server, model_path: Path, tmp_p
         assert (status, answer["error"]["code"]) == (400, "unknown_model"), name
 
 
+def test_a_request_reads_the_models_on_disk_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Naming a model resolves it, finds its folder and its sampling: one look at the disk
+    (`list_models`), trusted for CATALOGUE_S seconds, then read again."""
+    import engine.checkpoint
+    from bridge import worker as worker_module
+
+    reads: list[float] = []
+
+    def list_models() -> list[dict[str, Any]]:
+        reads.append(time.monotonic())
+        return [{"name": "alt", "path": "/models/alt", "sampling": {"temperature": 0.9}}]
+
+    monkeypatch.setattr(engine.checkpoint, "list_models", list_models)
+    worker = worker_module.Worker("segue-gpt2-6m")  # not started: no process runs
+    worker.default_name, worker.default_info = "segue-gpt2-6m", {"name": "segue-gpt2-6m"}
+    assert worker.resolve("alt") == "alt" and worker.model_path("alt") == "/models/alt"
+    assert worker.sampling_defaults("alt") == {"temperature": 0.9}
+    assert len(reads) == 1
+    monkeypatch.setattr(worker_module, "CATALOGUE_S", 0.0)
+    worker.resolve("alt")
+    assert len(reads) == 2
+
+
 BAD_BODIES: list[tuple[str, Any, int, str]] = [
     ("a list", [], 400, "bad_request"),
     ("no music", {"bars": 2}, 400, "bad_request"),

@@ -42,6 +42,7 @@ import mido
 from bridge import sysex
 from bridge.clock import Clock
 from bridge.composer import Composer
+from bridge.notes import Note
 from bridge.phrase import Capture, Phrase, phrase_events
 from bridge.player import Player, timed_chords, timed_notes
 from engine.errors import SegueError
@@ -273,10 +274,10 @@ class Bridge:
                 bars = phrase.bars
                 self.status(sysex.THINKING, f"thinking: {ADDED[add]} for the phrase")
                 answer, abc = self.composer.accompany(events, add, settings.temperature, seed)
-                part = timed_notes({"staves": answer["staves"][-1:]})
+                part = timed_notes({"staves": answer["staves"][-1:]}, phrase.velocity)
                 answer = {**answer, "staves": answer["staves"][:-1]}
-            notes = timed_notes(answer)
-            chords = self.chord_part(answer, bars)
+            notes = timed_notes(answer, phrase.velocity)
+            chords = self.chord_part(answer, bars, phrase.velocity)
         except SegueError as error:
             self.status(sysex.ERROR, f"error: {error}")
             self.listen()
@@ -290,11 +291,11 @@ class Bridge:
         line = self.clock.line(ready)
         start = max(self.clock.next_bar_line(line.beat_at(ready + MARGIN + settings.latency)),
                     phrase.end_bar)
-        self.player.play(notes, start, phrase.velocity, settings.channel)
+        self.player.play(notes, start, settings.channel)
         if part:
-            self.player.play(part, start, phrase.velocity, settings.part_channel)
+            self.player.play(part, start, settings.part_channel)
         if settings.chords_channel is not None:
-            self.player.play(chords, start, phrase.velocity, settings.chords_channel)
+            self.player.play(chords, start, settings.chords_channel)
         self.answer_beats = (start, start + bars * self.clock.bar_beats)
         bar = round(start / self.clock.bar_beats) + 1
         what = f"{bars} bars" if add is None else f"the phrase with {ADDED[add]}, {bars} bars"
@@ -303,12 +304,12 @@ class Bridge:
                                  f"{ready - since:.2f} s after it was asked for")
         self.say("\n".join("  " + row for row in abc.strip().splitlines()))
 
-    def chord_part(self, answer: dict, bars: int) -> list[tuple[float, float, int]]:
+    def chord_part(self, answer: dict, bars: int, velocity: int) -> list[Note]:
         """The chord symbols of an answer of `bars` bars as notes for --chords-channel (none
         without it); says once that answers carry none, when they do not."""
         if self.settings.chords_channel is None:
             return []
-        chords = timed_chords(answer, bars * self.clock.bar_beats)
+        chords = timed_chords(answer, bars * self.clock.bar_beats, velocity)
         if not chords and not self.said_no_chords:
             self.said_no_chords = True
             self.say("the answer has no chord symbols for --chords-channel: the model writes "

@@ -21,19 +21,10 @@ from fractions import Fraction
 
 from bridge.clock import Clock
 from bridge.events import fraction_text
+from bridge.notes import Note
 from engine.music import MIDI_GRID
 
 NOTE_SLACK = 1 / 16  # beats: a note a little before a bar line still counts to the next bar
-
-
-@dataclass
-class Note:
-    """A captured note: MIDI pitch and velocity, start and end in beats (end None: held)."""
-
-    pitch: int
-    velocity: int
-    start: float
-    end: float | None = None
 
 
 @dataclass

@@ -31,6 +31,7 @@ import mido
 
 from bridge.clock import Clock
 from bridge.midi_ports import realtime_priority
+from bridge.notes import Note
 
 log = logging.getLogger("segue.midi")
 LEAD = 0.002  # seconds: wake this long before an event, then wait out the rest precisely
@@ -43,20 +44,19 @@ DRAIN = 0.1
 
 @dataclass(frozen=True, order=True)
 class Event:
-    """A message due at `beat`; at the same beat note-offs (kind 0) go before note-ons (1)."""
+    """A note-on (`on`) or note-off due at `beat`; at the same beat note-offs go first."""
 
     beat: float
-    kind: int
+    on: bool
     pitch: int
     velocity: int = 0
     channel: int = 0
 
 
-def timed_notes(events: dict) -> list[tuple[float, float, int]]:
-    """(start, end, pitch) in beats from an events document; tied notes become one note.
-
-    A pitch never overlaps itself: a note is cut where the same pitch starts again.
-    """
+def timed_notes(events: dict, velocity: int = 96) -> list[Note]:
+    """The notes of an events document, in beats from its start, at `velocity`; tied notes
+    become one note. A pitch never overlaps itself: a note is cut where the same pitch starts
+    again."""
     notes: list[list[Any]] = []
     for staff in events["staves"]:
         tied: dict[int, list[Any]] = {}
@@ -78,11 +78,12 @@ def timed_notes(events: dict) -> list[tuple[float, float, int]]:
     for this, after in itertools.pairwise(notes):
         if this[2] == after[2] and after[0] < this[1]:
             this[1] = after[0]
-    return sorted((float(s), float(e), p) for s, e, p in notes if e > s)
+    return [Note(p, velocity, float(s), float(e)) for s, e, p in sorted(
+        (s, e, p) for s, e, p in notes if e > s)]
 
 
-def timed_chords(events: dict, length: float) -> list[tuple[float, float, int]]:
-    """(start, end, pitch) in beats of the chord part of an events document: the chord symbols
+def timed_chords(events: dict, length: float, velocity: int = 96) -> list[Note]:
+    """The chord part of an events document, in beats, at `velocity`: the chord symbols
     (`"chords": [{"staff": 0, "onset": "n/d", "symbol": "Am7"}, ...]`) of the first staff that
     has any, each voiced by music21 (`chord_pitches`) and held from its onset to the next
     symbol's, the last to `length` beats (the answer's end). N.C. is silence."""
@@ -93,10 +94,9 @@ def timed_chords(events: dict, length: float) -> list[tuple[float, float, int]]:
     onsets: list[tuple[Fraction, str]] = sorted(
         (Fraction(chord["onset"]) * 4, chord["symbol"]) for chord in chords
         if chord["staff"] == staff)
-    notes = [(float(start), float(end), pitch)
-             for (start, symbol), (end, _) in itertools.pairwise([*onsets, (Fraction(length), "")])
-             for pitch in chord_pitches(symbol) if start < end]
-    return sorted(notes)
+    return [Note(pitch, velocity, float(start), float(end))
+            for (start, symbol), (end, _) in itertools.pairwise([*onsets, (Fraction(length), "")])
+            for pitch in chord_pitches(symbol) if start < end]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -133,13 +133,15 @@ class Player:
         self.thread = threading.Thread(target=self.run, name="segue-player", daemon=True)
         self.thread.start()
 
-    def play(self, notes: list[tuple[float, float, int]], at: float, velocity: int = 96,
-             channel: int = 0) -> None:
-        """Queue notes (start, end, pitch in beats from 0) to play from beat `at`."""
+    def play(self, notes: list[Note], at: float, channel: int = 0) -> None:
+        """Queue notes (in beats from 0, each with its end) to play from beat `at`."""
         with self.condition:
-            for start, end, pitch in notes:
-                heapq.heappush(self.queue, Event(at + start, 1, pitch, velocity, channel))
-                heapq.heappush(self.queue, Event(at + end, 0, pitch, 0, channel))
+            for note in notes:
+                if note.end is None:
+                    continue  # a key still held: not a note that can be played back
+                heapq.heappush(self.queue, Event(at + note.start, True, note.pitch,
+                                                 note.velocity, channel))
+                heapq.heappush(self.queue, Event(at + note.end, False, note.pitch, 0, channel))
             self.condition.notify()
 
     @property
@@ -209,7 +211,7 @@ class Player:
     def emit(self, event: Event, due: float) -> None:
         """Send one event now (under the lock), keeping `sounding` and `lateness`."""
         key = (event.channel, event.pitch)
-        if event.kind == 1:
+        if event.on:
             if key in self.sounding:  # the same pitch again: end the old note first
                 self.send(mido.Message("note_off", channel=event.channel, note=event.pitch))
             self.send(mido.Message("note_on", channel=event.channel, note=event.pitch,

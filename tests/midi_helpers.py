@@ -499,8 +499,8 @@ def play_and_check(host: Host, segue: SegueProcess, bpm: float, meter: str,
     # What was played: every note of the bars Segue wrote, each ended, none more.
     abc = segue.answer_abc(lines)
     check_bars(abc, BARS)
-    expected = sorted((start, pitch) for start, _, pitch
-                      in timed_notes(score_to_events(parse_abc(abc))))
+    expected = sorted((note.start, note.pitch)
+                      for note in timed_notes(score_to_events(parse_abc(abc))))
     notes = host.notes(since)
     all_ended(notes, abc)
     ons = [h for h in notes if h.message.type == "note_on" and h.message.velocity > 0]

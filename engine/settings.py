@@ -29,9 +29,8 @@ class Limit:
 
     def describe(self) -> str:
         """'from 1 to 64', 'above 0 and at most 1'."""
-        if self.above_low:
-            return f"above {self.low:g} and at most {self.high:g}"
-        return f"from {self.low:g} to {self.high:g}"
+        low, high = (f"{int(x)}" if self.whole else f"{x:g}" for x in (self.low, self.high))
+        return f"above {low} and at most {high}" if self.above_low else f"from {low} to {high}"
 
 
 LIMITS: dict[str, Limit] = {
@@ -53,4 +52,4 @@ def check(name: str, value: float | None) -> None:
     the default)."""
     limit = LIMITS[name]
     if value is not None and not limit.allows(value):
-        raise ParameterError(name, f"must be {limit.describe()}, not {value:g}")
+        raise ParameterError(name, f"must be {limit.describe()}, not {value}")

@@ -185,6 +185,8 @@ def test_cli_says_which_path_a_mamba_model_runs_on(tmp_path: Path):
     (["--part", "3"], "error: --part 3: the score has parts 1"),
     (["--model", "/nonexistent/model"], "model"),
     (["--temperature", "-2"], "temperature"),
+    (["--temperature", "7"], "error: --temperature must be from 0 to 5, not 7.0"),
+    (["--seed", "-1"], "error: --seed must be from 0 to 9223372036854775807, not -1"),
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(model_path: Path, tmp_path: Path,
                                                       args: list[str], message: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,25 @@ def segue_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         patch.setenv("SEGUE_HOME", str(home))
         load_corpus(limit=request.module.LIMIT, workers=1, progress=False)
         yield home
+
+
+def serving(model: Path | str) -> Iterator[str]:
+    """`segue serve` (bridge.server over a Worker, HTTP and OSC) with `model`; its HTTP URL."""
+    from server_helpers import running_server
+
+    with running_server(model) as running:
+        yield f"http://127.0.0.1:{running.http_port}"
+
+
+@pytest.fixture(scope="module")
+def tiny_url(model_path: Path) -> Iterator[str]:
+    """A server with the tiny model, for one test module: the transports' tests in seconds."""
+    yield from serving(model_path)
+
+
+@pytest.fixture(scope="module")
+def shipped_url() -> Iterator[str]:
+    """A server with the shipped model, for one test module: what a musician gets."""
+    from engine.checkpoint import DEFAULT_MODEL
+
+    yield from serving(DEFAULT_MODEL)

@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 from musescore_helpers import Recorder, free_port, recording
-from server_helpers import running_server
 
 from bridge.events import events_to_score, part_layout, tpc
 from bridge.launch import health
@@ -35,31 +34,17 @@ pytestmark = pytest.mark.skipif(shutil.which("mscore3") is None,
                                 reason="needs MuseScore 3 (Debian package musescore3)")
 
 
-@pytest.fixture(scope="module")
-def server(model_path: Path) -> Iterator[str]:
-    """The server `segue serve` runs (bridge.server over a Worker) with the tiny model; its URL."""
-    with running_server(model_path) as running:
-        yield f"http://127.0.0.1:{running.http_port}"
-
-
 @pytest.fixture
-def recorder(server: str) -> Iterator[Recorder]:
-    with recording(server) as proxy:
+def recorder(tiny_url: str) -> Iterator[Recorder]:
+    """A recording proxy in front of a server with the tiny model."""
+    with recording(tiny_url) as proxy:
         yield proxy
 
 
-@pytest.fixture(scope="module")
-def shipped_server() -> Iterator[str]:
-    """`segue serve` with the shipped model (Fill and Add part are tested on it); its URL."""
-    from engine.checkpoint import DEFAULT_MODEL
-
-    with running_server(DEFAULT_MODEL) as running:
-        yield f"http://127.0.0.1:{running.http_port}"
-
-
 @pytest.fixture
-def shipped(shipped_server: str) -> Iterator[Recorder]:
-    with recording(shipped_server) as proxy:
+def shipped(shipped_url: str) -> Iterator[Recorder]:
+    """A recording proxy in front of a server with the shipped model (Fill and Add part)."""
+    with recording(shipped_url) as proxy:
         yield proxy
 
 

@@ -26,10 +26,8 @@ from typing import Any
 import pytest
 import qt6_runtime
 from musescore_helpers import Recorder, free_port, recording
-from server_helpers import running_server
 
 from bridge.launch import health
-from engine.checkpoint import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "plugins" / "musescore" / "Segue.qml"
@@ -181,15 +179,9 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return qt6_runtime.make_runtime(tmp_path_factory.mktemp("qt6"))
 
 
-@pytest.fixture(scope="module")
-def server(model_path: Path) -> Iterator[str]:
-    with running_server(model_path) as running:
-        yield f"http://127.0.0.1:{running.http_port}"
-
-
 @pytest.fixture
-def recorder(server: str) -> Iterator[Recorder]:
-    with recording(server) as proxy:
+def recorder(tiny_url: str) -> Iterator[Recorder]:
+    with recording(tiny_url) as proxy:
         yield proxy
 
 
@@ -267,13 +259,13 @@ def test_continues_on_the_musescore_4_branches(staves: int, runtime: Path, recor
     assert {"bars": 4, "seed": "11", "server": url}.items() <= report["settings"][0].items()
 
 
-def test_fills_on_the_musescore_4_branches(runtime: Path, shipped_server: str,
+def test_fills_on_the_musescore_4_branches(runtime: Path, shipped_url: str,
                                            tmp_path: Path) -> None:
     """Fill, with the shipped model: bars 5-6 selected go to /v1/fill with the four bars
     before them and the gap; the answer's gap is written over bars 5-6 in one command,
     appending nothing. (Bars 5-6 hold no tuplet: the stand-in does not write over one;
     whether MuseScore 4 does is untested.)"""
-    with recording(shipped_server) as recorder:
+    with recording(shipped_url) as recorder:
         url = f"http://127.0.0.1:{recorder.server_port}"
         job = fixture(1, url, button="Fill")
         job["score"]["selection"] = {"startTick": 7680, "endTick": 11520, "startStaff": 0,
@@ -300,12 +292,12 @@ def melody_and_empty_staff() -> dict[str, Any]:
     return spec
 
 
-def test_adds_a_bass_into_the_empty_staff(runtime: Path, shipped_server: str,
+def test_adds_a_bass_into_the_empty_staff(runtime: Path, shipped_url: str,
                                           tmp_path: Path) -> None:
     """Add part, with the shipped model: bars 1-4 of the melody go to /v1/accompany; the
     answer's new part is written into staff 2 (empty there) in one command; the melody stays
     as it was."""
-    with recording(shipped_server) as recorder:
+    with recording(shipped_url) as recorder:
         url = f"http://127.0.0.1:{recorder.server_port}"
         job = fixture(1, url, button="Add part")
         job["score"] = melody_and_empty_staff()
@@ -339,19 +331,12 @@ def test_adds_a_bass_into_the_empty_staff(runtime: Path, shipped_server: str,
               "tpc1": [], "tpc2": [], "tie": False, "tuplet": None} for bar in (4, 5)]
 
 
-@pytest.fixture(scope="module")
-def shipped_server() -> Iterator[str]:
-    """`segue serve` with the shipped model (Fill and Add part are tested on it); its URL."""
-    with running_server(DEFAULT_MODEL) as running:
-        yield f"http://127.0.0.1:{running.http_port}"
-
-
-def test_adds_chord_symbols_above_the_melody(runtime: Path, shipped_server: str,
+def test_adds_chord_symbols_above_the_melody(runtime: Path, shipped_url: str,
                                              tmp_path: Path) -> None:
     """Add part with Chords, on the shipped model: the answer's chord symbols replace those
     of bars 1-4 above the melody, each on a note or rest of it; bar 5's symbol and every
     note stay as they were."""
-    with recording(shipped_server) as recorder:
+    with recording(shipped_url) as recorder:
         job = fixture(1, f"http://127.0.0.1:{recorder.server_port}", button="Add part")
         job["settings"]["Segue"].update(part="chords")
         report, stderr = qt6_runtime.run_plugin(runtime, PLUGIN, job, tmp_path)

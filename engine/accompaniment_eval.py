@@ -58,36 +58,26 @@ def without_last_voice(window: Layout) -> Layout:
 
 def cases_for(add: str, pieces: Iterable[tuple[str, str]], bars: int, n: int) -> list[PartCase]:
     """Up to `n` windows of `bars` bars, the first usable one of each piece in turn."""
-    from engine.eval_sets import has_chords, shuffled, steady
+    from engine.eval_sets import first_windows, has_chords
     from engine.infill import CHORD_SYMBOL
     from engine.music import note_events, parse_abc
 
-    found: list[PartCase] = []
-    for source, text in shuffled(pieces):
-        layout = Layout.read(text)
-        if add == "bass" and len(layout.voices) < 2:
-            continue
-        for start in range(0, layout.bar_count - bars + 1, bars):
-            if not steady(layout, start, start + bars):
-                continue
-            real = layout.write(start, start + bars)
-            if add == "chords":
-                given = CHORD_SYMBOL.sub("", real)
-                if not has_chords(real) or given == real:
-                    continue
-            else:
-                given = without_last_voice(Layout.read(real)).write()
-            try:
-                if not all(note_events(parse_abc(real))):
-                    continue  # a part that does not sound in this window
-                parse_abc(given)
-            except SegueError:
-                continue
-            found.append(PartCase(f"{source}@{start}", given, real, bars))
-            break
-        if len(found) >= n:
-            break
-    return found
+    def case(where: str, real: str) -> PartCase | None:
+        if add == "chords":
+            given = CHORD_SYMBOL.sub("", real)
+            if not has_chords(real) or given == real:
+                return None
+        else:
+            window = Layout.read(real)
+            if len(window.voices) < 2:
+                return None
+            given = without_last_voice(window).write()
+        if not all(note_events(parse_abc(real))):
+            return None  # a part that does not sound in this window
+        parse_abc(given)
+        return PartCase(where, given, real, bars)
+
+    return first_windows(pieces, bars, n, case)
 
 
 def common_chords(given: str) -> str:

@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.abc_layout import BARS_PER_LINE, Layout
 from engine.errors import SegueError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from music21 import stream
@@ -244,6 +246,29 @@ def set_cases(material: Material, name: str, n: int, prompt_bars: int,
             layout_cases([p for p in texts if p[0] not in folk], prompt_bars, bars,
                          chords=True))
     return list(islice(found, n))
+
+
+def first_windows(pieces: Iterable[tuple[str, str]], bars: int, n: int,
+                  make: Callable[[str, str], T | None]) -> list[T]:
+    """Up to `n` cases, one a piece in turn (`shuffled`): `make(where, window)` is tried on
+    each window of `bars` bars of a piece whose meter, unit and key hold (`where` names it,
+    `window` is its ABC) until it makes a case (None, or a SegueError: not this window)."""
+    found: list[T] = []
+    for source, text in shuffled(pieces):
+        layout = Layout.read(text)
+        for start in range(0, layout.bar_count - bars + 1, bars):
+            if not steady(layout, start, start + bars):
+                continue
+            try:
+                case = make(f"{source}@{start}", layout.write(start, start + bars))
+            except SegueError:
+                continue
+            if case is not None:
+                found.append(case)
+                break
+        if len(found) >= n:
+            break
+    return found
 
 
 def alternate(*sources: Iterator[Case]) -> Iterator[Case]:

@@ -415,38 +415,33 @@ def write_eval_report(folder: Path, figures: dict[str, Any]) -> None:
                      f"{result['infill_examples']} infill examples, {result['prompts']} "
                      "prompts.\n\n" + markdown_table(header, rows))
         if "fill_joins" in result:
-            parts.append(joins_table(result["fill_joins"], figures["model"]))
+            joins = result["fill_joins"]
+            first, last = joins["gap"]
+            parts.append(systems_table(
+                f"filling bars {first}-{last} of {joins['windows']} windows of {joins['bars']} "
+                "bars: the join into the bar after", joins["systems"], JOIN_ROWS,
+                figures["model"]))
         if "accompaniment" in result:
-            parts.append(accompaniment_table(result["accompaniment"], figures["model"]))
+            added = result["accompaniment"]
+            part = "part of chord symbols" if added["add"] == "chords" else "bass"
+            parts.append(systems_table(
+                f"adding a {part}\n\n{added['cases']} windows of {added['bars']} bars, one seed "
+                "each.", added["systems"], ACCOMPANIMENT_ROWS, figures["model"]))
         plot_set(folder, name, systems)
     write_text_atomic(folder / "table.md", "".join(parts))
 
 
-def joins_table(result: dict[str, Any], model: str) -> str:
-    """A set's fill-join figures as a Markdown table under its own heading."""
+def systems_table(heading: str, systems: dict[str, Any], rows: tuple[tuple[str, str], ...],
+                  model: str) -> str:
+    """Figures of several systems (a set's fill joins or accompaniment) as a Markdown table
+    under a heading of its own; a row no system has is left out."""
     from engine.report import markdown_table
 
-    systems = result["systems"]
-    header = ["figure", *(model if system == "model" else system for system in systems)]
-    rows = [[label, *(systems[s][key] for s in systems)] for label, key in JOIN_ROWS]
-    first, last = result["gap"]
-    return (f"\n#### filling bars {first}-{last} of {result['windows']} windows of "
-            f"{result['bars']} bars: the join into the bar after\n\n"
-            + markdown_table(header, rows))
-
-
-def accompaniment_table(result: dict[str, Any], model: str) -> str:
-    """A set's accompaniment figures as a Markdown table under its own heading."""
-    from engine.report import markdown_table
-
-    systems = result["systems"]
     names = {"model": model, "common": "most common chord"}
     header = ["figure", *(names.get(system, system) for system in systems)]
-    rows = [[label, *(systems[s][key] for s in systems)] for label, key in ACCOMPANIMENT_ROWS
-            if any(systems[s].get(key) is not None for s in systems)]
-    return (f"\n#### adding a {'part of chord symbols' if result['add'] == 'chords' else 'bass'}"
-            f"\n\n{result['cases']} windows of {result['bars']} bars, one seed each.\n\n"
-            + markdown_table(header, rows))
+    table = [[label, *(systems[s].get(key) for s in systems)] for label, key in rows
+             if any(systems[s].get(key) is not None for s in systems)]
+    return f"\n#### {heading}\n\n" + markdown_table(header, table)
 
 
 def plot_set(folder: Path, name: str, systems: dict[str, Any]) -> None:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.abc_layout import Layout
 from engine.errors import SegueError
 from engine.measures import INTERVAL_RANGE, distance, mean, share
 
@@ -71,26 +70,14 @@ def join_interval(score: stream.Score, gap: tuple[int, int]) -> int | None:
 
 def join_cases(pieces: Iterable[tuple[str, str]], bars: int, n: int) -> list[JoinCase]:
     """Up to `n` windows of `bars` bars, the first usable one of each piece in turn."""
-    from engine.eval_sets import shuffled, steady
+    from engine.eval_sets import first_windows
     from engine.music import parse_abc
 
-    found: list[JoinCase] = []
-    for source, text in shuffled(pieces):
-        layout = Layout.read(text)
-        for start in range(0, layout.bar_count - bars + 1, bars):
-            if not steady(layout, start, start + bars):
-                continue
-            window = layout.write(start, start + bars)
-            try:
-                real = join_interval(parse_abc(window), gap_of(bars))
-            except SegueError:
-                continue
-            if real is not None:
-                found.append(JoinCase(f"{source}@{start}", window, real))
-                break
-        if len(found) >= n:
-            break
-    return found
+    def case(where: str, window: str) -> JoinCase | None:
+        real = join_interval(parse_abc(window), gap_of(bars))
+        return None if real is None else JoinCase(where, window, real)
+
+    return first_windows(pieces, bars, n, case)
 
 
 def histogram(intervals: list[int]) -> np.ndarray:

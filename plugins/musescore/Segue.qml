@@ -871,6 +871,16 @@ MuseScore {
 
     // ------------------------------------------------------------- the pipeline
 
+    // A request's body: `fields` (the music and what to write) and the sampling options.
+    function requestBody(options, fields) {
+        fields.temperature = options.temperature;
+        fields.seed = options.seed;
+        fields.variations = 1;
+        if (options.top_p !== undefined) fields.top_p = options.top_p;
+        if (options.model !== undefined) fields.model = options.model;
+        return fields;
+    }
+
     // Read the range, ask Segue, write the answer; then `finish(error)`, with error a
     // message in plain words (and the score unchanged) or null.
     function continueRange(range, options, finish) {
@@ -880,10 +890,7 @@ MuseScore {
             target = targetBars(range, options.bars);
             before = fingerprint(range, target);
         } catch (e) { finish(e.message); return; }
-        var body = { events: events, bars: options.bars, bar_meters: target.meters,
-                     temperature: options.temperature, seed: options.seed, variations: 1 };
-        if (options.top_p !== undefined) body.top_p = options.top_p;
-        if (options.model !== undefined) body.model = options.model;
+        var body = requestBody(options, { events: events, bars: options.bars, bar_meters: target.meters });
         ask(url, body, options, function (status, text) {
             try {
                 var doc = answerEvents(url, status, text);
@@ -917,10 +924,7 @@ MuseScore {
             print = fingerprint(before, target);
         } catch (e) { finish(e.message); return; }
         // the events number their bars from 1 (a pickup is sent as a whole bar)
-        var body = { events: events, gap: [range.first - first + 1, range.last - first + 1],
-                     temperature: options.temperature, seed: options.seed, variations: 1 };
-        if (options.top_p !== undefined) body.top_p = options.top_p;
-        if (options.model !== undefined) body.model = options.model;
+        var body = requestBody(options, { events: events, gap: [range.first - first + 1, range.last - first + 1] });
         var pickup = minus(fromTicks(measures[first].nominalTicks), fromTicks(measures[first].end - measures[first].start));
         var offset = plus(fromTicks(range.start - measures[first].start), pickup);
         options.path = "/v1/fill";
@@ -985,10 +989,7 @@ MuseScore {
             target = targetBars(into, range.last - range.first + 1);
             print = fingerprint(into, target) + fingerprint(given, target);
         } catch (e) { finish(e.message); return; }
-        var body = { events: events, add: options.add, temperature: options.temperature,
-                     seed: options.seed, variations: 1 };
-        if (options.top_p !== undefined) body.top_p = options.top_p;
-        if (options.model !== undefined) body.model = options.model;
+        var body = requestBody(options, { events: events, add: options.add });
         var bar = measures[range.first];
         var pickup = minus(fromTicks(bar.nominalTicks), fromTicks(bar.end - bar.start));
         options.path = "/v1/accompany";

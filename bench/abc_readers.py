@@ -25,8 +25,8 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from engine.abc_text import split_head, split_tunes, strip_comment
-from engine.corpus import bundled_abc_files
+from engine.abc.text import split_head, split_tunes, strip_comment
+from engine.training.corpus import bundled_abc_files
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "data" / "abc"
 FIELD = re.compile(r"^([A-Za-z]):(.*)$")
@@ -151,7 +151,7 @@ def read_with_music21(text: str):
 
 
 def read_with_abc2xml(text: str):
-    from engine.abc_reader import read_abc
+    from engine.abc.reader import read_abc
 
     return read_abc(text)
 
@@ -161,7 +161,7 @@ CHECKS = ("notes", "chords", "meters", "voices")
 
 
 def measure(tunes: list[str]) -> dict:
-    from engine.music import quiet
+    from engine.abc.music import quiet
 
     results = {}
     for name, reader in READERS.items():

@@ -1,4 +1,4 @@
-"""How good are the chord symbols `engine.lead_sheet` derives? Two measures, with baselines.
+"""How good are the chord symbols `engine.abc.lead_sheet` derives? Two measures, with baselines.
 
 1. Against musicians' chords: the bundled folk tunes that carry chord symbols (O'Neill's,
    Ryan's, ...). The labeller sees only the melody (harder than a song's accompaniment, so a
@@ -21,7 +21,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from engine.lead_sheet import QUALITIES, Label, label_segments, note_list, segment_weights
+from engine.abc.lead_sheet import QUALITIES, Label, label_segments, note_list, segment_weights
 
 TRIAD = {"major": "major", "dominant-seventh": "major", "major-seventh": "major",
          "major-sixth": "major", "dominant-ninth": "major", "minor": "minor",
@@ -57,9 +57,9 @@ def against_musicians(limit: int | None) -> dict:
     """Agreement with the human chord symbols of the bundled tunes, melody only."""
     from music21 import harmony
 
-    from engine.abc_text import split_tunes
-    from engine.corpus import bundled_abc_files
-    from engine.music import parse_abc, quiet
+    from engine.abc.music import parse_abc, quiet
+    from engine.abc.text import split_tunes
+    from engine.training.corpus import bundled_abc_files
 
     counts = {"symbols": 0, "tunes": 0, "root": 0, "quality": 0, "tonic_root": 0,
               "tonic_quality": 0}
@@ -113,7 +113,7 @@ def coverage(notes, labels: list[tuple[Fraction, Label]], end: Fraction) -> tupl
 
 def on_songs(folder: Path, count: int) -> dict:
     """Chord-tone coverage of the songs' accompaniment, labelled and tonic-only."""
-    from engine.music import quiet, read_score
+    from engine.abc.music import quiet, read_score
 
     files = sorted(folder.rglob("*.mxl"))
     step = max(1, len(files) // count)

@@ -36,7 +36,7 @@ TWO_VOICES = ("X:1\nT:Two voices\nM:3/4\nL:1/8\nK:G\nV:1\nB2d2g2|f4 e2|d2B2G2|A6
               "V:2\nG,4 D,2|D,6|G,4 B,2|D,6|\n")
 IMPORTS = {"python": "pass", "torch": "import torch", "music21": "import music21",
            "engine (with torch, music21)":
-               "import engine.continuation, engine.checkpoint, engine.gpt2_fast",
+               "import engine.models.continuation, engine.models.gpt2_fast",
            "transformers GPT-2 (no longer needed)":
                "import transformers.models.gpt2.modeling_gpt2"}
 
@@ -88,10 +88,10 @@ def forced_voice(engine, abc: str, bars: int, runs: int) -> dict[str, dict[str, 
     """`bars` bars given note for note after the prompt: read token by token, and at once."""
     import torch
 
-    from engine.continuation import Sampling, one_cpu_thread
-    from engine.lm import decoder_for
-    from engine.music import parse_abc
-    from engine.prompt import make_prompt
+    from engine.abc.music import parse_abc
+    from engine.abc.prompt import make_prompt
+    from engine.models.continuation import Sampling, one_cpu_thread
+    from engine.models.lm import decoder_for
 
     prompt = make_prompt(parse_abc(abc))
     [given] = engine.continue_abc(abc, bars=bars, sampling=Sampling(seed=0))
@@ -125,7 +125,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     load_before = load()
 
-    from engine.continuation import Engine, Sampling
+    from engine.models.continuation import Engine, Sampling
 
     abc = TUNE.read_text()
     loading = measure(lambda: Engine.load(args.model, device="cpu"), 1)

@@ -38,9 +38,9 @@ def main() -> int:
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
 
-    from engine.continuation import Engine, Sampling
-    from engine.infill import accompany_score, fill_score
-    from engine.music import read_score
+    from engine.abc.music import read_score
+    from engine.models.continuation import Engine, Sampling
+    from engine.models.infill import accompany_score, fill_score
 
     engine = Engine.load(args.model, device="cpu")
     score = read_score(str(TUNE))

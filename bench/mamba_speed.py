@@ -4,7 +4,7 @@
     python bench/mamba_speed.py --threads 2 --json out.json --skip-reference-training
 
 Three models with random weights and the 96-symbol vocabulary, in one run on this machine:
-the mamba-6m preset on segue's fast path (engine.mamba_fast), the same weights on
+the mamba-6m preset on segue's fast path (engine.models.mamba_fast), the same weights on
 transformers' fallback (what `MambaForCausalLM` runs without the mamba-ssm kernels), and the
 gpt2-6m preset. For each:
 
@@ -151,12 +151,12 @@ def main() -> None:
     import transformers
     from transformers import MambaForCausalLM
 
-    from engine.cached_decoder import CachedDecoder
     from engine.files import write_text_atomic
-    from engine.lm import decoder_for
-    from engine.mamba_fast import path_label
-    from engine.model import build_model, hf_config, model_config
-    from engine.tokenizer import CharTokenizer
+    from engine.models.cached_decoder import CachedDecoder
+    from engine.models.lm import decoder_for
+    from engine.models.mamba_fast import path_label
+    from engine.models.model import build_model, hf_config, model_config
+    from engine.models.tokenizer import CharTokenizer
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

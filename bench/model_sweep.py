@@ -25,11 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.dataset import TUNE_SEPARATOR, load_corpus
-from engine.model import build_model, count_parameters, model_config
-from engine.tokenizer import CharTokenizer
-from engine.train import TrainConfig, batch, optimizer_for, train_step
-from engine.windows import training_texts
+from engine.abc.text import TUNE_SEPARATOR
+from engine.abc.windows import training_texts
+from engine.models.model import build_model, count_parameters, model_config
+from engine.models.tokenizer import CharTokenizer
+from engine.training.dataset import load_corpus
+from engine.training.train import TrainConfig, batch, optimizer_for, train_step
 
 # name: (model sizes, tokenizer, context in tokens)
 CANDIDATES: dict[str, tuple[dict, str, int]] = {

@@ -58,9 +58,9 @@ def main() -> None:
 
     import torch
 
-    from bridge.server import Server
-    from bridge.worker import Worker
-    from engine.continuation import Engine, Sampling
+    from bridge.service.server import Server
+    from bridge.service.worker import Worker
+    from engine.models.continuation import Engine, Sampling
 
     worker = Worker(args.model, device="cpu").start()
     engine = Engine.load(args.model, device="cpu")  # the same model, called directly

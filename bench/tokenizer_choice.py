@@ -16,8 +16,8 @@ import statistics
 
 from tokenizers import Tokenizer, models, trainers
 
-from engine.dataset import load_corpus
-from engine.tokenizer import CharTokenizer
+from engine.models.tokenizer import CharTokenizer
+from engine.training.dataset import load_corpus
 
 
 def bar_count(text: str) -> int:

@@ -31,9 +31,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.dataset import segue_home
 from engine.errors import SegueError
 from engine.files import write_bytes_atomic, write_text_atomic
+from engine.home import segue_home
 
 PLUGINS = Path(__file__).resolve().parent.parent / "plugins"  # also inside the built app
 MANIFEST_FORMAT = 1

@@ -5,9 +5,13 @@
     python scripts/import_graph.py --check    exit 1 when docs/development.md is not current
 
 Every `import` of an `engine` or `bridge` module counts, at the top of a file or inside a
-function (a deferred import is still a dependency). The picture has one node per module and
-one arrow per importing module and imported module; modules are grouped by package. The
-figures under it: modules, arrows, cycles, and floors (the longest chain of imports).
+function (a deferred import is still a dependency). The house has rooms: each sub-package
+(`engine/abc/`, `bridge/cli/`, ...) is one. The modules at a package's top level
+(`engine/errors.py`, ...) are its ground, which every room may stand on and which stands on no
+room. The picture has one node per room, listing its modules, and one arrow per importing room
+and imported room; a table under it says what each room is for (the first line of its
+`__init__` docstring). The figures: modules, imports, cycles, and floors (the longest chain of
+rooms; the ground is floor 0).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ Graph = dict[str, set[str]]
 
 
 def module_name(path: Path) -> str:
-    """`engine/abc_writer.py` -> `engine.abc_writer`; `bridge/cli/__init__.py` -> `bridge.cli`."""
+    """`engine/abc/writer.py` -> `engine.abc.writer`; `bridge/cli/__init__.py` -> `bridge.cli`."""
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
@@ -130,43 +134,108 @@ def floors(edges: Graph) -> dict[str, int]:
     return {node: height(node, frozenset()) for node in sorted(edges)}
 
 
+ENTRY_POINTS = {"bridge.__main__"}  # `python -m bridge`: the ground's one way up, into the CLI
+
+
+def room_of(module: str) -> str:
+    """The room a module is in: `engine.abc.text` -> `engine.abc`; `engine.errors` -> `engine`
+    (the ground); a room's own `__init__` (`bridge.cli`) is in that room."""
+    if (ROOT / module.replace(".", "/")).is_dir():
+        return module
+    return module.rpartition(".")[0] or module
+
+
+def is_ground(room: str) -> bool:
+    return room in PACKAGES
+
+
+def rooms(edges: Graph) -> Graph:
+    """Each room and the rooms its modules import (entry points aside)."""
+    found: Graph = {}
+    for source, targets in edges.items():
+        room = room_of(source)
+        if source in ENTRY_POINTS:
+            targets = set()
+        found.setdefault(room, set()).update(room_of(t) for t in targets if room_of(t) != room)
+    return found
+
+
+def ground_climbing(edges: Graph) -> list[str]:
+    """Imports from a ground module up into a room (entry points aside): each breaks the rule."""
+    return sorted(f"{source} -> {target}" for source, targets in edges.items()
+                  for target in targets if source not in ENTRY_POINTS
+                  and is_ground(room_of(source)) and not is_ground(room_of(target)))
+
+
+def room_floors(edges: Graph) -> dict[str, int]:
+    """Each room's floor: the longest chain of rooms under it, itself included; the ground is 0."""
+    upper = {room: {t for t in targets if not is_ground(t)}
+             for room, targets in rooms(edges).items() if not is_ground(room)}
+    return floors(upper)
+
+
+def purpose(room: str) -> str:
+    """What a room is for: the first line of its `__init__` docstring."""
+    init = ROOT / room.replace(".", "/") / "__init__.py"
+    doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
+def room_modules(edges: Graph) -> dict[str, list[str]]:
+    """Each room's modules by their last name; a room's `__init__` is the room, not a module."""
+    found: dict[str, list[str]] = {}
+    for module in sorted(edges):
+        if module != room_of(module) or is_ground(module):
+            found.setdefault(room_of(module), []).append(module.rpartition(".")[2])
+    return found
+
+
 def node_id(name: str) -> str:
     return name.replace(".", "_")
 
 
 def mermaid(edges: Graph) -> str:
-    """The picture: modules grouped by package, an arrow from each importer to what it imports."""
+    """The picture: one node per room, listing its modules; an arrow from each importing room to
+    each room it imports."""
     lines = ["flowchart TD"]
-    by_package: dict[str, list[str]] = {}
-    for name in sorted(edges):
-        package = name if (ROOT / name.replace(".", "/")).is_dir() else name.rpartition(".")[0]
-        by_package.setdefault(package or name, []).append(name)
-    for package, members in sorted(by_package.items()):
-        lines.append(f"  subgraph {node_id(package)}_pkg [{package}]")
-        lines += [f"    {node_id(m)}[{m.rpartition('.')[2] if m != package else m}]"
-                  for m in members]
-        lines.append("  end")
-    for source in sorted(edges):
-        lines += [f"  {node_id(source)} --> {node_id(target)}" for target in sorted(edges[source])]
+    for room, names in sorted(room_modules(edges).items()):
+        label = f"{room} (ground)" if is_ground(room) else room
+        lines.append(f'  {node_id(room)}["<b>{label}</b><br/>{", ".join(names)}"]')
+    for source, targets in sorted(rooms(edges).items()):
+        lines += [f"  {node_id(source)} --> {node_id(target)}" for target in sorted(targets)]
     return "\n".join(lines)
+
+
+def room_table(edges: Graph) -> str:
+    """Floor, modules and purpose of each room, top floor first."""
+    heights = room_floors(edges)
+    modules = room_modules(edges)
+    rows = ["| room | floor | modules | what it is for |", "|---|---:|---:|---|"]
+    for room in sorted(modules, key=lambda r: (-heights.get(r, 0), r)):
+        rows.append(f"| `{room}` | {heights.get(room, 0)} | {len(modules[room])} | "
+                    f"{purpose(room)} |")
+    return "\n".join(rows)
 
 
 def figures(edges: Graph) -> str:
     """One line of figures under the picture."""
-    heights = floors(edges)
+    heights = room_floors(edges)
     tallest = max(heights, key=lambda name: (heights[name], name))
     loops = cycles(edges)
     loop_text = "; ".join(" <-> ".join(group) for group in loops) or "none"
     crossing = sorted(f"{s} -> {t}" for s, targets in edges.items() for t in targets
                       if s.startswith("engine") and t.startswith("bridge"))
-    return (f"{len(edges)} modules, {sum(len(t) for t in edges.values())} imports between them; "
-            f"engine imports bridge: {', '.join(crossing) or 'never'}; cycles: {loop_text}; "
-            f"floors: {heights[tallest]} (the tallest: {tallest}).")
+    return (f"{len(edges)} modules in {len(rooms(edges))} rooms, "
+            f"{sum(len(t) for t in edges.values())} imports between them; "
+            f"engine imports bridge: {', '.join(crossing) or 'never'}; "
+            f"the ground imports a room: {', '.join(ground_climbing(edges)) or 'never'}; "
+            f"cycles: {loop_text}; floors: {heights[tallest]} (the top: {tallest}).")
 
 
 def picture(edges: Graph) -> str:
     """The block that docs/development.md holds, markers included."""
-    return f"{BEGIN}\n```mermaid\n{mermaid(edges)}\n```\n\n{figures(edges)}\n{END}"
+    return (f"{BEGIN}\n```mermaid\n{mermaid(edges)}\n```\n\n{room_table(edges)}\n\n"
+            f"{figures(edges)}\n{END}")
 
 
 def with_picture(text: str, block: str) -> str:

@@ -17,9 +17,9 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     import torch
 
-    from engine.checkpoint import save_checkpoint
-    from engine.model import build_model, model_config
-    from engine.tokenizer import CharTokenizer
+    from engine.models.checkpoint import save_checkpoint
+    from engine.models.model import build_model, model_config
+    from engine.models.tokenizer import CharTokenizer
 
     torch.manual_seed(0)
     tokenizer = CharTokenizer()
@@ -34,7 +34,7 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_engine(model_path: Path):
     """The Engine over `model_path`, on the CPU."""
-    from engine.continuation import Engine
+    from engine.models.continuation import Engine
 
     return Engine.load(str(model_path), device="cpu")
 
@@ -43,7 +43,7 @@ def tiny_engine(model_path: Path):
 def segue_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """A private $SEGUE_HOME for one test file, its canonical cache of the file's `LIMIT`
     corpus tunes made once (a file uses it with `pytestmark = usefixtures("segue_home")`)."""
-    from engine.dataset import load_corpus
+    from engine.training.dataset import load_corpus
 
     home = tmp_path_factory.mktemp("segue-home")
     with pytest.MonkeyPatch.context() as patch:
@@ -53,7 +53,7 @@ def segue_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 
 def serving(model: Path | str) -> Iterator[str]:
-    """`segue serve` (bridge.server over a Worker, HTTP and OSC) with `model`; its HTTP URL."""
+    """`segue serve` (bridge.service.server over a Worker, HTTP and OSC) with `model`; its URL."""
     from server_helpers import running_server
 
     with running_server(model) as running:
@@ -69,6 +69,6 @@ def tiny_url(model_path: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def shipped_url() -> Iterator[str]:
     """A server with the shipped model, for one test module: what a musician gets."""
-    from engine.checkpoint import DEFAULT_MODEL
+    from engine.models.checkpoint import DEFAULT_MODEL
 
     yield from serving(DEFAULT_MODEL)

@@ -164,7 +164,7 @@ def musicxml_document() -> str:
     """A small MusicXML document (2 bars, 2 parts) written by music21."""
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-    from engine.music import parse_abc
+    from engine.abc.music import parse_abc
 
     tune = ("X:1\nM:4/4\nL:1/8\nK:G\nV:1\nGABc d2B2|c2A2 B2G2|\nV:2\nG,4 D,4|E,4 G,4|\n")
     return GeneralObjectExporter(parse_abc(tune)).parse().decode("utf-8")

@@ -26,12 +26,12 @@ import mido
 import pytest
 from server_helpers import check_bars
 
-from bridge import sysex
-from bridge.clock import CHANGE_TICKS
-from bridge.events import score_to_events
-from bridge.midi_ports import Input, quiet_stderr, realtime_priority
-from bridge.player import timed_notes
-from engine.music import parse_abc
+from bridge.midi import sysex
+from bridge.midi.clock import CHANGE_TICKS
+from bridge.midi.player import timed_notes
+from bridge.midi.ports import Input, quiet_stderr, realtime_priority
+from engine.abc.events import score_to_events
+from engine.abc.music import parse_abc
 
 ROOT = Path(__file__).resolve().parent.parent
 BARS = 2  # of each answer in `call_and_response`
@@ -235,7 +235,7 @@ class Host:
     @property
     def heard(self) -> list[Heard]:
         """What came from Segue, with arrival times placed by every message so far: a new
-        port's first few reads place them less well (bridge.midi_ports.ArrivalTimes)."""
+        port's first few reads place them less well (bridge.midi.ports.ArrivalTimes)."""
         offset = self.inp.arrival.offset if self.received else 0.0
         return [Heard(source + offset, message) for source, message in list(self.received)]
 
@@ -403,7 +403,7 @@ def call_and_response(segue: SegueProcess, bpm: float, meter: str, end: str = "t
     """`play_and_check` on a new host; again (up to ATTEMPTS in all) if its timing failed and
     JACK had xruns meanwhile (JACK loses or repeats the MIDI events of a late client: a lost
     clock tick puts Segue a 24th of a beat behind). Neither Segue nor this host runs Python on
-    JACK's thread (bridge.midi_ports.Input), but a machine that stalls (a busy or virtual one)
+    JACK's thread (bridge.midi.ports.Input), but a machine that stalls (a busy or virtual one)
     still makes JACK's clients late now and then. What Segue wrote (the bars it printed) is never
     excused; a note heard missing, repeated or left sounding only as timing is (LostMidiError)."""
     for _ in range(ATTEMPTS - 1):
@@ -539,7 +539,7 @@ def play_and_check(host: Host, segue: SegueProcess, bpm: float, meter: str,
 def change_allowance(host: Host, changed_at: float, beat: float) -> float:
     """Seconds a note at `beat` may be off for a tempo change at `changed_at`. Segue hears of a
     change only from the clock's ticks, and sees it once CHANGE_TICKS of them have left its
-    line (bridge/clock.py): until then, and for the note due as the last of them comes, it
+    line (bridge/midi/clock.py): until then, and for the note due as the last of them comes, it
     plays at the old tempo. So a note up to CHANGE_TICKS + 1 ticks after the change may be off
     by that many ticks' change of length; every other note is held to the usual bound."""
     ticks = CHANGE_TICKS + 1

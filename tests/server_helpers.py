@@ -20,10 +20,10 @@ from typing import Any
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 
-from bridge.server import Server
-from bridge.worker import Worker
-from engine.abc2midi import abc2midi_errors  # noqa: F401  (the tests import it from here)
-from engine.abc_text import split_head
+from bridge.service.server import Server
+from bridge.service.worker import Worker
+from engine.abc.text import split_head
+from engine.study.abc2midi import abc2midi_errors  # noqa: F401  (the tests import it from here)
 
 PROMPT = "X:1\nM:3/4\nL:1/8\nK:Eb\nE2G2B2|e4 d2|c2B2G2|B6|\n"
 EVENTS = {  # 3/4, three flats, two staves, a chord, a rest and a tie

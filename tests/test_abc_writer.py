@@ -11,9 +11,9 @@ import pytest
 from music21 import bar, chord, corpus, key, meter, note, spanner, stream, tempo
 from server_helpers import abc2midi_errors
 
-from engine.abc_writer import write_abc
-from engine.corpus import iter_tunes, roundtrip_report
-from engine.music import note_events, parse_abc
+from engine.abc.music import note_events, parse_abc
+from engine.abc.writer import write_abc
+from engine.training.corpus import iter_tunes, roundtrip_report
 
 ROUNDTRIP_SAMPLE = 500  # tunes, evenly spaced through the corpus
 ABC2MIDI_SAMPLE = 150
@@ -56,7 +56,7 @@ def test_musicxml_to_abc_to_musicxml_keeps_notes(name: str, tmp_path: Path):
     reread = parse_abc(text)
     musicxml = tmp_path / "again.musicxml"
     reread.write("musicxml", fp=str(musicxml))
-    from engine.music import read_score
+    from engine.abc.music import read_score
 
     assert note_events(read_score(musicxml)) == note_events(original)
 

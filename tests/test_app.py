@@ -29,7 +29,7 @@ from midi_helpers import (
 )
 
 from engine import __version__
-from engine.checkpoint import DEFAULT_MODEL
+from engine.models.checkpoint import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "dist" / "segue" / ("segue.exe" if os.name == "nt" else "segue")
@@ -74,7 +74,7 @@ def test_continue_a_tune_with_the_model_inside(tmp_path: Path) -> None:
                  "-o", str(tmp_path / "next.musicxml"), home=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"({DEFAULT_MODEL} on cpu)" in result.stderr
-    from engine.music import read_score
+    from engine.abc.music import read_score
 
     assert len(read_score(tmp_path / "next.musicxml").parts[0].getElementsByClass(
         "Measure")) == 2

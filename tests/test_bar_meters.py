@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from server_helpers import bar_lines, call, running_server
 
-from engine.continuation import Engine, Sampling, plan_segments
+from engine.abc.music import parse_abc
 from engine.errors import SegueError
-from engine.music import parse_abc
+from engine.models.continuation import Engine, Sampling, plan_segments
 
 FOUR_FOUR = "X:1\nM:4/4\nL:1/8\nK:G\nGABc d2B2|c2A2 B2G2|\n"
 TWO_VOICES = "X:1\nM:3/4\nL:1/8\nK:G\nV:1\nB2d2g2|f4 e2|\nV:2\nG,4 D,2|D,6|\n"

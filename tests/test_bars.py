@@ -1,4 +1,4 @@
-"""The bar-exact grammar (engine/bars.py) on its own: whatever a model picks among the allowed
+"""The bar-exact grammar (engine/abc/bars.py) on its own: whatever a model picks among the allowed
 characters, the bars come out whole and abc2midi finds every tie's note; ties only to the same
 pitch; chord symbols in the normalized spelling; `Z` only where several voices are written."""
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.bars import BarState, bar_units, grid_for, key_alters
-from engine.tokenizer import ALPHABET
+from engine.abc.bars import BarState, bar_units, grid_for, key_alters
+from engine.models.tokenizer import ALPHABET
 
 CASES = [  # meter, L, key; the bar in unit notes follows
     ("4/4", "1/8", "C"), ("3/4", "1/8", "Bb"), ("6/8", "1/8", "F#m"), ("2/4", "1/16", "ADor"),

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
-from engine.bench import QUICK, BenchConfig, bench
 from engine.errors import SegueError
+from engine.study.bench import QUICK, BenchConfig, bench
 
 LIMIT = 30
 PRESETS = ["gpt2-6m", "mamba-6m"]
@@ -91,7 +91,7 @@ def test_bad_settings_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_busy_machine_warns(tmp_path: Path, capsys: pytest.CaptureFixture,
                             monkeypatch: pytest.MonkeyPatch) -> None:
     for load, warned in ((64.0, True), (0.0, False)):
-        monkeypatch.setattr("engine.bench.load_average", lambda load=load: load)
+        monkeypatch.setattr("engine.study.bench.load_average", lambda load=load: load)
         assert main(["bench", "--threads", "2", "--device", "cpu", "--steps", "0",
                      "--out", str(tmp_path)]) == 1  # stops at the check, after the warning
         assert ("the machine is busy (load average 64.0" in capsys.readouterr().err) == warned

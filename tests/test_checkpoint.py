@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.errors import SegueError
+from engine.models.checkpoint import load_checkpoint, save_checkpoint
 
 SLOW_SAVE = """
 import sys, time
-import engine.checkpoint as checkpoint
-from engine.model import build_model, model_config
-from engine.tokenizer import CharTokenizer
+import engine.models.checkpoint as checkpoint
+from engine.models.model import build_model, model_config
+from engine.models.tokenizer import CharTokenizer
 
 checkpoint.fsync_folder = lambda folder: time.sleep(600)  # stuck in the middle of saving
 spec = model_config(None, architecture="gpt2", layers=1, width=32, heads=2, vocab_size=96)
@@ -33,8 +33,8 @@ checkpoint.save_checkpoint(sys.argv[1], build_model(spec), CharTokenizer(),
 
 
 def tiny_checkpoint(folder: Path, **extra: object) -> Path:
-    from engine.model import build_model, model_config
-    from engine.tokenizer import CharTokenizer
+    from engine.models.model import build_model, model_config
+    from engine.models.tokenizer import CharTokenizer
 
     spec = model_config(None, architecture="gpt2", layers=1, width=32, heads=2, vocab_size=96)
     return save_checkpoint(folder, build_model(spec), CharTokenizer(),
@@ -65,7 +65,7 @@ def test_a_killed_save_is_cleaned_up_by_the_next_save(tmp_path: Path) -> None:
 
 
 def test_a_killed_save_is_cleaned_up_on_resume(tmp_path: Path) -> None:
-    from engine.train import TrainConfig, resumed_config
+    from engine.training.train import TrainConfig, resumed_config
 
     run = tmp_path / "run"
     config = TrainConfig(out=str(run))

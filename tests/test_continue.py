@@ -16,10 +16,10 @@ import pytest
 from music21 import key, meter, stream
 from server_helpers import abc2midi_errors, check_bars
 
-from engine.bars import BarState
-from engine.continuation import Engine, Sampling
+from engine.abc.bars import BarState
+from engine.abc.music import parse_abc
 from engine.errors import SegueError
-from engine.music import parse_abc
+from engine.models.continuation import Engine, Sampling
 
 TUNES = {
     "2/4": "X:1\nM:2/4\nL:1/16\nK:A\nA2c2 e2a2|f4 e4|c2A2 B2c2|A8|\n",
@@ -145,7 +145,7 @@ def test_cli_prints_abc_and_writes_musicxml(model_path: Path, tmp_path: Path):
                       str(model_path), "-o", str(out))
     assert saved.returncode == 0, saved.stderr
     assert bar_lengths(printed.stdout) == [Fraction(3, 4)] * 4
-    from engine.music import note_events, read_score
+    from engine.abc.music import note_events, read_score
     assert note_events(read_score(out)) == note_events(parse_abc(printed.stdout))
 
 
@@ -160,9 +160,9 @@ def test_cli_continues_a_selection_of_a_musicxml_score(model_path: Path, tmp_pat
 
 
 def test_cli_says_which_path_a_mamba_model_runs_on(tmp_path: Path):
-    from engine.checkpoint import save_checkpoint
-    from engine.model import build_model, model_config
-    from engine.tokenizer import CharTokenizer
+    from engine.models.checkpoint import save_checkpoint
+    from engine.models.model import build_model, model_config
+    from engine.models.tokenizer import CharTokenizer
 
     tokenizer = CharTokenizer()
     config = model_config(architecture="mamba", vocab_size=tokenizer.vocab_size, layers=2,

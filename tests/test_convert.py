@@ -10,8 +10,8 @@ from pathlib import Path
 import mido
 import pytest
 
-from engine.abc_text import read_header
-from engine.music import note_events, parse_abc, read_score
+from engine.abc.music import note_events, parse_abc, read_score
+from engine.abc.text import read_header
 
 TUNE = "X:1\nM:6/8\nL:1/8\nK:Bb\nB2d fdB|c2e gec|d2f bfd|B3 B3|\n"
 TWO_TUNES = TUNE + "\nX:7\nM:2/4\nL:1/16\nK:E\nE2G2 B2e2|B4 E4|\n"

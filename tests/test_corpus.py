@@ -10,8 +10,8 @@ from collections import Counter
 from itertools import islice
 from pathlib import Path
 
-from engine.abc_text import normalize_tune
-from engine.corpus import SPLITS, iter_tunes, split_key, split_of
+from engine.abc.text import normalize_tune
+from engine.training.corpus import SPLITS, iter_tunes, split_key, split_of
 
 MESSY = """%abc-2.1
 X:12
@@ -71,14 +71,14 @@ def test_one_split_only(tmp_path: Path):
 
 def test_user_folders_take_abc_musicxml_and_midi(tmp_path: Path):
     (tmp_path / "set.abc").write_text(MESSY + "\nX:2\nK:D\nDEF|\n")
-    from engine.music import parse_abc, write_score
+    from engine.abc.music import parse_abc, write_score
     write_score(parse_abc("X:1\nM:3/4\nL:1/8\nK:F\nF2A2c2|f6|\n"), tmp_path / "waltz.musicxml")
     (tmp_path / "notes.txt").write_text("not music")
     tunes = list(iter_tunes([tmp_path], bundled=False))
     assert len(tunes) == 3
     [score] = [tune for tune in tunes if tune.path]
     assert score.path == str(tmp_path / "waltz.musicxml") and score.text == ""
-    from engine.dataset import canonicalize, job_of, texts_of
+    from engine.training.dataset import canonicalize, job_of, texts_of
     [result] = canonicalize([job_of(score)], workers=1, progress=False)
     assert "F2A2c2" in texts_of(result)[0].replace(" ", "")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import rtmidi
 from server_helpers import running_server
 
-from bridge.midi_ports import APIS
+from bridge.midi.ports import APIS
 
 
 def doctor(*args: str, home: Path) -> subprocess.CompletedProcess[str]:

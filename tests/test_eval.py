@@ -14,14 +14,15 @@ import pytest
 import torch
 
 from bridge.cli import main
-from engine.abc2midi import abc2midi_messages
-from engine.accompaniment_eval import cases_for, common_chords, figures_of
-from engine.checkpoint import read_config
-from engine.corpus import iter_tunes
-from engine.evaluate import SYSTEMS
-from engine.fill_eval import gap_of, join_interval
-from engine.infill_bits import fill_examples, infill_figures
-from engine.measures import (
+from engine.abc.music import parse_abc
+from engine.models.checkpoint import read_config
+from engine.models.tokenizer import CharTokenizer
+from engine.study.abc2midi import abc2midi_messages
+from engine.study.accompaniment_eval import cases_for, common_chords, figures_of
+from engine.study.evaluate import SYSTEMS
+from engine.study.fill_eval import gap_of, join_interval
+from engine.study.infill_bits import fill_examples, infill_figures
+from engine.study.measures import (
     bars_right,
     chord_agreement,
     chord_bars,
@@ -32,9 +33,8 @@ from engine.measures import (
     repetition,
     voice_means,
 )
-from engine.music import parse_abc
-from engine.ngram import NGram
-from engine.tokenizer import CharTokenizer
+from engine.study.ngram import NGram
+from engine.training.corpus import iter_tunes
 
 LIMIT = 30
 HEAD = "X:1\nM:4/4\nL:1/8\nK:G\n"

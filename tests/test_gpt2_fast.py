@@ -1,4 +1,4 @@
-"""The lean GPT-2 (engine.gpt2_fast) gives transformers' numbers on the same weights.
+"""The lean GPT-2 (engine.models.gpt2_fast) gives transformers' numbers on the same weights.
 
 transformers' `GPT2LMHeadModel` with its own cache is the reference throughout: logits of
 whole sequences, of a prompt followed by single steps and by several tokens at once, and the
@@ -18,14 +18,14 @@ import torch
 from decoder_helpers import assert_close, assert_same_logits
 from test_continue import TUNES, TWO_VOICES
 
-from engine import continuation
-from engine.cached_decoder import CachedDecoder
-from engine.checkpoint import load_checkpoint
-from engine.continuation import Engine, Sampling
-from engine.evaluate import bits_per_char
-from engine.gpt2_fast import GPT2, GPT2Decoder, supports
-from engine.lm import decoder_for, sequence_logits
-from engine.model import build_model, model_config
+from engine.models import continuation
+from engine.models.cached_decoder import CachedDecoder
+from engine.models.checkpoint import load_checkpoint
+from engine.models.continuation import Engine, Sampling
+from engine.models.gpt2_fast import GPT2, GPT2Decoder, supports
+from engine.models.lm import decoder_for, sequence_logits
+from engine.models.model import build_model, model_config
+from engine.study.evaluate import bits_per_char
 
 VOCAB = 96
 
@@ -150,7 +150,7 @@ def test_bits_per_char_the_same_on_both(pair) -> None:
 
 def test_inference_never_imports_transformers(model_path: Path) -> None:
     code = ("import sys\n"
-            "from engine.continuation import Engine, Sampling\n"
+            "from engine.models.continuation import Engine, Sampling\n"
             f"engine = Engine.load({str(model_path)!r}, device='cpu')\n"
             "engine.continue_abc('X:1\\nM:3/4\\nL:1/8\\nK:G\\nB2d2g2|f4 e2|\\n', 2, "
             "Sampling(seed=1))\n"

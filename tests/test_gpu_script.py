@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.checkpoint import load_checkpoint
+from engine.models.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 30

@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 from server_helpers import OscClient, abc2midi_errors, call, check_bars, running_server
 
-from engine.abc_layout import Layout
-from engine.abc_writer import write_abc
-from engine.continuation import Engine, Sampling
+from engine.abc.layout import Layout
+from engine.abc.music import note_events, parse_abc
+from engine.abc.windows import FILL_LINE, GAP_LINE, fill_example
+from engine.abc.writer import write_abc
 from engine.errors import SegueError
-from engine.infill import accompany_score, fill_plan, fill_score
-from engine.music import note_events, parse_abc
-from engine.windows import FILL_LINE, GAP_LINE, fill_example
+from engine.models.continuation import Engine, Sampling
+from engine.models.infill import accompany_score, fill_plan, fill_score
 
 SHIPPED = Path(__file__).resolve().parent.parent / "engine" / "checkpoints" / "segue-gpt2-6m"
 JIG = ("X:1\nT:A Jig\nM:6/8\nL:1/8\nK:D\n"
@@ -121,7 +121,7 @@ def test_fill_outside_the_score_names_the_gap(shipped: Engine, gap: tuple[int, i
 
 
 def test_a_fill_trained_model_reads_the_training_fill_format(shipped: Engine) -> None:
-    """The prompt is the start of the very example `engine.windows.fill_example` trains on:
+    """The prompt is the start of the very example `engine.abc.windows.fill_example` trains on:
     head, bars before, `%%segue gap N`, bars after, `%%segue fill`; and the answer is exact."""
     trained = Engine.__new__(Engine)
     trained.__dict__.update(shipped.__dict__, fill_trained=True)
@@ -221,7 +221,7 @@ def test_segue_fill_and_accompany_commands(tmp_path: Path, plain_model: Path) ->
     out = tmp_path / "duet.musicxml"
     added = run_segue("accompany", str(tune), "--add", "bass", "--seed", "2", "-o", str(out))
     assert added.returncode == 0, added.stderr
-    from engine.music import read_score
+    from engine.abc.music import read_score
 
     duet = read_score(str(out))
     assert len(duet.parts) == 2 and note_events(duet)[:1] == note_events(parse_abc(JIG))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from music21 import chord, harmony, meter, note, stream
 
-from engine.lead_sheet import Label, best_chord, lead_sheet
+from engine.abc.lead_sheet import Label, best_chord, lead_sheet
 
 # Half-bar chords of the accompaniment in 4/4, with the symbol a musician would write.
 PROGRESSION = [(["C3", "E4", "G4"], "C"), (["G2", "F4", "B4", "D5"], "G7"),

@@ -1,4 +1,4 @@
-"""The fast Mamba path (engine.mamba_fast) gives transformers' numbers on the same weights.
+"""The fast Mamba path (engine.models.mamba_fast) gives transformers' numbers on the same weights.
 
 transformers' own CPU fallback is the reference throughout: logits of whole sequences, of a
 prefill followed by recurrent steps, parameter gradients, generated tokens, and checkpoints
@@ -16,10 +16,10 @@ import torch
 from decoder_helpers import assert_close, assert_same_logits
 from transformers import MambaConfig, MambaForCausalLM
 
-from engine import mamba_fast
-from engine.cached_decoder import CachedDecoder
-from engine.lm import decoder_for
-from engine.mamba_fast import FastMambaMixer, MambaDecoder, accelerate, selective_scan
+from engine.models import mamba_fast
+from engine.models.cached_decoder import CachedDecoder
+from engine.models.lm import decoder_for
+from engine.models.mamba_fast import FastMambaMixer, MambaDecoder, accelerate, selective_scan
 
 VOCAB = 96
 LENGTHS = (1, 2, 5, 16, 37)  # the chunk below is 16 steps at batch 2: 37 = 2 chunks + 5
@@ -184,8 +184,8 @@ def test_generation_gives_identical_tokens(pair, temperature: float | None) -> N
 
 
 def test_checkpoints_load_unchanged_on_both_paths(pair, tmp_path) -> None:
-    from engine.checkpoint import load_weights, save_checkpoint
-    from engine.tokenizer import CharTokenizer
+    from engine.models.checkpoint import load_weights, save_checkpoint
+    from engine.models.tokenizer import CharTokenizer
 
     reference, fast = pair
     assert [(n, p.shape) for n, p in fast.state_dict().items()] == \
@@ -242,7 +242,7 @@ def test_kernels_chosen_on_cuda_only_when_installed(monkeypatch: pytest.MonkeyPa
 
 
 def test_presets_build_accelerated_models() -> None:
-    from engine.model import build_model, model_config
+    from engine.models.model import build_model, model_config
 
     model = build_model(model_config(architecture="mamba", vocab_size=VOCAB, layers=2, width=32))
     assert all(isinstance(block.mixer, FastMambaMixer) for block in model.backbone.layers)

@@ -46,12 +46,12 @@ from midi_helpers import (
     unpaired,
 )
 
-from bridge import sysex
-from bridge.clock import CHANGE_TICKS, Clock
-from bridge.midi import Bridge, Settings
-from bridge.midi_ports import ArrivalTimes, open_ports
-from engine.checkpoint import DEFAULT_MODEL
-from engine.music import note_events, parse_abc
+from bridge.midi import sysex
+from bridge.midi.call_response import Bridge, Settings
+from bridge.midi.clock import CHANGE_TICKS, Clock
+from bridge.midi.ports import ArrivalTimes, open_ports
+from engine.abc.music import note_events, parse_abc
+from engine.models.checkpoint import DEFAULT_MODEL
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """The MuseScore plug-in in a real MuseScore 3 (Debian's mscore3), against a real `segue serve`.
 
 mscore3 runs plugins/musescore/Segue.qml headless in batch mode (SEGUE_PLUGIN_BATCH): the
-plug-in selects bars, asks the server (what `segue serve` runs: bridge.server over a Worker,
+plug-in selects bars, asks the server (what `segue serve` runs: bridge.service.server over a Worker,
 here with a tiny random GPT-2) through a recording proxy, writes the answer into the score and
 saves it as MusicXML, which music21 reads back. A QML error leaves mscore3's exit status at 0,
 so every check is made on the files the plug-in writes.
@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from musescore_helpers import Recorder, free_port, recording
 
-from bridge.events import events_to_score, part_layout, tpc
 from bridge.launch import health
+from engine.abc.events import events_to_score, part_layout, tpc
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "plugins" / "musescore" / "Segue.qml"

@@ -22,8 +22,8 @@ from pythonosc.osc_server import BlockingOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
 from server_helpers import PROMPT, OscClient, check_bars, running_server
 
-from bridge.osc import OscServer
-from bridge.server import Server
+from bridge.service.osc import OscServer
+from bridge.service.server import Server
 from engine import __version__
 
 

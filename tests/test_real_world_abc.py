@@ -19,9 +19,9 @@ import pytest
 from music21 import harmony, key, meter, stream
 from server_helpers import check_bars
 
-from engine.abc_writer import write_abc
-from engine.continuation import Engine, Sampling
-from engine.music import chord_events, note_events, parse_abc, read_score
+from engine.abc.music import chord_events, note_events, parse_abc, read_score
+from engine.abc.writer import write_abc
+from engine.models.continuation import Engine, Sampling
 
 FIXTURES = Path(__file__).parent / "data" / "abc"
 # What each fixture holds, counted by hand: note heads (chord notes each, tied notes twice,
@@ -200,7 +200,7 @@ def test_cli_says_once_that_the_model_writes_no_chord_symbols(model_path: Path):
 
 
 def test_events_keep_tuplets_other_than_triplets_exactly():
-    from bridge.events import events_to_score, score_to_events
+    from engine.abc.events import events_to_score, score_to_events
 
     quintuplet = [(Fraction(i, 20), Fraction(1, 20), 60 + i) for i in range(5)]
     septuplet = [(Fraction(7 + i, 28), Fraction(1, 28), 70 + i) for i in range(7)]
@@ -215,7 +215,7 @@ def test_events_keep_tuplets_other_than_triplets_exactly():
 
 
 def test_events_carry_chord_symbols_both_ways():
-    from bridge.events import events_to_score, score_to_events
+    from engine.abc.events import events_to_score, score_to_events
     from engine.errors import SegueError
 
     events = {"time_signature": "3/4", "key": 1, "staves": [[

@@ -1,4 +1,4 @@
-"""The most recent bars of a prompt, cut on its text (engine/recent.py, bridge/events.py):
+"""The most recent bars of a prompt, cut on its text (engine/abc/recent.py, engine/abc/events.py):
 the notes kept are the last bars' notes, and what is in force where the cut falls comes
 along."""
 
@@ -8,11 +8,11 @@ from fractions import Fraction
 
 import pytest
 
-from bridge.events import recent_events
+from engine.abc.events import recent_events
+from engine.abc.limits import TooLarge, check_events
+from engine.abc.music import note_events, parse_abc
+from engine.abc.recent import recent_abc, recent_musicxml
 from engine.errors import SegueError
-from engine.limits import TooLarge, check_events
-from engine.music import note_events, parse_abc
-from engine.recent import recent_abc, recent_musicxml
 
 
 def last_bars(score, bars: int) -> list[list[tuple[Fraction, Fraction, int]]]:
@@ -91,7 +91,7 @@ def test_musicxml_keeps_the_chosen_part_and_bars() -> None:
     from music21 import corpus
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-    from engine.music import parse_musicxml
+    from engine.abc.music import parse_musicxml
 
     document = GeneralObjectExporter(corpus.parse("bach/bwv66.6")).parse().decode("utf-8")
     cut = parse_musicxml(recent_musicxml(document, part="Alto", measures=(3, 6), bars=2))

@@ -31,7 +31,7 @@ from server_helpers import (
     wait_idle,
 )
 
-from bridge.server import Server
+from bridge.service.server import Server
 
 HEAD = "X:1\nM:4/4\nL:1/8\nK:C\n"
 ONE_BAR = {"abc": "X:1\nM:4/4\nL:1/8\nK:G\nGABc d2B2|\n", "bars": 1, "seed": 1}
@@ -189,8 +189,8 @@ def test_long_music_is_read_from_its_recent_bars(server: Server) -> None:
 
 def test_a_cut_keeps_what_is_in_force(server: Server) -> None:
     """A MusicXML cut keeps the key and meter set in bars it leaves out."""
-    from engine.music import parse_musicxml
-    from engine.recent import recent_musicxml
+    from engine.abc.music import parse_musicxml
+    from engine.abc.recent import recent_musicxml
 
     document = musicxml_parts(1, 60).replace(
         "<fifths>0</fifths>", "<fifths>3</fifths>").replace("<beats>4<", "<beats>3<").replace(
@@ -434,7 +434,7 @@ def test_slow_senders_are_cut_off_and_do_not_lock_others_out(server: Server) -> 
     most its share of the connections, and health and a continuation from here are served."""
     import socket
 
-    from bridge.server import MAX_PER_ADDRESS
+    from bridge.service.server import MAX_PER_ADDRESS
 
     server.http.request_time_s = 3.0
     slow = [socket.create_connection(("127.0.0.1", server.http_port), timeout=30,
@@ -475,7 +475,7 @@ def test_health_is_answered_at_the_connection_cap(server: Server) -> None:
     answered; a continuation gets 503 busy with Retry-After instead of waiting."""
     import socket
 
-    from bridge.server import MAX_PER_ADDRESS
+    from bridge.service.server import MAX_PER_ADDRESS
 
     held = [socket.create_connection(("127.0.0.1", server.http_port), timeout=30)
             for _ in range(MAX_PER_ADDRESS)]

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
-from engine.checkpoint import DEFAULT_SAMPLING, read_config, write_sampling_defaults
-from engine.continuation import Engine, Sampling
 from engine.errors import SegueError
+from engine.models.checkpoint import DEFAULT_SAMPLING, read_config, write_sampling_defaults
+from engine.models.continuation import Engine, Sampling
 
 TUNE = "X:1\nM:4/4\nL:1/8\nK:G\nGABc d2B2 | c2A2 B2G2 |\n"
 

@@ -27,8 +27,8 @@ from server_helpers import (
     running_server,
 )
 
-from bridge.server import Server
-from engine.music import parse_musicxml
+from bridge.service.server import Server
+from engine.abc.music import parse_musicxml
 
 ABC_4_4 = "X:1\nM:4/4\nL:1/8\nK:G\nGABc d2B2|c2A2 B2G2|\n"
 ABC_6_8 = "X:1\nM:6/8\nL:1/8\nK:D\nA2F D2F|A2d f2d|\n"
@@ -119,7 +119,7 @@ def test_a_selection_outside_the_score_names_the_field(server: Server) -> None:
 def test_an_answer_of_rests_alone_comes_back_in_every_form() -> None:
     """The model may answer a bar of rests in every voice (`Z`). The 10,000-request soak had 5
     valid requests answered 422 "no notes" for it; a silent answer is an answer."""
-    from bridge.api import parse_request, prepare, render
+    from bridge.service.api import parse_request, prepare, render
 
     silent = "X:1\nM:3/4\nL:1/8\nV:1 clef=treble\nV:2 clef=bass\nK:Eb\nV:1\nZ |\nV:2\nZ |]\n"
     for form, music in (("events", EVENTS), ("musicxml", musicxml_document())):
@@ -174,8 +174,8 @@ def test_models_by_name_in_a_small_cache(server: Server, model_path: Path, tmp_p
 def test_a_request_reads_the_models_on_disk_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Naming a model resolves it, finds its folder and its sampling: one look at the disk
     (`list_models`), trusted for CATALOGUE_S seconds, then read again."""
-    import engine.checkpoint
-    from bridge import worker as worker_module
+    import engine.models.checkpoint
+    from bridge.service import worker as worker_module
 
     reads: list[float] = []
 
@@ -183,7 +183,7 @@ def test_a_request_reads_the_models_on_disk_once(monkeypatch: pytest.MonkeyPatch
         reads.append(time.monotonic())
         return [{"name": "alt", "path": "/models/alt", "sampling": {"temperature": 0.9}}]
 
-    monkeypatch.setattr(engine.checkpoint, "list_models", list_models)
+    monkeypatch.setattr(engine.models.checkpoint, "list_models", list_models)
     worker = worker_module.Worker("segue-gpt2-6m")  # not started: no process runs
     worker.default_name, worker.default_info = "segue-gpt2-6m", {"name": "segue-gpt2-6m"}
     assert worker.resolve("alt") == "alt" and worker.model_path("alt") == "/models/alt"
@@ -255,7 +255,7 @@ def test_bad_requests_are_refused_clearly(server: Server, body: Any, status: int
 def test_a_file_path_is_never_read(server: Server, tmp_path: Path) -> None:
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-    from engine.music import parse_abc
+    from engine.abc.music import parse_abc
 
     path = tmp_path / "real.musicxml"
     path.write_bytes(GeneralObjectExporter(parse_abc(ABC_4_4)).parse())

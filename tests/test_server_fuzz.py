@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pythonosc.osc_message_builder import build_msg
 from server_helpers import PROMPT, OscClient, call, check_bars, check_events, running_server
 
-from bridge.server import Server
+from bridge.service.server import Server
 
 FIELDS = ["events", "musicxml", "abc", "part", "measures", "bars", "temperature", "top_p",
           "top_k", "seed", "variations", "model"]

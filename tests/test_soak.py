@@ -23,7 +23,7 @@ from server_helpers import (
     wait_idle,
 )
 
-from bridge.server import Server
+from bridge.service.server import Server
 
 BATCHES, SIZE, VALID_EVERY = 8, 12, 4
 

@@ -7,10 +7,10 @@ from fractions import Fraction
 
 import torch
 
-from engine.bars import BarState
-from engine.continuation import FINISHING
-from engine.token_masks import TokenMasks
-from engine.tokenizer import CharTokenizer
+from engine.abc.bars import BarState
+from engine.abc.token_masks import TokenMasks
+from engine.models.continuation import FINISHING
+from engine.models.tokenizer import CharTokenizer
 
 ALPHABET = tuple(CharTokenizer().token_text)
 FINISHING_TOKENS = torch.tensor([ch in FINISHING for ch in ALPHABET])

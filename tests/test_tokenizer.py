@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.dataset import TUNE_SEPARATOR, token_array
+from engine.abc.text import TUNE_SEPARATOR
 from engine.errors import SegueError
-from engine.tokenizer import CharTokenizer
+from engine.models.tokenizer import CharTokenizer
+from engine.training.dataset import token_array
 
 
 def test_letters_outside_ascii_are_folded_to_their_base_letters():

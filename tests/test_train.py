@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import (
+from engine.abc.text import TUNE_SEPARATOR
+from engine.errors import SegueError
+from engine.models.checkpoint import (
     STATE_FILE,
     WEIGHTS_FILE,
     list_models,
@@ -24,12 +26,11 @@ from engine.checkpoint import (
     resolve_model,
     save_checkpoint,
 )
-from engine.continuation import Engine
-from engine.dataset import TUNE_SEPARATOR, load_corpus, token_array
-from engine.errors import SegueError
-from engine.model import build_model, count_parameters, model_config
-from engine.tokenizer import CharTokenizer
-from engine.train import TrainConfig, train
+from engine.models.continuation import Engine
+from engine.models.model import build_model, count_parameters, model_config
+from engine.models.tokenizer import CharTokenizer
+from engine.training.dataset import load_corpus, token_array
+from engine.training.train import TrainConfig, train
 
 LIMIT = 30  # training tunes (and 4 validation tunes): enough to see the loss fall
 TINY = ["--architecture", "gpt2", "--layers", "2", "--width", "32", "--heads", "2",
@@ -198,7 +199,7 @@ def test_damaged_or_missing_checkpoints_are_clear_errors(tmp_path: Path):
 
 def test_the_cli_names_every_preset():
     from bridge.cli import PRESET_NAMES
-    from engine.model import PRESETS
+    from engine.models.model import PRESETS
 
     assert set(PRESET_NAMES) == set(PRESETS)
 
@@ -274,7 +275,7 @@ def test_a_resumed_run_trains_on_the_data_it_began_with(tmp_path: Path, monkeypa
     def corpus_again(*args, **kwargs):
         raise AssertionError("a resumed run must not read the corpus again")
 
-    monkeypatch.setattr("engine.train.load_corpus", corpus_again)
+    monkeypatch.setattr("engine.training.train.load_corpus", corpus_again)
     train(tiny(tmp_path / "kept", steps=20), {"steps"}, resume=True)
     assert (run / "data" / "train.npy").read_bytes() == saved
     assert max(r["step"] for r in metrics(run)) == 20

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 import re
 
-from engine.abc_layout import Layout
-from engine.windows import FILL_LINE, fill_example, training_texts, windows
+from engine.abc.layout import Layout
+from engine.abc.windows import FILL_LINE, fill_example, training_texts, windows
 
 QUARTET = """X:1
 T:A piece

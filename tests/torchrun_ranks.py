@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
-import engine.train
+import engine.training.train
 from bridge.cli import main
 
 built: list[torch.nn.Module] = []
-build_model = engine.train.build_model
+build_model = engine.training.train.build_model
 
 
 def build_and_keep(config: dict[str, Any]) -> torch.nn.Module:
@@ -27,7 +27,7 @@ def build_and_keep(config: dict[str, Any]) -> torch.nn.Module:
 
 
 if __name__ == "__main__":
-    engine.train.build_model = build_and_keep
+    engine.training.train.build_model = build_and_keep
     status = main(sys.argv[2:])
     [model] = built
     weights = {name: value.detach().cpu() for name, value in model.state_dict().items()}

@@ -33,7 +33,7 @@ COMMANDS = {
     "doctor": "doctor",
 }
 
-# The model presets (engine.model.PRESETS), named here so that `--help` need not import torch.
+# The model presets (engine.models.model.PRESETS), named here: `--help` need not import torch.
 PRESET_NAMES = ("gpt2-6m", "gpt2-60m", "mamba-6m", "mamba-60m")
 
 EPILOG = """\

@@ -50,13 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.music import format_of
+    from engine.abc.music import format_of
 
     if args.output:
         format_of(args.output)
     score = read_selection(args)
 
-    from engine.infill import accompany_score
+    from engine.models.infill import accompany_score
 
     sampling = sampling_of(args)
     engine = load_engine(args)

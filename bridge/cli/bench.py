@@ -73,8 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from engine.bench import QUICK, BenchConfig, bench, load_average
-    from engine.checkpoint import pick_device
+    from engine.models.checkpoint import pick_device
+    from engine.study.bench import QUICK, BenchConfig, bench, load_average
 
     cores, load = os.cpu_count() or 1, load_average()
     idle = max(1, cores - round(load or 0))

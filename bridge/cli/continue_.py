@@ -28,7 +28,7 @@ from bridge.cli import show_engine_notices
 from bridge.cli.convert import add_selection_arguments, read_selection
 
 if TYPE_CHECKING:  # torch and music21 load only when a command runs
-    from engine.continuation import Engine, Sampling
+    from engine.models.continuation import Engine, Sampling
 
 SUMMARY = "continue a tune (ABC, MusicXML, MIDI) by N bars with the model"
 
@@ -75,7 +75,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def sampling_of(args: argparse.Namespace) -> Sampling:
     """The engine's Sampling for the --temperature, --top-p, --top-k and --seed given, checked
     before the model loads (unset values: the model's own)."""
-    from engine.continuation import Sampling
+    from engine.models.continuation import Sampling
 
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                         seed=args.seed)
@@ -85,7 +85,7 @@ def sampling_of(args: argparse.Namespace) -> Sampling:
 
 def load_engine(args: argparse.Namespace) -> Engine:
     """The model named by --model on --device, after the engine's notices (the Mamba path)."""
-    from engine.continuation import Engine
+    from engine.models.continuation import Engine
 
     show_engine_notices()
     return Engine.load(args.model, device=args.device)
@@ -119,8 +119,8 @@ def chord_symbol_count(score: Any) -> int:
 def write_texts(texts: list[str], output: str | None) -> None:
     """Answers (ABC tunes) to standard output, or to `output` in the format its extension
     names: one ABC file of tunes X:1..X:K, or K numbered files of another format."""
+    from engine.abc.music import format_of, parse_abc, write_score
     from engine.files import write_text_atomic
-    from engine.music import format_of, parse_abc, write_score
 
     texts = [text.replace("X:1\n", f"X:{i + 1}\n", 1) for i, text in enumerate(texts)]
     if not output:
@@ -134,7 +134,7 @@ def write_texts(texts: list[str], output: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.music import format_of
+    from engine.abc.music import format_of
 
     if args.output:
         format_of(args.output)

@@ -45,8 +45,8 @@ def read_selection(args: argparse.Namespace) -> stream.Score:
     """The score of `args.input` (- = ABC from standard input) with --part/--measures/--tune."""
     import sys
 
-    from engine.limits import check_abc
-    from engine.music import choose_tune, parse_abc, parse_measures, read_score, select
+    from engine.abc.limits import check_abc
+    from engine.abc.music import choose_tune, parse_abc, parse_measures, read_score, select
 
     if args.input == "-":  # text, never a path; held to the server's limits
         text = choose_tune(sys.stdin.read(), args.tune)
@@ -61,7 +61,7 @@ def read_selection(args: argparse.Namespace) -> stream.Score:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from engine.music import format_of, write_score
+    from engine.abc.music import format_of, write_score
 
     format_of(args.output)  # an unknown output extension fails before any work
     write_score(read_selection(args), args.output)

@@ -48,9 +48,9 @@ def fixed_sample(items: list, size: int | None) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.corpus import corpus_stats, iter_tunes, roundtrip_report
-    from engine.dataset import canonicalize, job_of, texts_of
     from engine.errors import SegueError
+    from engine.training.corpus import corpus_stats, iter_tunes, roundtrip_report
+    from engine.training.dataset import canonicalize, job_of, texts_of
 
     if not (args.stats or args.roundtrip):
         raise SegueError("say what to do: --stats, --roundtrip, or both")

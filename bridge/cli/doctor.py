@@ -64,8 +64,8 @@ def model_checks(model: str | None, device: str) -> list[Check]:
     """Load the model, write one bar with it, and say on which device."""
     import torch
 
-    from engine.continuation import Engine
     from engine.errors import SegueError
+    from engine.models.continuation import Engine
 
     checks = []
     start = time.perf_counter()
@@ -97,7 +97,7 @@ def midi_checks() -> list[Check]:
     """Every MIDI API python-rtmidi has here, and the ports each one sees."""
     import rtmidi
 
-    from bridge.midi_ports import APIS, list_ports, resolve_api
+    from bridge.midi.ports import APIS, list_ports, resolve_api
     from engine.errors import SegueError
 
     compiled = set(rtmidi.get_compiled_api())

@@ -70,8 +70,8 @@ SUMMARY = "measure a model on held-out music against n-gram and repeat baselines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from engine.eval_sets import SETS
-    from engine.sampling_grid import TEMPERATURES, TOP_PS
+    from engine.study.eval_sets import SETS
+    from engine.study.sampling_grid import TEMPERATURES, TOP_PS
 
     parser.add_argument("--model", help="model name or checkpoint folder (default: shipped)")
     parser.add_argument("--set", dest="sets", action="append", choices=SETS,
@@ -128,9 +128,9 @@ def floats(text: str) -> tuple[float, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.continuation import Sampling
-    from engine.evaluate import EvalConfig, evaluate
-    from engine.sampling_grid import sampling_grid
+    from engine.models.continuation import Sampling
+    from engine.study.evaluate import EvalConfig, evaluate
+    from engine.study.sampling_grid import sampling_grid
 
     if args.write and not args.grid:
         raise SegueError("--write records what --grid chose: give --grid too")

@@ -50,14 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.music import format_of, parse_measures
+    from engine.abc.music import format_of, parse_measures
 
     if args.output:
         format_of(args.output)
     gap = parse_measures(args.measures)
     score = read_whole(args)
 
-    from engine.infill import fill_score
+    from engine.models.infill import fill_score
 
     sampling = sampling_of(args)
     engine = load_engine(args)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
 def read_whole(args: argparse.Namespace) -> stream.Score:
     """The score of `args.input` (- = ABC from standard input), every bar, --tune chosen."""
-    from engine.music import choose_tune, parse_abc, read_score
+    from engine.abc.music import choose_tune, parse_abc, read_score
 
     if args.input == "-":
         return parse_abc(choose_tune(sys.stdin.read(), args.tune))

@@ -93,8 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check(args: argparse.Namespace) -> Any:
     """The Settings the arguments ask for; SegueError for values out of range."""
-    from bridge.clock import parse_meter
-    from bridge.midi import Settings, parse_key
+    from bridge.midi.call_response import Settings, parse_key
+    from bridge.midi.clock import parse_meter
     from engine.errors import SegueError
     from engine.settings import MIDI_MAX_BARS
 
@@ -144,7 +144,7 @@ def check(args: argparse.Namespace) -> Any:
 
 def print_ports(api: str) -> None:
     """Print the ports Segue can listen on and answer on."""
-    from bridge.midi_ports import list_ports, resolve_api
+    from bridge.midi.ports import list_ports, resolve_api
 
     inputs, outputs = list_ports(api)
     print(f"MIDI ports ({resolve_api(api)}):")
@@ -185,13 +185,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     settings = check(args)
 
-    from bridge.clock import Clock, parse_meter
-    from bridge.composer import ComposerProcess
-    from bridge.midi import Bridge, answer_kind
-    from bridge.midi_ports import open_ports, realtime_priority, resolve_api
+    from bridge.midi.call_response import Bridge, answer_kind
+    from bridge.midi.clock import Clock, parse_meter
+    from bridge.midi.composer import ComposerProcess
+    from bridge.midi.ports import open_ports, realtime_priority, resolve_api
 
     # The player and the input threads must get the interpreter quickly: switch threads every
-    # 0.5 ms rather than every 5 ms. The model runs in a process of its own (bridge/composer.py).
+    # 0.5 ms rather than every 5 ms. The model runs in a process of its own
+    # (bridge/midi/composer.py).
     sys.setswitchinterval(0.0005)
     say = lambda text: print(text, flush=True)  # noqa: E731
     composer = ComposerProcess(args.model, args.device)

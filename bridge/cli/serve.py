@@ -32,7 +32,7 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bridge.server import Server
+    from bridge.service.server import Server
 
 SUMMARY = "serve the HTTP (MuseScore) and OSC APIs on this machine"
 
@@ -84,8 +84,8 @@ def detach(args: argparse.Namespace) -> int:
     """--detach: start the server in the background; the last line on stdout says how it
     went (a program that started the command reads it)."""
     from bridge.launch import LOCAL, health, start_in_background
-    from engine.dataset import segue_home
     from engine.errors import SegueError
+    from engine.home import segue_home
 
     log = segue_home() / "serve.log"
     try:
@@ -108,8 +108,8 @@ def detach(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from bridge.logs import Formatter
     from bridge.processes import tame_allocator
-    from bridge.server import Server
-    from bridge.worker import Worker
+    from bridge.service.server import Server
+    from bridge.service.worker import Worker
     from engine.errors import SegueError
 
     for port in (args.port, args.osc_port):

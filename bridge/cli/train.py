@@ -34,7 +34,7 @@ from bridge.cli import PRESET_NAMES, show_engine_notices
 
 SUMMARY = "train a model on the bundled corpus and/or your own folders of tunes"
 
-# Options that map onto engine.train.TrainConfig fields of the same name (dest).
+# Options that map onto engine.training.train.TrainConfig fields of the same name (dest).
 CONFIG_OPTIONS = ("preset", "architecture", "layers", "width", "heads", "dropout", "data",
                   "limit_tunes", "augment", "fill", "block_size", "batch_size", "steps",
                   "minutes", "lr", "warmup", "weight_decay", "grad_clip", "eval_every",
@@ -105,9 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.dataset import segue_home
     from engine.errors import SegueError
-    from engine.train import TrainConfig, train
+    from engine.home import segue_home
+    from engine.training.train import TrainConfig, train
 
     given = {name for name in (*CONFIG_OPTIONS, "bundled", "progress")
              if getattr(args, name) is not None}

@@ -10,7 +10,7 @@ whole setup.
 
 What it does, over MIDI only (FL's Python has no sockets, threads or dependable files):
 - sends FL's tempo, time signature and song position to the bridge as SysEx, when they change
-  and about once a second (the protocol: bridge/sysex.py in Segue's repository);
+  and about once a second (the protocol: bridge/midi/sysex.py in Segue's repository);
 - a pad or key set below asks Segue for an answer now (CONTINUE), another for another take
   (FL gives a script only its own inputs' messages: give the keyboard's input this controller
   type and the same port number too; all else passes on to FL);
@@ -35,7 +35,7 @@ AGAIN_CC = 25  # a Control Change that asks for another take of the last phrase;
 DENOMINATOR = 4  # FL's API gives the beats in a bar but not their note value: 4 = quarters
 HEARTBEAT = 50  # OnIdle calls (about 20 ms each) between repeats of tempo, meter, position
 
-# -- the SysEx protocol (bridge/sysex.py) --------------------------------------------------------
+# -- the SysEx protocol (bridge/midi/sysex.py) ---------------------------------------------
 HEADER = [0xF0, 0x7D, 0x53, 0x47]  # non-commercial manufacturer ID, then "SG"
 TEMPO, METER, POSITION = 0x01, 0x02, 0x03
 CONTINUE, AGAIN = 0x10, 0x11

@@ -1,0 +1,1 @@
+"""The engine as a service: worker processes with time limits, and the HTTP and OSC servers."""

@@ -1,0 +1,1 @@
+"""ABC notation: reading and writing it, its bar grammar, and the forms that become it."""

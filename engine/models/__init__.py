@@ -1,0 +1,1 @@
+"""The language models: their networks, checkpoints, tokenizer, and writing music with them."""

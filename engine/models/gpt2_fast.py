@@ -1,0 +1,263 @@
+"""GPT-2 for inference in plain PyTorch: a checkpoint's weights without transformers.
+
+transformers' `GPT2LMHeadModel` is the model Segue trains. Using it for inference costs more
+than its arithmetic: importing transformers takes seconds of CPU when `segue continue` starts,
+and its module, mask and cache machinery made a token of the 6.9M default model cost 3.4-4.0 ms
+on one thread of a busy 2-core machine, where this module's step takes 2.1-2.4 ms (most of it
+the matrix products, reading 25 MB of weights). This module computes the same numbers from
+the same weights without either:
+
+- `GPT2`: the model as a plain `torch.nn.Module` whose parameters have transformers' names and
+  shapes (Conv1D weights stored input-major, the output layer tied to the token embedding), so
+  a checkpoint's model.safetensors loads into it as it is. `forward(ids)` gives the logits at
+  every position (for evaluation); nothing here trains.
+- `GPT2Decoder`: incremental decoding, the interface of `engine.models.lm.CachedDecoder`. `prefill`
+  reads a batch of prompts with causal attention and keeps every layer's keys and values in
+  one preallocated buffer; `step` writes one token's key and value in place and attends over
+  the buffer, in about sixteen tensor operations a layer; `extend` reads several tokens in one
+  pass (forced text, such as a voice given note for note, costs about one step). It runs on
+  this module's `GPT2` and on transformers' own `GPT2LMHeadModel` alike (the same parameter
+  names).
+
+The architecture is what Segue's checkpoints describe (engine.models.model.hf_config): transformers'
+GPT-2 defaults, that is layer norm epsilon 1e-5, the tanh GELU ("gelu_new"), attention scaled
+by 1/sqrt(head size), an inner width of 4 x width. `supports` says whether a transformers model
+is of that kind.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EPS = 1e-5  # GPT2Config.layer_norm_epsilon, kept by every Segue model
+
+
+class Conv1D(nn.Module):
+    """transformers' Conv1D: a linear layer whose weight is stored (inputs, outputs)."""
+
+    def __init__(self, inputs: int, outputs: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(inputs, outputs))
+        self.bias = nn.Parameter(torch.empty(outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)
+        return flat.view(*x.shape[:-1], -1)
+
+
+def _module(**children: nn.Module) -> nn.Module:
+    """A bare module holding `children` under their names (the layout of parameter names)."""
+    module = nn.Module()
+    for name, child in children.items():
+        module.add_module(name, child)
+    return module
+
+
+def _block(width: int) -> nn.Module:
+    return _module(ln_1=nn.LayerNorm(width, eps=EPS),
+                   attn=_module(c_attn=Conv1D(width, 3 * width), c_proj=Conv1D(width, width)),
+                   ln_2=nn.LayerNorm(width, eps=EPS),
+                   mlp=_module(c_fc=Conv1D(width, 4 * width), c_proj=Conv1D(4 * width, width)))
+
+
+class GPT2(nn.Module):
+    """GPT-2 with a language-model head, built from a Segue model description (engine.models.model).
+
+    Parameters are left uninitialised: load a checkpoint's weights into them
+    (`engine.models.checkpoint.load_weights`).
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        width, vocab = int(config["width"]), int(config["vocab_size"])
+        self.heads = int(config["heads"])
+        if width % self.heads:
+            raise ValueError(f"width {width} is not divisible by {self.heads} heads")
+        wte = nn.Embedding(vocab, width, _weight=torch.empty(vocab, width))
+        self.transformer = _module(
+            wte=wte,
+            wpe=nn.Embedding(int(config["positions"]), width,
+                             _weight=torch.empty(int(config["positions"]), width)),
+            h=nn.ModuleList(_block(width) for _ in range(int(config["layers"]))),
+            ln_f=nn.LayerNorm(width, eps=EPS),
+        )
+        self.lm_head = nn.Linear(width, vocab, bias=False, device="meta")
+        self.lm_head.weight = wte.weight  # tied, as in transformers
+
+    @torch.inference_mode()
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """The next-token logits at every position of a batch of sequences (B, T) -> (B, T, V)."""
+        weights = Weights.of(self)
+        hidden = weights.embed(ids, 0)
+        for layer in weights.layers:
+            hidden = _sequence_block(layer, hidden, weights.heads)
+        return weights.logits(hidden)
+
+
+class _Layer(NamedTuple):
+    """One block's weights. Conv1D weights are (inputs, outputs): x @ weight + bias."""
+
+    ln_1: torch.Tensor
+    ln_1_bias: torch.Tensor
+    qkv: torch.Tensor
+    qkv_bias: torch.Tensor
+    proj: torch.Tensor
+    proj_bias: torch.Tensor
+    ln_2: torch.Tensor
+    ln_2_bias: torch.Tensor
+    fc: torch.Tensor
+    fc_bias: torch.Tensor
+    out: torch.Tensor
+    out_bias: torch.Tensor
+
+    @classmethod
+    def of(cls, block: Any) -> _Layer:
+        attn, mlp = block.attn, block.mlp
+        return cls(block.ln_1.weight, block.ln_1.bias, attn.c_attn.weight, attn.c_attn.bias,
+                   attn.c_proj.weight, attn.c_proj.bias, block.ln_2.weight, block.ln_2.bias,
+                   mlp.c_fc.weight, mlp.c_fc.bias, mlp.c_proj.weight, mlp.c_proj.bias)
+
+
+class Weights(NamedTuple):
+    """A GPT-2's weights, gathered once per prompt so that a step does no module lookups."""
+
+    tokens: torch.Tensor  # wte, also the output layer
+    positions: torch.Tensor  # wpe
+    ln_f: torch.Tensor
+    ln_f_bias: torch.Tensor
+    layers: list[_Layer]
+    heads: int
+
+    @classmethod
+    def of(cls, model: nn.Module) -> Weights:
+        """The weights of this module's `GPT2` or of transformers' `GPT2LMHeadModel`."""
+        found: Any = model
+        heads = found.heads if isinstance(model, GPT2) else found.config.n_head
+        body = found.transformer
+        return cls(body.wte.weight, body.wpe.weight, body.ln_f.weight, body.ln_f.bias,
+                   [_Layer.of(block) for block in body.h], int(heads))
+
+    def embed(self, ids: torch.Tensor, start: int) -> torch.Tensor:
+        """Token plus position embeddings for ids (B, T) placed from position `start`."""
+        end = start + ids.shape[-1]
+        if end > self.positions.shape[0]:
+            raise ValueError(f"position {end - 1} is beyond the model's "
+                             f"{self.positions.shape[0]} positions")
+        return F.embedding(ids, self.tokens) + self.positions[start:end]
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        hidden = F.layer_norm(hidden, hidden.shape[-1:], self.ln_f, self.ln_f_bias, EPS)
+        return F.linear(hidden, self.tokens).float()
+
+
+def _sequence_block(layer: _Layer, hidden: torch.Tensor, heads: int,
+                    cache: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+    """One block over new tokens (B, T, C) at positions start.. (causal attention).
+
+    cache: the layer's keys and values (B, 2, heads, positions, head size): the new ones are
+    written into it and attention also reads the `start` before them. None: a whole sequence.
+    """
+    batch, steps, width = hidden.shape
+    x = F.layer_norm(hidden, (width,), layer.ln_1, layer.ln_1_bias, EPS)
+    qkv = torch.addmm(layer.qkv_bias, x.view(batch * steps, width), layer.qkv)
+    q, k, v = qkv.view(batch, steps, 3, heads, width // heads).permute(2, 0, 3, 1, 4).unbind(0)
+    if cache is not None:
+        end = start + steps
+        cache[:, 0, :, start:end] = k
+        cache[:, 1, :, start:end] = v
+        k, v = cache[:, 0, :, :end], cache[:, 1, :, :end]
+    if start == 0:
+        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    else:  # query i sees keys up to start + i
+        mask = torch.ones(steps, start + steps, dtype=torch.bool, device=q.device).tril(start)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    attended = attended.transpose(1, 2).reshape(batch * steps, width)
+    hidden = torch.addmm(layer.proj_bias, attended, layer.proj).view(batch, steps, width) + hidden
+    x = F.layer_norm(hidden, (width,), layer.ln_2, layer.ln_2_bias, EPS)
+    x = F.gelu(torch.addmm(layer.fc_bias, x.view(batch * steps, width), layer.fc),
+               approximate="tanh")
+    return torch.addmm(layer.out_bias, x, layer.out).view(batch, steps, width) + hidden
+
+
+def supports(model: nn.Module) -> bool:
+    """Whether `GPT2Decoder` computes exactly what `model` computes (this module's GPT2, or a
+    transformers GPT-2 with the defaults Segue's models keep)."""
+    if isinstance(model, GPT2):
+        return True
+    config: Any = getattr(model, "config", None)
+    if getattr(config, "model_type", None) != "gpt2":
+        return False
+    return bool(config.activation_function == "gelu_new" and config.scale_attn_weights
+                and not config.scale_attn_by_inverse_layer_idx
+                and not config.reorder_and_upcast_attn and not config.add_cross_attention
+                and config.n_inner in (None, 4 * config.n_embd)
+                and config.layer_norm_epsilon == EPS)
+
+
+class GPT2Decoder:
+    """Incremental decoding for a GPT-2 (`GPT2` or transformers' `GPT2LMHeadModel`).
+
+    Keys and values live in one buffer (batch, 2, heads, positions, head size) per layer,
+    allocated by `prefill` (positions: the model's) and kept for the next prompt of the same
+    batch size; `step` and `extend` write into it at the next positions.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.weights = Weights.of(model)
+        self.caches: list[torch.Tensor] = []
+        self.length = 0
+
+    @torch.inference_mode()
+    def prefill(self, ids: torch.Tensor) -> torch.Tensor:
+        """Read a batch of prompts (B, T); return the logits for the next token (B, V)."""
+        self.weights = weights = Weights.of(self.model)  # the model may have moved
+        positions, width = weights.positions.shape
+        shape = (ids.shape[0], 2, weights.heads, positions, width // weights.heads)
+        if not self.caches or self.caches[0].shape != shape or \
+                self.caches[0].device != weights.tokens.device:
+            self.caches = [weights.tokens.new_empty(shape) for _ in weights.layers]
+        self.length = 0
+        return self.extend(ids)
+
+    @torch.inference_mode()
+    def extend(self, ids: torch.Tensor) -> torch.Tensor:
+        """Feed several tokens per sequence (B, T) at once; return the logits after the last
+        (B, V). The same numbers as T steps, for about the cost of one."""
+        weights, start = self.weights, self.length
+        hidden = weights.embed(ids, start)
+        for layer, cache in zip(weights.layers, self.caches, strict=True):
+            hidden = _sequence_block(layer, hidden, weights.heads, cache, start)
+        self.length = start + ids.shape[1]
+        return weights.logits(hidden[:, -1])
+
+    @torch.inference_mode()
+    def step(self, ids: torch.Tensor) -> torch.Tensor:
+        """Feed one token per sequence (B,); return the logits for the next token (B, V)."""
+        weights, position = self.weights, self.length
+        hidden = weights.embed(ids[:, None], position)[:, 0]
+        batch, width = hidden.shape
+        heads = weights.heads
+        size = width // heads
+        end = position + 1
+        for layer, cache in zip(weights.layers, self.caches, strict=True):
+            x = F.layer_norm(hidden, (width,), layer.ln_1, layer.ln_1_bias, EPS)
+            qkv = torch.addmm(layer.qkv_bias, x, layer.qkv)
+            cache[:, :, :, position].copy_(qkv.view(batch, 3, heads, size)[:, 1:])
+            attended = F.scaled_dot_product_attention(
+                qkv[:, :width].view(batch, heads, 1, size), cache[:, 0, :, :end],
+                cache[:, 1, :, :end])
+            hidden = torch.addmm(layer.proj_bias, attended.view(batch, width),
+                                 layer.proj).add_(hidden)
+            x = F.layer_norm(hidden, (width,), layer.ln_2, layer.ln_2_bias, EPS)
+            x = F.gelu(torch.addmm(layer.fc_bias, x, layer.fc), approximate="tanh")
+            hidden = torch.addmm(layer.out_bias, x, layer.out).add_(hidden)
+        self.length = end
+        return weights.logits(hidden)
+
+
+__all__ = ["GPT2", "GPT2Decoder", "Weights", "supports"]

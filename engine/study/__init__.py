@@ -1,0 +1,1 @@
+"""Measuring the models: evaluation sets, musical measures, baselines, reports and benchmarks."""

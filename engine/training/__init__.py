@@ -1,0 +1,1 @@
+"""Training: the corpus, its splits and token arrays, and the training loop."""

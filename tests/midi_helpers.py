@@ -217,7 +217,7 @@ class Host:
             self.out = backend.open_output(jack_port(self.segue.input, outputs=True))
             self.inp = Input("jack", jack_port(self.segue.output, outputs=False),
                              client="test-host")
-        self.inp.handle = self.hear
+        self.inp.callback = self.hear
         self.lock = threading.Lock()
         # The timeline: from beat `beat` on, beat `beat` is at `time` and a beat lasts `spb`.
         self.segments: list[tuple[float, float, float]] = [(0.0, 0.0, 0.5)]
@@ -229,7 +229,7 @@ class Host:
         self.count = itertools.count()
         self.tick_lateness: list[float] = []
 
-    def hear(self, message: Any, t: float) -> None:
+    def hear(self, message: Any) -> None:
         self.received.append((self.inp.arrival.source_time, message))
 
     @property

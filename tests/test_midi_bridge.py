@@ -49,7 +49,7 @@ from midi_helpers import (
 from bridge.midi import sysex
 from bridge.midi.call_response import Bridge, Settings
 from bridge.midi.clock import CHANGE_TICKS, Clock
-from bridge.midi.ports import ArrivalTimes, open_ports
+from bridge.midi.ports import ArrivalTimes, Input, Output, open_ports
 from engine.abc.music import note_events, parse_abc
 from engine.models.checkpoint import DEFAULT_MODEL
 
@@ -318,7 +318,7 @@ def test_chord_symbols_play_on_their_own_channel(jack: None) -> None:
     settings = Settings(bars=2, trigger_cc=TRIGGER_CC, chords_channel=2,
                         latency=PERIOD / RATE)
     bridge = Bridge(outport, Clock(), Answers(), settings, say=ports.lines.append)
-    inport.handle = bridge.on_message
+    inport.callback = bridge.on_message
     stop = threading.Event()
     running = threading.Thread(target=bridge.run, args=(stop,))
     running.start()
@@ -457,6 +457,29 @@ def test_latency_sends_every_note_early(jack: None, model_path: Path) -> None:
     finally:
         segue.stop()
     assert -30 < statistics.median(figures["errors_ms"]) < -20, figures
+
+
+def test_segues_two_ports_share_one_interface(jack: None) -> None:
+    """Output sends, Input hands each message to its callback with its arrival time; both have a
+    name, close once (a second close does nothing) and close at the end of a `with` block."""
+    heard: list[mido.Message] = []
+    with Output("jack", "ports-test-out", virtual=True) as out:
+        with Input("jack", jack_port("ports-test-out", outputs=False),
+                   callback=heard.append) as inp:
+            before = time.perf_counter()
+            out.send(mido.Message("note_on", note=60, velocity=90))
+            out.send(mido.Message("control_change", control=21, value=5))
+            deadline = time.monotonic() + 5
+            while len(heard) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert [m.type for m in heard] == ["note_on", "control_change"]
+            assert heard[0].note == 60 and heard[1].value == 5
+            assert all(before <= m.time <= time.perf_counter() for m in heard)
+            assert inp.name.endswith("ports-test-out") and not inp.closed
+        assert inp.closed
+        inp.close()  # again: nothing happens
+    assert out.closed and out.name == "ports-test-out"
+    out.send(mido.Message("note_off", note=60))  # a closed output drops what it is sent
 
 
 def test_arrival_times_leave_out_the_reading_delay() -> None:

@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
     # lock must never wait for an ordinary thread that the system has put aside.
     realtime_priority()
     try:
-        inport.handle = bridge.on_message
+        inport.callback = bridge.on_message
         say(f"ports: input {inport.name!r}, output {outport.name!r} ({resolve_api(args.api)})")
         if settings.add:
             say(answer_kind(settings))

@@ -126,11 +126,11 @@ class Bridge:
         self.answer_beats: tuple[float | None, float] | None = None
 
     # -- the input thread ---------------------------------------------------------------
-    def on_message(self, message: Any, t: float) -> None:
-        """Take one message from the input port and the time it arrived (on its reading
-        thread)."""
+    def on_message(self, message: Any) -> None:
+        """Take one message from the input port, its `time` the time it arrived (on the port's
+        reading thread)."""
         try:
-            self.dispatch(message, t)
+            self.dispatch(message, message.time)
         except Exception:  # no message, however odd, may stop the bridge
             log.exception("could not handle %r", message)
 

@@ -1,4 +1,4 @@
-"""MIDI ports through mido's rtmidi backend: pick an API, list ports, open Segue's two ports.
+"""MIDI ports through python-rtmidi, in mido's terms: pick an API, list ports, open two ports.
 
 On macOS and Linux Segue makes virtual ports that DAWs see as devices named after them
 (`--input "Segue In"` is a port the DAW sends to, `--output "Segue Out"` one it receives
@@ -11,7 +11,9 @@ The APIs: auto (the platform's usual one; on Linux ALSA, or JACK where ALSA's se
 missing), alsa, jack, coremidi, winmm. Failures to reach the MIDI system become a
 `SegueError` that says what to do.
 
-Input is read by `Input`, from a thread of Segue's own, never in rtmidi's callback: see there.
+Both directions are `Port`s, in the spirit of mido's: `Input` passes each message to its
+`callback` (read by a thread of Segue's own, never in rtmidi's callback: see there), `Output`
+`send`s them.
 """
 
 from __future__ import annotations
@@ -158,8 +160,50 @@ class ArrivalTimes:
         return min(self.offsets)
 
 
-class Input:
-    """An input port whose messages a thread of Segue's own reads and passes to `handle`.
+class Port:
+    """What Segue's two MIDI ports share, as mido's ports have it: a `name`, `closed`, `close()`
+    (a second call does nothing) and `with`.
+
+    Both are rtmidi ports, opened the same way: the existing port `name` of the MIDI system
+    `api` (alsa, jack, coremidi, winmm), or a virtual port of that name; `client` is the name
+    the MIDI system shows for us.
+    """
+
+    def __init__(self, rtmidi_class: str, api: str, name: str, *, virtual: bool,
+                 client: str, **options: Any) -> None:
+        import rtmidi
+
+        rtapi = getattr(rtmidi, f"API_{APIS[api]}")
+        if rtapi not in rtmidi.get_compiled_api():
+            raise ValueError(f"{api} is not compiled in")
+        self.rt = getattr(rtmidi, rtmidi_class)(rtapi, name=client, **options)
+        try:
+            if virtual:
+                self.rt.open_virtual_port(name)
+            else:
+                self.rt.open_port(self.rt.get_ports().index(name))
+        except BaseException:
+            self.rt.delete()
+            raise
+        self.name = name
+        self.closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.rt.close_port()
+            self.rt.delete()
+
+    def __enter__(self) -> Port:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Input(Port):
+    """An input port whose messages a thread of Segue's own reads and passes to `callback`,
+    each a mido message whose `time` is when it arrived (a `time.perf_counter` time).
 
     rtmidi would call Python on the MIDI system's thread, which under JACK is the real-time
     thread that must finish each period's work in time. Python there first waits for the
@@ -170,29 +214,15 @@ class Input:
     """
 
     def __init__(self, api: str, name: str, *, virtual: bool = False,
-                 client: str = CLIENT_NAME) -> None:
-        """Open the port `name` of the MIDI system `api` (alsa, jack, coremidi, winmm), or make
-        a virtual port of that name; `client` is the name the MIDI system shows for us.
-        Messages go to `handle` once it is set; those before are dropped."""
-        import rtmidi
-
-        rtapi = getattr(rtmidi, f"API_{APIS[api]}")
-        if rtapi not in rtmidi.get_compiled_api():
-            raise ValueError(f"{api} is not compiled in")
-        self.rt = rtmidi.MidiIn(rtapi, name=client, queue_size_limit=QUEUE)
-        try:
-            if virtual:
-                self.rt.open_virtual_port(name)
-            else:
-                self.rt.open_port(self.rt.get_ports().index(name))
-            self.rt.ignore_types(sysex=False, timing=False, active_sense=True)
-        except BaseException:
-            self.rt.delete()
-            raise
-        self.name = name
-        self.handle: Callable[[Any, float], None] | None = None
+                 client: str = CLIENT_NAME,
+                 callback: Callable[[Any], None] | None = None) -> None:
+        """Messages go to `callback` once it is set; those before are dropped."""
+        super().__init__("MidiIn", api, name, virtual=virtual, client=client,
+                         queue_size_limit=QUEUE)
+        self.rt.ignore_types(sysex=False, timing=False, active_sense=True)
+        self.callback = callback
         self.arrival = ArrivalTimes()
-        self.closed = threading.Event()
+        self.stopping = threading.Event()
         self.reader = threading.Thread(target=self.read, name="segue-midi-in", daemon=True)
         self.reader.start()
 
@@ -201,29 +231,43 @@ class Input:
         import mido
 
         realtime_priority()
-        while not self.closed.is_set():
+        while not self.stopping.is_set():
             got = self.rt.get_message()
             if got is None:
                 time.sleep(READ_EVERY)
                 continue
             data, delta = got
-            t = self.arrival(delta, time.perf_counter())
+            arrived = self.arrival(delta, time.perf_counter())
             try:
-                message = mido.Message.from_bytes(data)
+                message = mido.Message.from_bytes(data, time=arrived)
             except ValueError:  # not a MIDI message: junk is dropped
                 continue
-            if self.handle is not None:
-                self.handle(message, t)
+            if self.callback is not None:
+                self.callback(message)
 
     def close(self) -> None:
-        self.closed.set()
-        self.reader.join(timeout=5)
-        self.rt.close_port()
-        self.rt.delete()
+        self.stopping.set()
+        if self.reader.is_alive():
+            self.reader.join(timeout=5)
+        super().close()
 
 
-def open_ports(input_name: str, output_name: str, api: str = "auto") -> tuple[Input, Any]:
-    """Open Segue's input (an `Input`: set its `handle`) and its output (a mido port).
+class Output(Port):
+    """An output port: `send` a mido message, from any thread."""
+
+    def __init__(self, api: str, name: str, *, virtual: bool = False,
+                 client: str = CLIENT_NAME) -> None:
+        super().__init__("MidiOut", api, name, virtual=virtual, client=client)
+        self.lock = threading.Lock()
+
+    def send(self, message: Any) -> None:
+        with self.lock:
+            if not self.closed:
+                self.rt.send_message(message.bytes())
+
+
+def open_ports(input_name: str, output_name: str, api: str = "auto") -> tuple[Input, Output]:
+    """Open Segue's input (set its `callback`) and its output.
 
     A name that is an existing port's (exactly, or as its only match on WinMM) opens that
     port: a loopback port, an IAC bus, a keyboard. Any other name makes a virtual port, where
@@ -231,19 +275,18 @@ def open_ports(input_name: str, output_name: str, api: str = "auto") -> tuple[In
     """
     api_name = resolve_api(api)
     with midi_system(api):
-        midi = backend(api)
+        names = backend(api)
 
-        def port(name: str, names: list[str], kind: str) -> str | None:
+        def port(name: str, known: list[str], kind: str) -> str | None:
             if api_name == "winmm":
-                return find_port(name, names, kind)
-            return name if name in names else None
+                return find_port(name, known, kind)
+            return name if name in known else None
 
-        found = port(input_name, midi.get_input_names(), "input")
+        found = port(input_name, names.get_input_names(), "input")
         inport = Input(api_name, found or input_name, virtual=found is None)
         try:
-            found = port(output_name, midi.get_output_names(), "output")
-            outport = (midi.open_output(found) if found else
-                       midi.open_output(output_name, client_name=CLIENT_NAME))
+            found = port(output_name, names.get_output_names(), "output")
+            outport = Output(api_name, found or output_name, virtual=found is None)
         except BaseException:
             inport.close()
             raise

@@ -1,10 +1,9 @@
 """`python -m bridge` is the `segue` command."""
 
 import multiprocessing
-import sys
 
-from bridge.cli import main
+from bridge.cli import entry
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()  # the packaged app's worker processes start here
-    sys.exit(main())
+    entry()

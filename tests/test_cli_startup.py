@@ -59,3 +59,38 @@ def test_early_errors_import_nothing_heavy(args: list[str], message: str,
     assert (status, modules) == (1, [])
     assert message in stderr
     assert not (tmp_path / "out.xyz").exists()
+
+
+TEARDOWN_PROBE = """
+import atexit, sys
+atexit.register(lambda: print("interpreter torn down", file=sys.stderr))
+sys.argv = ["segue", *sys.argv[1:]]
+from bridge.cli import entry
+entry()
+"""
+
+
+def test_one_shot_commands_leave_at_once_with_their_output_whole(model_path: Path,
+                                                                 tmp_path: Path) -> None:
+    """`segue continue` ends its process without the interpreter's teardown (0.5 s with torch
+    loaded), yet what it printed into a pipe and the file it wrote are whole; a command that is
+    not one-shot exits the usual way."""
+    tune = tmp_path / "tune.abc"
+    tune.write_text("X:1\nM:4/4\nL:1/8\nK:D\nd2fd A2FA|d2fd a2fd|e2ge B2GB|e2ge c2Ac|\n")
+    printed = subprocess.run(
+        [sys.executable, "-c", TEARDOWN_PROBE, "continue", str(tune), "--bars", "2",
+         "--seed", "1", "--model", str(model_path)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert "interpreter torn down" not in printed.stderr
+    assert printed.stdout.startswith("X:1\n") and printed.stdout.endswith("]\n")
+    assert "segue: 1 x 2 bars in" in printed.stderr
+    written = subprocess.run(
+        [sys.executable, "-c", TEARDOWN_PROBE, "continue", str(tune), "--bars", "2",
+         "--seed", "1", "--model", str(model_path), "-o", str(tmp_path / "next.musicxml")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert written.returncode == 0, written.stderr
+    assert (tmp_path / "next.musicxml").read_text().rstrip().endswith("</score-partwise>")
+    listed = subprocess.run([sys.executable, "-c", TEARDOWN_PROBE, "doctor", "--help"],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert listed.returncode == 0 and "interpreter torn down" in listed.stderr

@@ -28,6 +28,7 @@ import argparse
 
 from bridge.cli.continue_ import (
     add_model_arguments,
+    add_output_argument,
     add_sampling_arguments,
     finish,
     load_engine,
@@ -42,8 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="the music to accompany (.abc, .musicxml, .mxl, .mid, -)")
     parser.add_argument("--add", choices=("bass", "voice", "chords"), required=True,
                         help="the part to write: bass, voice (a second melody) or chords")
-    parser.add_argument("-o", "--output", metavar="OUT",
-                        help="write here (format from the extension) instead of printing ABC")
+    add_output_argument(parser)
     add_selection_arguments(parser)
     add_sampling_arguments(parser)
     add_model_arguments(parser)

@@ -36,13 +36,18 @@ SUMMARY = "continue a tune (ABC, MusicXML, MIDI) by N bars with the model"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="the tune to continue (.abc, .musicxml, .mxl, .mid, or -)")
     parser.add_argument("--bars", type=int, default=8, help="how many bars to add (default 8)")
-    parser.add_argument("-o", "--output", metavar="OUT",
-                        help="write here (format from the extension) instead of printing ABC")
+    add_output_argument(parser)
     parser.add_argument("--with-prompt", action="store_true",
                         help="write the prompt and its continuation as one piece")
     add_selection_arguments(parser)
     add_sampling_arguments(parser)
     add_model_arguments(parser)
+
+
+def add_output_argument(parser: argparse.ArgumentParser) -> None:
+    """-o/--output (continue, fill, accompany)."""
+    parser.add_argument("-o", "--output", metavar="OUT",
+                        help="write here (format from the extension) instead of printing ABC")
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,8 +3,8 @@
 The input is ABC, MusicXML or MIDI (- reads ABC from standard input). Bars are numbered as in
 the score (a pickup is bar 0, as in `segue continue`); the bars named are replaced in every
 voice by exactly as many new bars, in the meter and key in force there, and the answer is the
-whole piece. A model trained with fill-in-the-middle windows reads the bars on both sides of
-the gap; other models (the bundled one today) write the gap from the bars before it only.
+whole piece. A model trained with fill-in-the-middle windows (the bundled one is) reads the
+bars on both sides of the gap; other models write the gap from the bars before it only.
 Without -o the ABC goes to standard output; with -o the format follows the extension.
 
 examples:
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from bridge.cli.continue_ import (
     add_model_arguments,
+    add_output_argument,
     add_sampling_arguments,
     finish,
     load_engine,
@@ -41,8 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="the tune (.abc, .musicxml, .mxl, .mid, or -)")
     parser.add_argument("--measures", metavar="M-N", required=True,
                         help="the bars to write anew (numbered as in the score; pickup = 0)")
-    parser.add_argument("-o", "--output", metavar="OUT",
-                        help="write here (format from the extension) instead of printing ABC")
+    add_output_argument(parser)
     parser.add_argument("--tune", metavar="X",
                         help="in an ABC file of several tunes, the one whose X: field is X")
     add_sampling_arguments(parser)

@@ -1,6 +1,6 @@
 """The bar-exact grammar (engine/abc/bars.py) on its own: whatever a model picks among the allowed
-characters, the bars come out whole and abc2midi finds every tie's note; ties only to the same
-pitch; chord symbols in the normalized spelling; `Z` only where several voices are written."""
+characters, the bars come out whole, abc2midi finds every tie's note and every triplet's notes
+are of one length; ties only to the same pitch; chord symbols in the normalized spelling; `Z` only where several voices are written."""
 
 from __future__ import annotations
 
@@ -56,8 +56,8 @@ def abc2midi_messages(tune: str) -> list[str]:
         done = subprocess.run(["abc2midi", str(source), "-o", str(Path(folder) / "t.mid")],
                               capture_output=True, text=True, timeout=60)
     return [line for line in (done.stdout + done.stderr).splitlines()
-            if ("Error" in line or "Warning" in line) and ("tie" in line.lower()
-                                                           or "bar" in line.lower())]
+            if ("Error" in line or "Warning" in line)
+            and any(word in line.lower() for word in ("tie", "bar", "tuple"))]
 
 
 @pytest.mark.parametrize(("meter", "unit", "key"), CASES)
@@ -88,6 +88,17 @@ def test_an_unfinished_bar_is_completed_first(time: Fraction):
 ])
 def test_a_tie_leads_only_to_the_same_pitch(text: str, allowed: bool):
     """In C major: an accidental holds to the bar line, and a doubled chord note is refused."""
+    result = write(text, state("4/4", "1/8", "C", 2, chord_symbols=True))
+    assert (result is not None) == allowed, text
+
+
+@pytest.mark.parametrize(("text", "allowed"), [
+    ("(3ABc", True), ("(3A2B2c2", True), ("(3A/B/c/", True), ("(3A2Bc", False),
+    ("(3AB2", False), ("(3A[CE]c", False), ("(3zAB", True),
+    ("(3AB/", False), ("(3ABc (3d2e2", True),
+])
+def test_a_triplets_notes_have_one_length(text: str, allowed: bool):
+    """abc2midi warns of a triplet of notes of different lengths: the grammar writes none."""
     result = write(text, state("4/4", "1/8", "C", 2, chord_symbols=True))
     assert (result is not None) == allowed, text
 

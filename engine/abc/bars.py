@@ -10,8 +10,9 @@ number of bars asked for, each exactly as long as the meter says, and no retry i
 Lengths are counted in unit notes (the tune's `L:`). The dialect the model may write here is
 what `engine.abc.writer` writes for one voice, less what a continuation does not need: notes
 with accidentals and octave marks, rests `z`, chords `[CEG]`, ties `-` (only to the same pitch,
-or the same chord notes, in the next event), triplets `(3`, grace notes `{g}`, chord symbols in
-the normalized spelling of `engine.abc.chord_symbols` (when the model knows them), multi-bar rests
+or the same chord notes, in the next event), triplets `(3` (three notes or rests of one plain
+value, no chord: what abc2midi reads without a warning), grace notes `{g}`, chord symbols in the normalized
+spelling of `engine.abc.chord_symbols` (when the model knows them), multi-bar rests
 `Z`, `Z3` (in the segments of a several-voice answer), spaces between beats, plain bar lines
 `|` and a line break after a bar line. Meter, key and voice changes, repeats and endings are
 not generated.
@@ -101,13 +102,17 @@ def length_prefixes(grid: Fraction) -> dict[str, tuple[Fraction, ...]]:
 
 
 @lru_cache(maxsize=16_384)
-def can_finish(bar: Fraction, time: Fraction, triplet_left: int, grid: Fraction) -> bool:
-    """Whether a bar at `time`, with `triplet_left` notes of an open triplet, can end exactly."""
+def can_finish(bar: Fraction, time: Fraction, triplet_left: int, grid: Fraction,
+               triplet_value: Fraction = Fraction(0)) -> bool:
+    """Whether a bar at `time`, with `triplet_left` notes of an open triplet, can end exactly;
+    `triplet_value` is the written value of the triplet's notes once its first is written."""
     if time > bar:
         return False
     if triplet_left == 0:
         return (bar - time) % grid == 0
-    return any(can_finish(bar, time + value * TRIPLET, triplet_left - 1, grid)
+    if triplet_value:
+        return can_finish(bar, time + triplet_left * triplet_value * TRIPLET, 0, grid)
+    return any(can_finish(bar, time + value * TRIPLET, triplet_left - 1, grid, value)
                for value in triplet_lengths(grid) if time + value * TRIPLET <= bar)
 
 
@@ -134,6 +139,7 @@ class BarState:
     octave_marks: int = 0
     count: int = 0  # notes in the open chord or grace group
     triplet_left: int = 0
+    triplet_value: Fraction = Fraction(0)  # the written value of the open triplet's notes
     previous: str = "|"
     key: tuple[int, ...] = (0,) * 7  # alteration of C D E F G A B in the key signature
     chord_symbols: bool = False  # chord symbols may be written
@@ -343,7 +349,7 @@ def _start_of_event(state: BarState, ch: str) -> BarState | None:
         return None
     if ch == "z":
         return _with(fresh, mode="length", pending="rest", length="", previous=ch)
-    if ch == "[":
+    if ch == "[" and not in_triplet:  # abc2midi reads a chord's length apart from a triplet's
         return _with(fresh, mode="chord", pending="chord", count=0, accidental="",
                        octave_mark="", previous=ch)
     if ch == "{" and not in_triplet:  # music21 would count grace notes among the three
@@ -357,16 +363,21 @@ def _start_of_event(state: BarState, ch: str) -> BarState | None:
 def _finish_element(state: BarState) -> BarState | None:
     """Close the pending note, rest or chord; None if its length breaks the bar."""
     value = lengths(state.grid).get(state.length)
-    if value is None or (state.triplet_left and value not in triplet_lengths(state.grid)):
+    if value is None:
         return None
+    triplet_value = Fraction(0)
     if state.triplet_left:
+        if value not in triplet_lengths(state.grid) or \
+                state.triplet_value not in (0, value):
+            return None
+        triplet_value = value if state.triplet_left > 1 else Fraction(0)
         value *= TRIPLET
     time = state.time + value
     triplet_left = max(0, state.triplet_left - 1)
-    if not can_finish(state.bar, time, triplet_left, state.grid):
+    if not can_finish(state.bar, time, triplet_left, state.grid, triplet_value):
         return None
-    return _with(state, time=time, triplet_left=triplet_left, mode="between", pending="",
-                   length="", tied=state.chord_ties)
+    return _with(state, time=time, triplet_left=triplet_left, triplet_value=triplet_value,
+                   mode="between", pending="", length="", tied=state.chord_ties)
 
 
 def _ends_the_music(state: BarState) -> bool:
@@ -376,15 +387,18 @@ def _ends_the_music(state: BarState) -> bool:
 
 def _length_can_grow(state: BarState, text: str) -> bool:
     """Whether a length text can still become a length that keeps the bar finishable."""
-    return _fits(state.bar, state.time, state.triplet_left, text, state.grid)
+    return _fits(state.bar, state.time, state.triplet_left, text, state.grid,
+                 state.triplet_value)
 
 
 @lru_cache(maxsize=16_384)
-def _fits(bar: Fraction, time: Fraction, triplet_left: int, text: str, grid: Fraction) -> bool:
+def _fits(bar: Fraction, time: Fraction, triplet_left: int, text: str, grid: Fraction,
+          triplet_value: Fraction) -> bool:
     candidates = length_prefixes(grid).get(text, ())
     if triplet_left:
-        return any(can_finish(bar, time + value * TRIPLET, triplet_left - 1, grid)
-                   for value in candidates if value in triplet_lengths(grid))
+        return any(can_finish(bar, time + value * TRIPLET, triplet_left - 1, grid, value)
+                   for value in candidates
+                   if value in triplet_lengths(grid) and triplet_value in (0, value))
     return any(can_finish(bar, time + value, 0, grid) for value in candidates)
 
 

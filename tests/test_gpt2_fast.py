@@ -8,6 +8,7 @@ one of conftest.py and the model Segue ships.
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -117,11 +118,12 @@ def test_positions_beyond_the_model_are_a_clear_error(model_path: Path) -> None:
         decoder.step(ids_of(1, batch=1)[:, 0])
 
 
-def reference_engine(name: str | None) -> Engine:
-    """An Engine over transformers' model that decodes with transformers' own cache."""
-    loaded = load_checkpoint(name, device="cpu")
-    return Engine(loaded.model, loaded.tokenizer, block_size=loaded.block_size,
-                  name=loaded.name, device="cpu")
+def reference_engine(name: str | None, lean: Engine) -> Engine:
+    """`lean` with transformers' model in place of the lean one (its sampling defaults, chord
+    symbols and fill training kept), decoding with transformers' own cache."""
+    reference = copy.copy(lean)
+    reference.model = load_checkpoint(name, device="cpu").model.eval()
+    return reference
 
 
 @pytest.mark.parametrize("name", ["tiny", "shipped"])
@@ -135,7 +137,7 @@ def test_engine_writes_the_same_music_token_for_token(model_path: Path, name: st
              (TUNES["2/2"], 4, Sampling(seed=5, top_k=8, temperature=1.2)),
              (TWO_VOICES, 6, Sampling(seed=2, top_p=0.9)), (TUNES["9/8"], 24, Sampling(seed=4))]
     got = [lean.continue_abc(abc, bars, sampling)[0].abc for abc, bars, sampling in cases]
-    reference = reference_engine(model)
+    reference = reference_engine(model, lean)
     monkeypatch.setattr(continuation, "decoder_for", CachedDecoder)
     want = [reference.continue_abc(abc, bars, sampling)[0].abc for abc, bars, sampling in cases]
     assert got == want

@@ -1,6 +1,7 @@
 """The bar-exact grammar (engine/abc/bars.py) on its own: whatever a model picks among the allowed
-characters, the bars come out whole, abc2midi finds every tie's note and every triplet's notes
-are of one length; ties only to the same pitch; chord symbols in the normalized spelling; `Z` only where several voices are written."""
+characters, the bars come out whole, abc2midi finds every tie's note, every triplet's notes
+are of one length and no grace notes are cut off; ties only to the same pitch; chord symbols
+in the normalized spelling; `Z` only where several voices are written."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def abc2midi_messages(tune: str) -> list[str]:
                               capture_output=True, text=True, timeout=60)
     return [line for line in (done.stdout + done.stderr).splitlines()
             if ("Error" in line or "Warning" in line)
-            and any(word in line.lower() for word in ("tie", "bar", "tuple"))]
+            and any(word in line.lower() for word in ("tie", "bar", "tuple", "grace"))]
 
 
 @pytest.mark.parametrize(("meter", "unit", "key"), CASES)
@@ -100,6 +101,20 @@ def test_a_tie_leads_only_to_the_same_pitch(text: str, allowed: bool):
 def test_a_triplets_notes_have_one_length(text: str, allowed: bool):
     """abc2midi warns of a triplet of notes of different lengths: the grammar writes none."""
     result = write(text, state("4/4", "1/8", "C", 2, chord_symbols=True))
+    assert (result is not None) == allowed, text
+
+
+@pytest.mark.parametrize(("text", "allowed"), [
+    ("{D}C/ C/", True), ("{D}C/4 ", False), ("{GA}B/ ", False), ("{G/A/}B/ B/", True),
+    ("{GAB}B ", True), ("{GABc}B ", False), ("{G2A}B ", True), ("{G2A2}B ", False),
+    ("{GA/}B/ B/", True), ("{GA}[CE]/ ", False), ("{GA}[CE] ", True), ("C7 {G}G/", True),
+    ("C7 z/ z/4 {", False), ("C7 {GA_", True), ("C7 {GABc", False),
+])
+def test_grace_notes_come_before_a_note_more_than_a_quarter_of_their_length(text: str,
+                                                                           allowed: bool):
+    """As abc2midi cuts them off: `{GA}B/` is cut, `{G/A/}B/` is not; and no grace note is
+    begun where no note could follow (a quarter of a unit left of the bar, or one unit)."""
+    result = write(text, state("4/4", "1/8", "C", 2))
     assert (result is not None) == allowed, text
 
 

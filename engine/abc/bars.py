@@ -11,7 +11,8 @@ Lengths are counted in unit notes (the tune's `L:`). The dialect the model may w
 what `engine.abc.writer` writes for one voice, less what a continuation does not need: notes
 with accidentals and octave marks, rests `z`, chords `[CEG]`, ties `-` (only to the same pitch,
 or the same chord notes, in the next event), triplets `(3` (three notes or rests of one plain
-value, no chord: what abc2midi reads without a warning), grace notes `{g}`, chord symbols in the normalized
+value, no chord: what abc2midi reads without a warning), grace notes `{g}` (before a note more
+than a quarter of their length: abc2midi cuts off longer graces), chord symbols in the normalized
 spelling of `engine.abc.chord_symbols` (when the model knows them), multi-bar rests
 `Z`, `Z3` (in the segments of a several-voice answer), spaces between beats, plain bar lines
 `|` and a line break after a bar line. Meter, key and voice changes, repeats and endings are
@@ -38,6 +39,8 @@ TRIPLET = Fraction(2, 3)
 MAX_OCTAVE_MARKS = 2
 MAX_CHORD_NOTES = 4
 MAX_GRACE_NOTES = 4
+# abc2midi cuts off grace notes whose written length is this many times the note's, or more.
+GRACE_SHARE = 4
 
 
 LENGTH_CHARS = frozenset("0123456789/")
@@ -140,6 +143,7 @@ class BarState:
     count: int = 0  # notes in the open chord or grace group
     triplet_left: int = 0
     triplet_value: Fraction = Fraction(0)  # the written value of the open triplet's notes
+    grace_length: Fraction = Fraction(0)  # the written length of the grace notes before a note
     previous: str = "|"
     key: tuple[int, ...] = (0,) * 7  # alteration of C D E F G A B in the key signature
     chord_symbols: bool = False  # chord symbols may be written
@@ -352,9 +356,10 @@ def _start_of_event(state: BarState, ch: str) -> BarState | None:
     if ch == "[" and not in_triplet:  # abc2midi reads a chord's length apart from a triplet's
         return _with(fresh, mode="chord", pending="chord", count=0, accidental="",
                        octave_mark="", previous=ch)
-    if ch == "{" and not in_triplet:  # music21 would count grace notes among the three
-        return _with(fresh, mode="grace", count=0, accidental="", octave_mark="",
-                       previous=ch)
+    # grace notes: not in a triplet (music21 would count them among the three), and only
+    # where a note can follow them (GRACE_SHARE)
+    if ch == "{" and not in_triplet and _grace_fits(_with(fresh, grace_length=Fraction(1))):
+        return _with(fresh, mode="grace", count=0, accidental="", octave_mark="", previous=ch)
     if ch == "(" and not in_triplet and can_finish(state.bar, state.time, 3, state.grid):
         return _with(fresh, mode="tuplet", previous=ch)
     return None
@@ -372,12 +377,15 @@ def _finish_element(state: BarState) -> BarState | None:
             return None
         triplet_value = value if state.triplet_left > 1 else Fraction(0)
         value *= TRIPLET
+    if GRACE_SHARE * value <= state.grace_length:
+        return None
     time = state.time + value
     triplet_left = max(0, state.triplet_left - 1)
     if not can_finish(state.bar, time, triplet_left, state.grid, triplet_value):
         return None
     return _with(state, time=time, triplet_left=triplet_left, triplet_value=triplet_value,
-                   mode="between", pending="", length="", tied=state.chord_ties)
+                   grace_length=Fraction(0), mode="between", pending="", length="",
+                   tied=state.chord_ties)
 
 
 def _ends_the_music(state: BarState) -> bool:
@@ -388,13 +396,19 @@ def _ends_the_music(state: BarState) -> bool:
 def _length_can_grow(state: BarState, text: str) -> bool:
     """Whether a length text can still become a length that keeps the bar finishable."""
     return _fits(state.bar, state.time, state.triplet_left, text, state.grid,
-                 state.triplet_value)
+                 state.triplet_value, state.grace_length)
+
+
+def _grace_fits(state: BarState) -> bool:
+    """Whether a note can still follow the grace notes written so far."""
+    return _fits(state.bar, state.time, 0, "", state.grid, Fraction(0), state.grace_length)
 
 
 @lru_cache(maxsize=16_384)
 def _fits(bar: Fraction, time: Fraction, triplet_left: int, text: str, grid: Fraction,
-          triplet_value: Fraction) -> bool:
-    candidates = length_prefixes(grid).get(text, ())
+          triplet_value: Fraction, grace_length: Fraction) -> bool:
+    candidates = [value for value in length_prefixes(grid).get(text, ())
+                  if GRACE_SHARE * value > grace_length]
     if triplet_left:
         return any(can_finish(bar, time + value * TRIPLET, triplet_left - 1, grid, value)
                    for value in candidates
@@ -492,12 +506,21 @@ def _feed_group(state: BarState, ch: str) -> BarState | None:
     if ch in ACCIDENTALS:
         if state.count >= limit or not _accidental_allowed(state, ch):
             return None
+        if state.mode == "grace" and \
+                not _grace_fits(_with(state, grace_length=state.grace_length + 1)):
+            return None
         return _with(state, accidental=ch, octave_mark="", previous=ch)
     if ch in NOTE_LETTERS:
         if state.count >= limit and not state.accidental:
             return None
         started = _start_letter(state, ch, state.mode)
-        return _with(started, count=state.count + 1) if started is not None else None
+        if started is None:
+            return None
+        if state.mode == "grace":
+            started = _with(started, grace_length=state.grace_length + 1)
+            if not _grace_fits(started):
+                return None
+        return _with(started, count=state.count + 1)
     if ch == "-" and state.mode == "chord" and state.previous not in "-[" and \
             not state.accidental and state.bars_left > 1:  # no tie out of the last bar
         if state.last is None or not _heard_alike(state.last):
@@ -506,7 +529,9 @@ def _feed_group(state: BarState, ch: str) -> BarState | None:
                        chord_ties=state.chord_ties | {state.last})
     if state.mode == "grace" and ch in "/2" and state.previous not in LENGTH_CHARS | {"{"} \
             and not state.accidental:  # one length mark per grace note: {g2}, {g/}
-        return _with(state, octave_mark="", previous=ch)
+        grace = _with(state, octave_mark="", previous=ch,
+                      grace_length=state.grace_length + (1 if ch == "2" else Fraction(-1, 2)))
+        return grace if _grace_fits(grace) else None
     return None
 
 

@@ -8,6 +8,7 @@ loaded by the time it returns.
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,8 @@ def test_one_shot_commands_leave_at_once_with_their_output_whole(model_path: Pat
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert written.returncode == 0, written.stderr
     assert (tmp_path / "next.musicxml").read_text().rstrip().endswith("</score-partwise>")
-    listed = subprocess.run([sys.executable, "-c", TEARDOWN_PROBE, "doctor", "--help"],
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert listed.returncode == 0 and "interpreter torn down" in listed.stderr
+    other = subprocess.run([sys.executable, "-c", TEARDOWN_PROBE, "install-plugins", "--dry-run"],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                           env={**os.environ, "HOME": str(tmp_path)})
+    assert other.returncode == 0, other.stderr
+    assert "interpreter torn down" in other.stderr

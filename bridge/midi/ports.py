@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from engine.errors import SegueError
 
@@ -194,7 +194,7 @@ class Port:
             self.rt.close_port()
             self.rt.delete()
 
-    def __enter__(self) -> Port:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -264,6 +264,10 @@ class Output(Port):
         with self.lock:
             if not self.closed:
                 self.rt.send_message(message.bytes())
+
+    def close(self) -> None:
+        with self.lock:  # not while another thread is sending
+            super().close()
 
 
 def open_ports(input_name: str, output_name: str, api: str = "auto") -> tuple[Input, Output]:

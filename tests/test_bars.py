@@ -11,6 +11,7 @@ import tempfile
 from fractions import Fraction
 from pathlib import Path
 
+import mido
 import pytest
 
 from engine.abc.bars import BarState, bar_units, grid_for, key_alters
@@ -59,6 +60,17 @@ def abc2midi_messages(tune: str) -> list[str]:
     return [line for line in (done.stdout + done.stderr).splitlines()
             if ("Error" in line or "Warning" in line)
             and any(word in line.lower() for word in ("tie", "bar", "tuple", "grace"))]
+
+
+def abc2midi_pitches(tune: str) -> list[int]:
+    """The pitches abc2midi plays for a tune (a reader that is not ours)."""
+    with tempfile.TemporaryDirectory() as folder:
+        source, midi = Path(folder) / "tune.abc", Path(folder) / "tune.mid"
+        source.write_text(tune)
+        subprocess.run(["abc2midi", str(source), "-o", str(midi)], capture_output=True,
+                       timeout=60, check=True)
+        return [message.note for message in mido.MidiFile(midi)
+                if message.type == "note_on" and message.velocity]
 
 
 @pytest.mark.parametrize(("meter", "unit", "key"), CASES)
@@ -168,3 +180,35 @@ def test_bar_lengths_in_unit_notes():
     assert bar_units("2+3/8", "1/8") == 5
     assert bar_units("C|", "1/8") == 8
     assert bar_units("6/8", "1/16") == 12
+
+
+@pytest.mark.parametrize(("text", "allowed"), [
+    ("C2", True), ("c'2", True), ("c''2", False), ("C,2", False), ("^c'2", True),
+    ("^^c'2", True), ("^^d'2", False), ("_C2", False), ("[CEG]2", True), ("[C,EG]2", False),
+    ("{c''}c'2", False), ("z2", True),
+])
+def test_notes_stay_in_the_voices_register(text: str, allowed: bool):
+    """Register C4 (60) to D6 (86): a note outside it, as any reader hears it, is refused."""
+    result = write(text, state("4/4", "1/8", "C", 2, register=(60, 86)))
+    assert (result is not None) == allowed, text
+
+
+@pytest.mark.parametrize("key", ["C", "F#", "Bb"])
+def test_any_choice_in_a_register_ends_in_whole_bars_inside_it(key: str):
+    for seed in range(20):
+        start = state("6/8", "1/8", key, 4, chord_symbols=True, multi_rest=True,
+                      previous="\n", register=(55, 74))
+        body = random_walk(start, seed)
+        tune = f"X:1\nM:6/8\nL:1/8\n%%MIDI gchordoff\nK:{key}\n{body}\n"
+        assert not abc2midi_messages(tune), tune
+        assert all(55 <= pitch <= 74 for pitch in abc2midi_pitches(tune)), tune
+
+
+@pytest.mark.parametrize(("text", "allowed"), [
+    ("[e^^d]2", False), ("[c^B]2", False), ("[B_c]2", False), ("[ce]2", True),
+    ("[Ec]2-[^^DEc]2", False), ("[Ec]2-[Ec^^d]2", True),
+])
+def test_a_chord_sounds_each_key_once(text: str, allowed: bool):
+    """`[e^^d]` would sound one key twice; readers pair notes and spellings by pitch."""
+    result = write(text, state("4/4", "1/8", "C", 2))
+    assert (result is not None) == allowed, text

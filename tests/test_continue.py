@@ -18,6 +18,7 @@ from server_helpers import abc2midi_errors, check_bars
 
 from engine.abc.bars import BarState
 from engine.abc.music import parse_abc
+from engine.abc.registers import guarded, voice_registers
 from engine.errors import SegueError
 from engine.models.continuation import Engine, Sampling
 
@@ -94,6 +95,18 @@ def test_every_voice_gets_the_bars(tiny_engine: Engine):
     [result] = tiny_engine.continue_abc(TWO_VOICES, bars=4, sampling=Sampling(seed=2))
     check_bars(result.abc, 4)
     assert len(parse_abc(result.abc).parts) == 2
+
+
+def test_each_voice_keeps_near_its_register_in_the_prompt(tiny_engine: Engine):
+    """Even a model that knows nothing keeps each voice within REGISTER_MARGIN semitones of
+    the notes it had in the prompt (music21 reads the pitches)."""
+    registers = voice_registers(TWO_VOICES.split("K:G\n", 1)[1])
+    for seed in range(6):
+        [result] = tiny_engine.continue_abc(TWO_VOICES, bars=4, sampling=Sampling(seed=seed))
+        for name, part in zip(("1", "2"), parse_abc(result.abc).parts, strict=True):
+            low, high = guarded(registers[name])
+            pitches = [p.midi for p in part.pitches]
+            assert all(low <= pitch <= high for pitch in pitches), (name, pitches, result.abc)
 
 
 def test_a_prompt_longer_than_the_context_keeps_its_last_bars(tiny_engine: Engine):

@@ -21,6 +21,9 @@ not generated.
 Pitches are followed as readers hear them: an accidental holds until the bar line, over the
 key signature in force, for the same letter and octave (ABC 2.1) or, as abc2midi reads it,
 for the same letter in every octave. A tie is allowed only where both rules agree.
+
+A voice may be given a register (`engine.abc.registers` reads one off a prompt): its notes
+then stay within it, as both rules hear them.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ TONIC_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}
 MODE_FIFTHS = {"": 0, "maj": 0, "ion": 0, "m": -3, "min": -3, "aeo": -3, "dor": -2,
                "phr": -4, "lyd": 1, "mix": -1, "loc": -5}
 SHARP_ORDER = "FCGDAEB"
+SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
 # (letter A-G, octave as music21 counts it, (alteration by the letter-and-octave rule, by the
 # letter rule)): readers differ in how far an accidental carries, so a tie is only allowed
@@ -157,6 +161,7 @@ class BarState:
     chord_ties: frozenset[Pitch] = frozenset()  # notes tied inside the chord `[C-E]`
     tied: frozenset[Pitch] = frozenset()  # pitches the next event must hold (after a tie)
     symbol: str = ""  # the chord symbol written so far
+    register: tuple[int, int] | None = None  # the lowest and highest MIDI pitch a note may take
 
     @property
     def done(self) -> bool:
@@ -202,6 +207,11 @@ def _with(state: BarState, **changes: object) -> BarState:
 
 # Pitches ------------------------------------------------------------------------------------
 
+def midi_pitch(letter: str, octave: int, alter: int) -> int:
+    """The MIDI number of a letter (A-G) in an octave as music21 counts it (C4 = 60)."""
+    return 12 * (octave + 1) + SEMITONES[letter] + alter
+
+
 def _octaves(letter: str, marks: int) -> range:
     """The octaves a note can still reach: `C` is 4, `C,` 3, `c` 5, `c'` 6."""
     if letter.isupper():
@@ -245,22 +255,38 @@ def _targets(state: BarState) -> frozenset[Pitch] | None:
 def _reachable(state: BarState, letter: str, marks: int, explicit: int | None,
                final: bool) -> bool:
     """Whether a note with `letter`, `marks` octave marks (more may follow unless `final`) and
-    this accidental can still become a pitch it may be: one the tie asks for, and in a chord
-    a letter and octave the chord does not hold yet (abc2midi loses ties on such doubles)."""
+    this accidental can still become a pitch it may be: one the tie asks for, in the voice's
+    register, and in a chord a letter and octave the chord does not hold yet (abc2midi loses
+    ties on such doubles) and a sound it does not hold yet (`[e^^d]` is one key twice, and
+    readers pair notes with their spellings by pitch)."""
     targets = _targets(state)
     octaves = _octaves(letter, marks)
     if final:
         octaves = range(octaves.stop - 1, octaves.stop) if letter.isupper() \
             else range(octaves.start, octaves.start + 1)
     step = letter.upper()
-    taken = {note[:2] for note in state.notes} if state.mode == "chord" else set()
-    missing = state.tied - state.notes if state.mode == "chord" else frozenset()
+    chord = state.mode == "chord"
+    taken = {note[:2] for note in state.notes} if chord else set()
+    sounding = {key for note in state.notes for key in _keys(note)} if chord else set()
+    missing = state.tied - state.notes if chord else frozenset()
     for octave in octaves:
         pitch = (step, octave, _alter(state, step, octave, explicit))
-        if (targets is None or pitch in targets) and pitch[:2] not in taken and all(
-                pitch == t or t[:2] != pitch[:2] for t in missing):
+        keys = _keys(pitch)
+        if (targets is None or pitch in targets) and pitch[:2] not in taken \
+                and not keys & sounding and _in_register(keys, state.register) \
+                and all(pitch == t or (t[:2] != pitch[:2] and not keys & _keys(t))
+                        for t in missing):
             return True
     return False
+
+
+def _keys(pitch: Pitch) -> set[int]:
+    """The MIDI pitches a note may sound at, by either accidental rule."""
+    return {midi_pitch(pitch[0], pitch[1], alter) for alter in pitch[2]}
+
+
+def _in_register(keys: set[int], register: tuple[int, int] | None) -> bool:
+    return register is None or all(register[0] <= key <= register[1] for key in keys)
 
 
 def _heard_alike(pitch: Pitch) -> bool:

@@ -21,6 +21,7 @@ all behave alike.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,7 @@ from engine.abc.bars import BarState, bar_units, grid_for, key_alters
 from engine.abc.limits import check_fillable, check_prompt
 from engine.abc.meters import answer_score, bar_meters
 from engine.abc.prompt import BARS_PER_LINE, Prompt, make_prompt
+from engine.abc.registers import guarded, voice_registers
 from engine.abc.text import TUNE_SEPARATOR
 from engine.abc.token_masks import TokenMasks
 from engine.errors import SegueError
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 
 # Characters allowed when a segment has used its budget: they can only finish bars quickly.
 FINISHING = frozenset("z0123456789/|]}3^_=ABCDEFGabcdefg")
+VOICE_LINE = re.compile(r"^V:(\S+)", re.MULTILINE)  # a voice's lines begin
 
 
 @dataclass(frozen=True)
@@ -312,10 +315,14 @@ class Engine:
         key = key_alters(prompt.key)
         grid = grid_for(prompt.unit)
         after_bar_line = "|" if prompt.voices == 1 else "\n"
+        # several voices: each keeps near the register it had in the prompt
+        registers = voice_registers(prompt.body) if prompt.voices > 1 else {}
+        voice = "1"
         for index, segment in enumerate(plan):
             if segment.text:
                 for token in self.tokenizer.encode(segment.text):
                     write(token, segment.in_answer)
+                voice = [voice, *VOICE_LINE.findall(segment.text)][-1]
                 # after a voice line a bar opens a line; after an inline field, a space may come
                 after_bar_line = "\n" if segment.text.endswith("\n") else "]"
                 continue
@@ -325,7 +332,8 @@ class Engine:
                              previous=" " if segment.completing and prompt.voices == 1
                              else after_bar_line,
                              key=key, chord_symbols=self.chord_symbols or segment.symbol,
-                             multi_rest=prompt.voices > 1)
+                             multi_rest=prompt.voices > 1,
+                             register=guarded(registers[voice]) if voice in registers else None)
             if segment.symbol:  # inside the quotes: stop after the closing one
                 state = state.feed('"') or state
             after_bar_line = "|"

@@ -1,0 +1,47 @@
+"""The register of each voice: the range of pitches it sings or plays, read off ABC text.
+
+A several-voice answer keeps each voice near the register it had in the prompt (the bar
+grammar's `register`), so that a bass does not climb over the voice above it. The range is
+read from the text alone, before any reader parses it: notes with their octave marks and
+written accidentals (the key signature is left out: at most a semitone, well under the margin).
+"""
+
+from __future__ import annotations
+
+import re
+
+from engine.abc.bars import midi_pitch
+from engine.abc.limits import music_only, voice_lines
+
+# How far a voice may go beyond the lowest and highest notes it had in the prompt, in
+# semitones: the least margin that holds 95% of real voices, chosen on the validation songs
+# (bench/register_margin.py; docs/research/eval.md, "Registers").
+REGISTER_MARGIN = 12
+NOTE = re.compile(r"(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)")
+ALTER = {"^^": 2, "^": 1, "__": -2, "_": -1, "=": 0}
+
+Register = tuple[int, int]  # lowest and highest MIDI pitch
+
+
+def note_pitches(line: str) -> list[int]:
+    """The MIDI pitches of the notes (grace notes and chord notes included) of a music line."""
+    pitches = []
+    for accidental, letter, marks in NOTE.findall(music_only(line)):
+        octave = (4 if letter.isupper() else 5) - marks.count(",") + marks.count("'")
+        pitches.append(midi_pitch(letter.upper(), octave, ALTER.get(accidental, 0)))
+    return pitches
+
+
+def voice_registers(body: str) -> dict[str, Register]:
+    """The lowest and highest pitch of each voice of a tune's body that has notes, by the
+    voice's name in `V:` ("1" for a tune with one voice)."""
+    pitches: dict[str, list[int]] = {}
+    for voice, kind, line in voice_lines(body):
+        if kind == "music":
+            pitches.setdefault(voice, []).extend(note_pitches(line))
+    return {voice: (min(found), max(found)) for voice, found in pitches.items() if found}
+
+
+def guarded(register: Register, margin: int = REGISTER_MARGIN) -> Register:
+    """The range a voice may use in an answer: its register widened by `margin` each side."""
+    return register[0] - margin, register[1] + margin

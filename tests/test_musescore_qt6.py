@@ -373,6 +373,33 @@ def test_add_part_writes_only_into_an_empty_staff(into: str, message: str, runti
     assert not recorder.exchanges and not calls(report, "Score.startCmd")
 
 
+def test_the_model_field_names_the_model(runtime: Path, recorder: Recorder,
+                                         tmp_path: Path) -> None:
+    """The Model field goes to the server by name and is kept for the next run: a model the
+    server does not have comes back as the server's message, and nothing is written."""
+    job = fixture(1, f"http://127.0.0.1:{recorder.server_port}")
+    job["settings"]["Segue"].update(model="no-such-model")
+    report, stderr = qt6_runtime.run_plugin(runtime, PLUGIN, job, tmp_path)
+    no_qml_errors(stderr)
+    [(request, answer)] = recorder.exchanges
+    assert request["model"] == "no-such-model"
+    assert answer["error"]["code"] == "unknown_model"
+    assert any("no-such-model" in t for t in report["texts"]), report["texts"]
+    assert not calls(report, "Score.startCmd")
+    assert report["settings"][0]["model"] == "no-such-model"
+
+
+def test_a_model_name_with_a_path_in_it_is_refused(runtime: Path, recorder: Recorder,
+                                                   tmp_path: Path) -> None:
+    job = fixture(1, f"http://127.0.0.1:{recorder.server_port}")
+    job["settings"]["Segue"].update(model="../elsewhere")
+    report, stderr = qt6_runtime.run_plugin(runtime, PLUGIN, job, tmp_path)
+    no_qml_errors(stderr)
+    assert "Model: a model's name, such as segue-open, or empty for the default." in \
+        report["texts"], report["texts"]
+    assert not recorder.exchanges and not calls(report, "Score.startCmd")
+
+
 def test_an_edit_in_the_target_bars_meanwhile_writes_nothing(runtime: Path, recorder: Recorder,
                                                             tmp_path: Path) -> None:
     """The dialog does not block the score: a note changed in bar 5 while the answer is on its

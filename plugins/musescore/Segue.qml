@@ -38,7 +38,7 @@ MuseScore {
     pluginType: "dialog"
     requiresScore: true
     width: 400
-    height: 396
+    height: 430
 
     //4.4 title: "Segue: Continue"
     //4.4 categoryCode: "composing-arranging-tools"
@@ -59,13 +59,13 @@ MuseScore {
     // (MuseScore 3), else defaults for this run only.
     function makeSettings() {
         var body = "Settings { category: \"Segue\"; property int bars: 4; property real temperature: 1.0; "
-                   + "property string seed: \"\"; property string server: \"\"; "
+                   + "property string seed: \"\"; property string model: \"\"; property string server: \"\"; "
                    + "property string part: \"bass\"; property string into: \"\" }";
         var modules = ["import MuseScore 3.0\n", "import Qt.labs.settings 1.0\n"];
         for (var i = 0; i < modules.length; i++) {
             try { return Qt.createQmlObject(modules[i] + body, segue, "SegueSettings"); } catch (e) {}
         }
-        return { bars: 4, temperature: 1.0, seed: "", server: "", part: "bass", into: "" };
+        return { bars: 4, temperature: 1.0, seed: "", model: "", server: "", part: "bass", into: "" };
     }
 
     FileIO { id: file }
@@ -1104,12 +1104,16 @@ MuseScore {
     // once the dialog has said what is wrong with them.
     function dialogOptions(bars) {
         var temperature = parseFloat(temperatureField.text), seedText = seedField.text.trim();
+        var model = modelField.text.trim();
         if (!(temperature > 0 && temperature <= 5)) return report("Temperature: a number such as 1.0 (0.1 to 5).", true);
         if (seedText !== "" && !/^\d+$/.test(seedText)) return report("Seed: a whole number, or empty for a random one.", true);
-        settings.temperature = temperature; settings.seed = seedText;
+        if (model !== "" && !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(model))
+            return report("Model: a model's name, such as segue-open, or empty for the default.", true);
+        settings.temperature = temperature; settings.seed = seedText; settings.model = model;
         settings.server = serverField.text = serverUrl(serverField.text);
         return { server: settings.server, bars: bars, temperature: temperature,
-                 seed: seedText === "" ? null : parseInt(seedText, 10), idleExit: idleMinutes, wait: false };
+                 seed: seedText === "" ? null : parseInt(seedText, 10), model: model === "" ? undefined : model,
+                 idleExit: idleMinutes, wait: false };
     }
 
     // Run `work` (continueRange, fillRange or accompanyRange) on the selection, saying what
@@ -1187,6 +1191,7 @@ MuseScore {
         var t = settings.temperature;
         temperatureField.text = t % 1 === 0 ? t.toFixed(1) : String(t);
         seedField.text = settings.seed;
+        modelField.text = settings.model || "";
         part = parts[settings.part] ? settings.part : "bass";
         intoField.text = settings.into;
         serverField.text = settings.server || defaultServer;
@@ -1255,6 +1260,23 @@ MuseScore {
                         Text {
                             text: "random"; color: "#9a9a9a"
                             visible: !seedField.text && !seedField.activeFocus
+                        }
+                    }
+                }
+
+                Text { text: "Model"; color: "#333333" }
+                Rectangle {
+                    width: 230; height: 26; radius: 3; color: "white"
+                    border.color: modelField.activeFocus ? "#3d7bd9" : "#b8b8b8"
+                    TextInput {
+                        id: modelField
+                        anchors.fill: parent; anchors.margins: 5
+                        selectByMouse: true
+                        clip: true
+                        onAccepted: segue.start()
+                        Text {
+                            text: "the default (segue-gpt2-6m)"; color: "#9a9a9a"
+                            visible: !modelField.text && !modelField.activeFocus
                         }
                     }
                 }

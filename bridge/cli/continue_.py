@@ -14,6 +14,7 @@ examples:
   segue continue tune.abc --bars 16 --seed 7 --temperature 0.8 -o next.musicxml
   segue continue song.musicxml --part 1 --measures 1-4 --bars 4 --with-prompt -o song2.mxl
   segue continue phrase.mid --bars 2 --variations 3 -o answer.mid
+  segue continue tune.abc --model segue-open        the model trained on CC0 music only
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model and --device."""
     model = parser.add_argument_group("model")
     model.add_argument("--model", metavar="NAME|PATH",
-                       help="a checkpoint name or folder (default: the bundled model)")
+                       help="a model's name or checkpoint folder: segue-gpt2-6m (the default), "
+                            "segue-open (trained on CC0 music only), or one of yours")
     model.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
                        help="where the model runs (default: auto = cuda, then mps, then cpu)")
 

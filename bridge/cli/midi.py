@@ -86,7 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "delay between Segue and what you hear: the MIDI system's and the "
                              "DAW's buffers (default 0; see docs/research/bench.md)")
     answer.add_argument("--model", metavar="NAME|PATH",
-                        help="a checkpoint name or folder (default: the bundled model)")
+                        help="a model's name or checkpoint folder: segue-gpt2-6m (the default), "
+                             "segue-open (trained on CC0 music only), or one of yours")
     answer.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
                         help="where the model runs (default auto)")
 

@@ -6,8 +6,7 @@ is checked against that register widened by each margin: the share of real answe
 note of every voice inside, and the share of real voices with every note inside. Decoding
 uses the least margin that holds 95% of real voices (REGISTER_MARGIN).
 
-    python bench/register_margin.py --data ../shared/corpora/openscore-lieder \
-        --data ../shared/corpora/openscore-string-quartets --prompts 300
+    python bench/register_margin.py --data ../shared/corpora/openscore-lieder --prompts 300
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from engine.abc.bars import midi_pitch
+from engine.abc.bars import ACCIDENTAL_ALTER, midi_pitch
 from engine.abc.limits import music_only, voice_lines
 
 # How far a voice may go beyond the lowest and highest notes it had in the prompt, in
@@ -18,7 +18,6 @@ from engine.abc.limits import music_only, voice_lines
 # (bench/register_margin.py; docs/research/eval.md, "Registers").
 REGISTER_MARGIN = 12
 NOTE = re.compile(r"(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)")
-ALTER = {"^^": 2, "^": 1, "__": -2, "_": -1, "=": 0}
 
 Register = tuple[int, int]  # lowest and highest MIDI pitch
 
@@ -28,7 +27,7 @@ def note_pitches(line: str) -> list[int]:
     pitches = []
     for accidental, letter, marks in NOTE.findall(music_only(line)):
         octave = (4 if letter.isupper() else 5) - marks.count(",") + marks.count("'")
-        pitches.append(midi_pitch(letter.upper(), octave, ALTER.get(accidental, 0)))
+        pitches.append(midi_pitch(letter.upper(), octave, ACCIDENTAL_ALTER.get(accidental, 0)))
     return pitches
 
 

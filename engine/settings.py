@@ -38,6 +38,7 @@ LIMITS: dict[str, Limit] = {
     "temperature": Limit(0, 5),  # 0: always the likeliest symbol (greedy)
     "top_p": Limit(0, 1, above_low=True),
     "top_k": Limit(0, 100_000, whole=True),  # 0: off
+    "chord_tones": Limit(0, 10),  # 0: off (engine.models.chord_tones)
     "seed": Limit(0, 2**63 - 1, whole=True),
     "variations": Limit(1, 8, whole=True),  # answers to one request
 }

@@ -186,7 +186,8 @@ def test_the_grid_chooses_on_validation_and_writes_the_choice(
     figures = json.loads((out / "results.json").read_text())
     assert figures["split"] == "valid" and len(figures["points"]) == 2
     best = min(figures["points"], key=lambda point: point["score"])
-    assert figures["chosen"] == {"temperature": best["temperature"], "top_p": 1.0}
+    assert figures["chosen"] == {"temperature": best["temperature"], "top_p": 1.0,
+                                 "chord_tones": 0.0}
     assert read_config(model)["sampling"] == figures["chosen"]
     # greedy answers are all alike: no diversity; sampling hot gives some
     greedy, hot = figures["points"]

@@ -52,7 +52,8 @@ def add_output_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
-    """--temperature, --top-p, --top-k, --seed, --variations (continue, fill, accompany)."""
+    """--temperature, --top-p, --top-k, --chord-tones, --seed, --variations (continue, fill,
+    accompany)."""
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--temperature", type=float,
                           help="randomness: lower is safer, higher is wilder; 0 = greedy "
@@ -63,6 +64,11 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     sampling.add_argument("--top-k", type=int,
                           help="sample from the K likeliest characters only, 0 = off "
                                "(default: the model's own, else 0)")
+    sampling.add_argument("--chord-tones", type=float, metavar="W",
+                          help="how strongly a melody with chord symbols puts a note of the "
+                               "chord on the strong beats: those notes become e^W times "
+                               "likelier; 0 = as the model writes (default: the model's own, "
+                               "else 0)")
     sampling.add_argument("--seed", type=int,
                           help="the same seed gives the same music (default: random)")
     sampling.add_argument("--variations", type=int, default=1, metavar="K",
@@ -80,12 +86,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def sampling_of(args: argparse.Namespace) -> Sampling:
-    """The engine's Sampling for the --temperature, --top-p, --top-k and --seed given, checked
-    before the model loads (unset values: the model's own)."""
+    """The engine's Sampling for the --temperature, --top-p, --top-k, --chord-tones and --seed
+    given, checked before the model loads (unset values: the model's own)."""
     from engine.models.continuation import Sampling
 
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                        seed=args.seed)
+                        chord_tones=args.chord_tones, seed=args.seed)
     sampling.check()
     return sampling
 

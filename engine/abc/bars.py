@@ -280,6 +280,16 @@ def _reachable(state: BarState, letter: str, marks: int, explicit: int | None,
     return False
 
 
+def letter_pitch_class(state: BarState, letter: str) -> int:
+    """The pitch class a note letter written next would sound, as abc2midi hears it: with the
+    accidental being written, else one written earlier in the bar for the letter, else the key
+    signature."""
+    step = letter.upper()
+    explicit = ACCIDENTAL_ALTER[state.accidental] if state.accidental else None
+    _, by_letter = _alter(state, step, 4 if letter.isupper() else 5, explicit)
+    return (SEMITONES[step] + by_letter) % 12
+
+
 def _keys(pitch: Pitch) -> set[int]:
     """The MIDI pitches a note may sound at, by either accidental rule."""
     return {midi_pitch(pitch[0], pitch[1], alter) for alter in pitch[2]}

@@ -8,6 +8,7 @@ nearest quality (`minor-11th` -> `m9`); `N.C.` and kinds with no root are not wr
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -96,3 +97,9 @@ def from_text(text: str) -> harmony.ChordSymbol:
     if quality == "add9":
         symbol.addChordStepModification(harmony.ChordStepModification("add", 9), updatePitches=True)
     return symbol
+
+
+@lru_cache(maxsize=4096)
+def pitch_classes(text: str) -> frozenset[int]:
+    """The pitch classes of a normalized chord symbol (`Am7` -> A C E G, `D/F#` -> D F# A)."""
+    return frozenset(p.pitchClass for p in from_text(text).pitches)

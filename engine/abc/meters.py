@@ -9,6 +9,7 @@ reader ignores inline meter fields). No torch here: the server's reader processe
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from engine.errors import SegueError
@@ -62,3 +63,22 @@ def bar_meters(requested: list[str] | None, bars: int, meter: str) -> list[str]:
             raise SegueError(f"bar meter {value!r} is not a meter Segue can write "
                              "(write it like \"3/4\")")
     return meters
+
+
+def beat_count(meter: str) -> int:
+    """Beats in a bar of an `M:` value, as music21 counts them: 4/4 has 4, 3/8 one, 6/8 and 6/4
+    two (compound meters beat in dotted notes), 3+2/8 two (one a group)."""
+    meter = {"C": "4/4", "C|": "2/2"}.get(meter.strip(), meter.strip())
+    numerator, _, denominator = meter.partition("/")
+    if "+" in numerator:
+        return numerator.count("+") + 1
+    count = int(numerator.strip("()") or 4)
+    compound = count % 3 == 0 and (count > 3 or int(denominator or 4) >= 8)
+    return count // 3 if compound else count
+
+
+def strong_beats(bar: Fraction, beats: int) -> set[Fraction]:
+    """Where a bar's strong beats fall, from its start, in the unit `bar` is given in: the
+    downbeat, and the middle of the bar in meters of an even number of beats (2/4, 4/4, 6/8,
+    12/8, 2/2)."""
+    return {Fraction(0), bar / 2} if beats % 2 == 0 else {Fraction(0)}

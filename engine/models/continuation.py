@@ -39,6 +39,7 @@ from engine.abc.text import TUNE_SEPARATOR
 from engine.abc.token_masks import TokenMasks
 from engine.errors import SegueError
 from engine.models.checkpoint import DEFAULT_SAMPLING
+from engine.models.chord_tones import ChordTones, last_chords
 from engine.models.lm import decoder_for
 from engine.settings import check
 
@@ -54,24 +55,28 @@ VOICE_LINE = re.compile(r"^V:(\S+)", re.MULTILINE)  # a voice's lines begin
 
 @dataclass(frozen=True)
 class Sampling:
-    """How to sample: temperature (0 = greedy), nucleus top_p, top_k (0 = off), seed.
+    """How to sample: temperature (0 = greedy), nucleus top_p, top_k (0 = off), chord_tones
+    (how strongly strong beats lean to the chord in force, `engine.models.chord_tones`; 0 =
+    off), seed.
 
-    A temperature, top_p or top_k left None is the model's own default (`Engine.resolve_sampling`:
-    its config.json "sampling", else `engine.models.checkpoint.DEFAULT_SAMPLING`).
+    A setting left None is the model's own default (`Engine.resolve_sampling`: its config.json
+    "sampling", else `engine.models.checkpoint.DEFAULT_SAMPLING`).
     """
 
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
     seed: int | None = None
+    chord_tones: float | None = None
 
     def check(self) -> None:
         """ParameterError for a setting outside its limits (`engine.settings.LIMITS`)."""
-        for name in ("temperature", "top_p", "top_k", "seed"):
+        for name in ("temperature", "top_p", "top_k", "chord_tones", "seed"):
             check(name, getattr(self, name))
 
     def with_defaults(self, defaults: dict[str, float]) -> Sampling:
-        """This sampling, its unset temperature, top_p and top_k taken from `defaults`."""
+        """This sampling, its unset temperature, top_p, top_k and chord_tones taken from
+        `defaults`."""
         unset: dict[str, Any] = {name: defaults[name] for name in DEFAULT_SAMPLING
                                  if getattr(self, name) is None}
         return replace(self, **unset)
@@ -317,11 +322,15 @@ class Engine:
         after_bar_line = "|" if prompt.voices == 1 else "\n"
         # several voices: each keeps near the register it had in the prompt
         registers = voice_registers(prompt.body) if prompt.voices > 1 else {}
+        # strong beats lean to the chord in force in each voice that has one
+        lean = ChordTones(self.alphabet, sampling.chord_tones or 0.0)
+        chords = last_chords(prompt.body) if self.chord_symbols else {}
         voice = "1"
         for index, segment in enumerate(plan):
             if segment.text:
                 for token in self.tokenizer.encode(segment.text):
                     write(token, segment.in_answer)
+                chords |= last_chords(f"V:{voice}\n{segment.text}")
                 voice = [voice, *VOICE_LINE.findall(segment.text)][-1]
                 # after a voice line a bar opens a line; after an inline field, a space may come
                 after_bar_line = "\n" if segment.text.endswith("\n") else "]"
@@ -344,10 +353,13 @@ class Engine:
                 allowed = mask.finishing if spent > budget else mask.allowed
                 # The only token allowed needs no logits (the model reads it with the next
                 # ones), but is drawn all the same: a seed's music does not change.
-                token = sample(self.no_logits if mask.forced else read(), allowed, sampling,
-                               generator)
+                scores = self.no_logits if mask.forced else \
+                    lean.apply(read(), allowed, state, segment.meter, chords.get(voice))
+                token = sample(scores, allowed, sampling, generator)
                 following = state.after(self.alphabet[token])
                 assert following is not None, "the mask allowed a token the grammar refuses"
+                if state.mode == "symbol" and following.mode == "after_symbol":
+                    chords[voice] = state.symbol + self.alphabet[token].partition('"')[0]
                 state = following
                 spent += 1
                 if state.done and index == len(plan) - 1:

@@ -85,6 +85,7 @@ class EvalConfig:
     bpc_chars: int = 120_000
     temperature: float | None = None  # None: the model's own default
     top_p: float | None = None
+    chord_tones: float | None = None
     batch_size: int = 16
     device: str = "auto"
     threads: int | None = None
@@ -228,7 +229,7 @@ def continue_all(engine: Engine, cases: list[Case], name: str, config: EvalConfi
     for index, case in enumerate(tqdm(cases, disable=not config.progress, unit="prompt",
                                       desc=f"continue ({name})")):
         sampling = Sampling(temperature=config.temperature, top_p=config.top_p,
-                            seed=1000 * index)
+                            chord_tones=config.chord_tones, seed=1000 * index)
         results = engine.continue_score(case.prompt, config.bars, sampling,
                                         variations=config.seeds)
         case.answers[name] = [r.abc for r in results]

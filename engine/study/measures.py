@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.abc.chord_symbols import pitch_classes
 from engine.abc.layout import Layout
+from engine.abc.meters import strong_beats
 
 if TYPE_CHECKING:
     from music21 import stream
@@ -162,20 +164,6 @@ def chord_bars(abc: str) -> tuple[int, int]:
     return sum(any('"' in music for music in column) for column in columns), len(columns)
 
 
-@lru_cache(maxsize=4096)
-def chord_classes(symbol: str) -> frozenset[int]:
-    """The pitch classes of a normalized chord symbol (`Am7` -> A C E G)."""
-    from engine.abc.chord_symbols import from_text
-
-    return frozenset(p.pitchClass for p in from_text(symbol).pitches)
-
-
-def strong_beats(bar: Fraction, beats: int) -> set[Fraction]:
-    """Where a bar's strong beats fall, in quarter notes from its start: the downbeat, and the
-    middle of the bar in meters of an even number of beats (2/4, 4/4, 6/8, 12/8, 2/2)."""
-    return {Fraction(0), bar / 2} if beats % 2 == 0 else {Fraction(0)}
-
-
 def chord_part(score: stream.Score) -> tuple[Any, list[tuple[Fraction, str]]] | None:
     """The first part with chord symbols, and its symbols (onset, normalized text) in time
     order; None if no part has one."""
@@ -230,7 +218,7 @@ def chord_agreement(score: stream.Score) -> tuple[int, int]:
             if chord is None:
                 continue
             counted += 1
-            agree += max(p.midi for p in note.pitches) % 12 in chord_classes(chord)
+            agree += max(p.midi for p in note.pitches) % 12 in pitch_classes(chord)
     return agree, counted
 
 

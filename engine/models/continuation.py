@@ -33,6 +33,7 @@ import torch
 from engine.abc.bars import BarState, bar_units, grid_for, key_alters
 from engine.abc.limits import check_fillable, check_prompt
 from engine.abc.meters import answer_score, bar_meters
+from engine.abc.playback import playable
 from engine.abc.prompt import BARS_PER_LINE, Prompt, make_prompt
 from engine.abc.registers import guarded, voice_registers
 from engine.abc.text import TUNE_SEPARATOR
@@ -268,9 +269,9 @@ class Engine:
                 generated, answer, tokens = self.generate(prompt, meters, sampling,
                                                           seed + index)
             results.append(Continuation(
-                abc=prompt.answer_head(prompt.meter if prompt.time_in_bar else meters[0])
-                + answer.strip() + "]\n",
-                with_prompt=prompt.head + prompt.body + generated.rstrip() + "]\n",
+                abc=playable(prompt.answer_head(prompt.meter if prompt.time_in_bar
+                                                else meters[0]) + answer.strip() + "]\n"),
+                with_prompt=playable(prompt.head + prompt.body + generated.rstrip() + "]\n"),
                 bars=bars, tokens=tokens,
                 elapsed_ms=(time.perf_counter() - started) * 1000, meters=meters,
             ))

@@ -31,12 +31,22 @@ def test_the_line_is_written_where_abc2midi_has_no_pattern_and_silences_it(meter
     assert playable(lead_sheet(meter, chords=False)) == lead_sheet(meter, chords=False)
 
 
-def test_other_readers_skip_the_line() -> None:
-    tune = lead_sheet("3/2")
-    assert "%%MIDI gchord fzczcz\nK:G" in playable(tune)
+DUET = ('X:1\nM:3/2\nL:1/8\nV:1\nV:2 clef=bass\nK:D\nV:1\nd12 | f12 |\nV:2\n"D"D,12 | "Bm"B,,12 |\n'
+        'V:1\na12 |]\nV:2\n"A7"A,,12 |]\n')
+
+
+@pytest.mark.parametrize("tune", [lead_sheet("3/2"), DUET], ids=["one voice", "two voices"])
+def test_abc2midi_is_silent_and_other_readers_skip_the_line(tune: str) -> None:
+    assert abc2midi_messages(tune) != [] and abc2midi_messages(playable(tune)) == []
     plain, played = parse_abc(tune), parse_abc(playable(tune))
     assert [n.fullName for n in plain.recurse().notes] == \
         [n.fullName for n in played.recurse().notes]
+
+
+def test_the_line_goes_in_the_head_or_once_into_each_voice() -> None:
+    assert "%%MIDI gchord fzczcz\nK:G" in playable(lead_sheet("3/2"))
+    assert playable(DUET).count("%%MIDI gchord fzczcz") == 2  # V:1 and V:2, first lines
+    assert "V:1\n%%MIDI gchord fzczcz\nd12" in playable(DUET)
 
 
 def test_a_continuation_in_three_two_is_silent_in_abc2midi() -> None:

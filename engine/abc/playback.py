@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 
 from engine.abc.meters import beat_count
+from engine.abc.text import VOICE_LINE
 
-VOICE_LINE = re.compile(r"^V:(\S+).*$", re.MULTILINE)
 ABC2MIDI_PATTERN_METERS = frozenset({"2/2", "2/4", "3/4", "4/4", "5/4", "6/4", "7/4", "3/8", "5/8",
                                      "6/8", "7/8", "9/8", "12/8", "C", "C|"})
 

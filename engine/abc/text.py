@@ -17,6 +17,7 @@ TUNE_SEPARATOR = "\n"
 FIELD_LINE = re.compile(r"^([A-Za-z]):(.*)$")
 DECORATION = re.compile(r"![^!\n]*!|\+[^+\n]*\+")
 QUOTED = re.compile(r'"[^"\n]*"')
+VOICE_LINE = re.compile(r"^V:(\S+)[^\n]*", re.MULTILINE)  # a voice's lines begin: its name
 
 
 def length_text(ratio: Fraction) -> str:

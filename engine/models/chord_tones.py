@@ -12,16 +12,14 @@ sampling default, chosen on the validation lead sheets (`segue eval --grid --cho
 
 from __future__ import annotations
 
-import re
-
 import torch
 
 from engine.abc.bars import NOTE_LETTERS, BarState, letter_pitch_class
 from engine.abc.chord_symbols import SYMBOL, pitch_classes
 from engine.abc.limits import voice_lines
 from engine.abc.meters import beat_count, strong_beats
+from engine.abc.text import QUOTED
 
-QUOTED = re.compile(r'"([^"\n]*)"')
 # Where a note letter may come next: at an element boundary, after a chord symbol or grace
 # notes, or after an accidental.
 NOTE_STARTS = frozenset({"between", "after_symbol", "after_grace", "accidental"})
@@ -32,9 +30,9 @@ def last_chords(body: str) -> dict[str, str]:
     chords: dict[str, str] = {}
     for voice, kind, line in voice_lines(body):
         if kind == "music":
-            for text in QUOTED.findall(line):
-                if SYMBOL.fullmatch(text):
-                    chords[voice] = text
+            for quoted in QUOTED.findall(line):
+                if SYMBOL.fullmatch(quoted[1:-1]):
+                    chords[voice] = quoted[1:-1]
     return chords
 
 

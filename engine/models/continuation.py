@@ -21,7 +21,6 @@ all behave alike.
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -36,7 +35,7 @@ from engine.abc.meters import answer_score, bar_meters
 from engine.abc.playback import playable
 from engine.abc.prompt import BARS_PER_LINE, Prompt, make_prompt
 from engine.abc.registers import guarded, voice_registers
-from engine.abc.text import TUNE_SEPARATOR
+from engine.abc.text import TUNE_SEPARATOR, VOICE_LINE
 from engine.abc.token_masks import TokenMasks
 from engine.errors import SegueError
 from engine.models.checkpoint import DEFAULT_SAMPLING
@@ -51,7 +50,6 @@ if TYPE_CHECKING:
 
 # Characters allowed when a segment has used its budget: they can only finish bars quickly.
 FINISHING = frozenset("z0123456789/|]}3^_=ABCDEFGabcdefg")
-VOICE_LINE = re.compile(r"^V:(\S+)", re.MULTILINE)  # a voice's lines begin
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import torch
 
 from bridge.cli import main
 from engine.abc.music import parse_abc
-from engine.models.checkpoint import read_config
+from engine.models.checkpoint import read_config, write_sampling_defaults
 from engine.models.tokenizer import CharTokenizer
 from engine.study.abc2midi import abc2midi_messages
 from engine.study.accompaniment_eval import cases_for, common_chords, figures_of
@@ -177,6 +177,7 @@ def test_the_grid_chooses_on_validation_and_writes_the_choice(
 
     model = tmp_path / "model"
     shutil.copytree(model_path, model)
+    write_sampling_defaults(model, {"chord_tones": 1.5})  # kept: the grid does not try others
     out = tmp_path / "grid"
     status = main(["eval", "--grid", "--model", str(model), "--data", str(duets),
                    "--set", "voices", "--prompts", "2", "--prompt-bars", "4", "--bars", "4",
@@ -187,7 +188,7 @@ def test_the_grid_chooses_on_validation_and_writes_the_choice(
     assert figures["split"] == "valid" and len(figures["points"]) == 2
     best = min(figures["points"], key=lambda point: point["score"])
     assert figures["chosen"] == {"temperature": best["temperature"], "top_p": 1.0,
-                                 "chord_tones": 0.0}
+                                 "chord_tones": 1.5}
     assert read_config(model)["sampling"] == figures["chosen"]
     # greedy answers are all alike: no diversity; sampling hot gives some
     greedy, hot = figures["points"]

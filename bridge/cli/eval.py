@@ -71,7 +71,7 @@ SUMMARY = "measure a model on held-out music against n-gram and repeat baselines
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from engine.study.eval_sets import SETS
-    from engine.study.sampling_grid import CHORD_TONES, TEMPERATURES, TOP_PS
+    from engine.study.sampling_grid import TEMPERATURES, TOP_PS
 
     parser.add_argument("--model", help="model name or checkpoint folder (default: shipped)")
     parser.add_argument("--set", dest="sets", action="append", choices=SETS,
@@ -112,9 +112,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help=f"temperatures of the grid ({','.join(map(str, TEMPERATURES))})")
     grid.add_argument("--top-ps", type=floats, default=TOP_PS, metavar="P,P,..",
                       help=f"top_p values of the grid ({','.join(map(str, TOP_PS))})")
-    grid.add_argument("--chord-tones", type=floats, default=CHORD_TONES, metavar="W,W,..",
+    grid.add_argument("--chord-tones", type=floats, metavar="W,W,..",
                       help="chord-tone weights of the grid: how much likelier a chord's notes "
-                           "are on strong beats, as a log factor (0, off)")
+                           "are on strong beats, as a log factor, 0 = off (default: the "
+                           "model's own weight only)")
     grid.add_argument("--write", action="store_true",
                       help="record the best point as the model's \"sampling\" in its "
                            "config.json (what requests that set none get)")

@@ -24,7 +24,6 @@ if TYPE_CHECKING:  # imported where used, so that `segue eval --help` stays ligh
 
 TEMPERATURES = (0.7, 0.85, 1.0, 1.15)
 TOP_PS = (0.9, 0.95, 1.0)
-CHORD_TONES = (0.0,)
 CRITERIA = ("pitch_class_distance", "interval_distance", "repetition_gap", "chord_agreement_gap")
 CRITERION_TITLES = {"pitch_class_distance": "pc", "interval_distance": "interval",
                     "repetition_gap": "rep. gap", "chord_agreement_gap": "chord gap"}
@@ -49,11 +48,11 @@ def point_figures(cases: list, config: EvalConfig, real: dict[str, Any]) -> dict
 
 
 def sampling_grid(config: EvalConfig, temperatures: tuple[float, ...] = TEMPERATURES,
-                  top_ps: tuple[float, ...] = TOP_PS, chord_tones: tuple[float, ...] = CHORD_TONES,
+                  top_ps: tuple[float, ...] = TOP_PS, chord_tones: tuple[float, ...] | None = None,
                   write: bool = False) -> tuple[Path, dict[str, Any]]:
-    """Measure every (temperature, top_p, chord_tones) on the validation prompts; write the
-    report folder (results.json, table.md); with `write`, record the best in the checkpoint's
-    config.json."""
+    """Measure every (temperature, top_p, chord_tones) on the validation prompts (chord_tones
+    None: the model's own weight only); write the report folder (results.json, table.md); with
+    `write`, record the best in the checkpoint's config.json."""
     import numpy as np
     import torch
 
@@ -70,13 +69,15 @@ def sampling_grid(config: EvalConfig, temperatures: tuple[float, ...] = TEMPERAT
     from engine.study.evaluate import continue_all, score_system
     from engine.study.report import markdown_table, report_folder, write_json
 
+    engine = Engine.load(config.model, device=config.device)
+    weights = chord_tones if chord_tones is not None else \
+        (engine.sampling_defaults["chord_tones"],)
     points = [(float(t), float(p), float(w)) for t in temperatures for p in top_ps
-              for w in chord_tones]
+              for w in weights]
     if not points:
         raise SegueError("the grid needs at least one temperature, top_p and chord-tone weight")
     for temperature, top_p, weight in points:
         Sampling(temperature=temperature, top_p=top_p, chord_tones=weight).check()
-    engine = Engine.load(config.model, device=config.device)
     material = load_material("valid", config.data, test_tunes=config.test_tunes,
                              workers=config.workers, progress=config.progress)
     sets = config.sets or material.available()

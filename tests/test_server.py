@@ -169,6 +169,9 @@ def test_models_by_name_in_a_small_cache(server: Server, model_path: Path, tmp_p
     for name in ("nope", str(model_path), "../alt", "/etc/passwd"):
         status, answer = post(server, {"abc": ABC_4_4, "model": name})
         assert (status, answer["error"]["code"]) == (400, "unknown_model"), name
+    status, answer = post(server, {"abc": ABC_4_4, "model": "segue-open"})  # not made here
+    assert (status, answer["error"]["code"]) == (400, "unknown_model")
+    assert "make it once with bash scripts/make_segue_open.sh" in answer["error"]["message"]
 
 
 def test_a_request_reads_the_models_on_disk_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,8 @@ examples:
   segue continue tune.abc --bars 16 --seed 7 --temperature 0.8 -o next.musicxml
   segue continue song.musicxml --part 1 --measures 1-4 --bars 4 --with-prompt -o song2.mxl
   segue continue phrase.mid --bars 2 --variations 3 -o answer.mid
-  segue continue tune.abc --model segue-open        the model trained on CC0 music only
+  segue continue tune.abc --model segue-open        trained on CC0 music only (make it
+                                                    first: scripts/make_segue_open.sh)
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", metavar="NAME|PATH",
                        help="a model's name or checkpoint folder: segue-gpt2-6m (the default), "
-                            "segue-open (trained on CC0 music only), or one of yours")
+                            "segue-open (trained on CC0 music only, made by "
+                            "scripts/make_segue_open.sh), or one of yours")
     model.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
                        help="where the model runs (default: auto = cuda, then mps, then cpu)")
 

@@ -87,7 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "DAW's buffers (default 0; see docs/research/bench.md)")
     answer.add_argument("--model", metavar="NAME|PATH",
                         help="a model's name or checkpoint folder: segue-gpt2-6m (the default), "
-                             "segue-open (trained on CC0 music only), or one of yours")
+                             "segue-open (trained on CC0 music only, made by "
+                             "scripts/make_segue_open.sh), or one of yours")
     answer.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
                         help="where the model runs (default auto)")
 

@@ -318,7 +318,11 @@ class Worker:
             return None
         names = [m["name"] for m in self.known_models()]
         if name not in names:
-            raise UnknownModel(f"unknown model {name!r}; known models: {', '.join(names)}")
+            from engine.models.checkpoint import how_to_make
+
+            unmade = how_to_make(name)
+            raise UnknownModel(f"unknown model {name!r}; known models: {', '.join(names)}"
+                               + (f"; {unmade}" if unmade else ""))
         return name
 
     def sampling_defaults(self, name: str | None) -> dict[str, float]:

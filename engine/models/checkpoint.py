@@ -20,7 +20,7 @@ config.json and tokenizer.json are needed to use a model; ship those three.
 Models are found by name in the shipped folder engine/checkpoints/<name>/ and in
 $SEGUE_HOME/models/<name>/ (default ~/.segue/models); a name may also be a path. A training run
 folder (with best/ and checkpoint/ inside, as `segue train` writes) stands for its best
-checkpoint.
+checkpoint. Only the default model's weights ship; others are made by a script (`RECIPES`).
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ DEFAULT_SAMPLING: dict[str, float] = {"temperature": 1.0, "top_p": 0.95, "top_k"
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_MODEL = "segue-gpt2-6m"
 TOKENIZERS = {"char": CharTokenizer}
+# Models Segue knows but does not ship: the script that makes each into $SEGUE_HOME/models.
+RECIPES = {"segue-open": "bash scripts/make_segue_open.sh (about 70 CPU minutes; "
+                         "docs/models/segue-open.md)"}
 RUN_CHECKPOINTS = ("best", "checkpoint")  # inside a training run folder, in order of preference
 
 
@@ -191,9 +194,17 @@ def resolve_model(name_or_path: str | os.PathLike[str] | None = None) -> Path:
     for root in model_roots():
         if (root / name).is_dir() and (found := checkpoint_folder(root / name)) is not None:
             return found
+    if (unmade := how_to_make(name)) is not None:
+        raise SegueError(unmade)
     known = ", ".join(info["name"] for info in list_models()) or "none"
     raise SegueError(f"no model named {name!r} (models found: {known}); "
                      "give a checkpoint folder, or train one with `segue train`")
+
+
+def how_to_make(name: str) -> str | None:
+    """What to run to make a model Segue knows by name but does not ship (None: not one)."""
+    recipe = RECIPES.get(name)
+    return recipe and f"{name} is not shipped with Segue; make it once with {recipe}"
 
 
 def read_config(folder: Path) -> dict[str, Any]:

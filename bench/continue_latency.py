@@ -98,7 +98,7 @@ def forced_voice(engine, abc: str, bars: int, runs: int) -> dict[str, dict[str, 
     text = given.abc.split("K:", 1)[1].split("\n", 1)[1]
     context = engine.encode(prompt.head + prompt.body)
     ids = torch.tensor([engine.tokenizer.encode(text)])
-    decoder = decoder_for(engine.model)
+    decoder = decoder_for(engine.model, engine.half)
 
     def steps() -> None:
         decoder.prefill(context)

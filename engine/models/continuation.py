@@ -188,8 +188,11 @@ class Engine:
 
     def __init__(self, model: torch.nn.Module, tokenizer: CharTokenizer, *, block_size: int,
                  name: str, device: str, chord_symbols: bool = False, fill_trained: bool = False,
-                 sampling: dict[str, float] | None = None) -> None:
+                 sampling: dict[str, float] | None = None, half: bool = False) -> None:
         self.model = model.eval()
+        # Whether a GPT-2's matrices are read in float16 when decoding: for checkpoints that
+        # store float16 weights, whose values they are (`engine.models.gpt2_fast`).
+        self.half = half
         # Whether the model was trained with fill-in-the-middle windows (`engine.abc.windows`).
         self.fill_trained = fill_trained
         # What a request that sets no temperature, top_p or top_k gets: the checkpoint's
@@ -220,7 +223,8 @@ class Engine:
                    chord_symbols=int(loaded.config.get("abc_language", 1)) >= 2,
                    fill_trained=bool(loaded.config.get("training", {}).get("config", {})
                                      .get("fill")),
-                   sampling=sampling_defaults(loaded.config, loaded.path))
+                   sampling=sampling_defaults(loaded.config, loaded.path),
+                   half=loaded.config.get("dtype") == "float16")
 
     def resolve_sampling(self, sampling: Sampling | None) -> Sampling:
         """`sampling` (None: all defaults) with the model's defaults where it sets none."""
@@ -282,7 +286,7 @@ class Engine:
         `plan` replaces the plan made from `meters` (infill and accompaniment force the
         voices they keep and sample the others)."""
         generator = torch.Generator().manual_seed(seed)
-        decoder = decoder_for(self.model)
+        decoder = decoder_for(self.model, self.half)
         body = prompt.body
         context = self.fit(prompt, body, self.block_size * 3 // 4)
         logits = decoder.prefill(self.encode(context))[0]

@@ -29,12 +29,14 @@ def sequence_logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return model(input_ids=ids, use_cache=False).logits.float()
 
 
-def decoder_for(model: torch.nn.Module) -> CachedDecoder | GPT2Decoder | MambaDecoder:
-    """The fastest correct incremental decoder available for `model`."""
+def decoder_for(model: torch.nn.Module, half: bool = False
+                ) -> CachedDecoder | GPT2Decoder | MambaDecoder:
+    """The fastest correct incremental decoder available for `model`; `half`: a GPT-2's
+    matrices read in float16 (`engine.models.gpt2_fast.Weights.halved`; others ignore it)."""
     from engine.models.gpt2_fast import GPT2Decoder, supports
 
     if supports(model):
-        return GPT2Decoder(model)
+        return GPT2Decoder(model, half)
     if getattr(getattr(model, "config", None), "model_type", None) == "mamba":
         from engine.models.mamba_fast import MambaDecoder
 

@@ -147,14 +147,14 @@ def test_engine_writes_the_same_music_token_for_token(model_path: Path, name: st
 
 def test_half_matrices_give_float32_logits_to_float16_rounding(model_path: Path) -> None:
     """A checkpoint that stores float16 weights (the shipped one) is decoded with its blocks'
-    matrices in float16 (a quarter less time a step on a CPU): prompt, single steps and
-    several tokens at once give float32's logits to within 0.02. A float32 checkpoint (the
-    tiny one) keeps float32."""
+    matrices in float16 for single steps (a quarter less time a step on a CPU): steps between
+    prompts and several tokens at once give float32's logits to within 0.02. A float32
+    checkpoint (the tiny one) keeps float32."""
     assert not Engine.load(str(model_path), device="cpu").half
     engine = Engine.load(None, device="cpu")
     assert engine.half
     full, half = GPT2Decoder(engine.model), decoder_for(engine.model, half=True)
-    assert isinstance(half, GPT2Decoder) and half.weights.layers[0].qkv.dtype == torch.float16
+    assert isinstance(half, GPT2Decoder) and half.step_weights.layers[0].qkv.dtype == torch.float16
     ids = ids_of(40)
     for logits in ((full.prefill(ids[:, :20]), half.prefill(ids[:, :20])),
                    (full.step(ids[:, 20]), half.step(ids[:, 20])),

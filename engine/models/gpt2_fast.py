@@ -17,11 +17,12 @@ the same weights without either:
   the buffer, in about sixteen tensor operations a layer; `extend` reads several tokens in one
   pass (forced text, such as a voice given note for note, costs about one step). It runs on
   this module's `GPT2` and on transformers' own `GPT2LMHeadModel` alike (the same parameter
-  names). With `half`, the blocks' matrices are read in float16 (`Weights.halved`): the values
-  a float16 checkpoint ships, in half the bytes, so a step of the default model takes about a
-  quarter less time on a CPU, where reading the weights is most of it; the logits then differ
-  from float32's by the rounding of the activations to float16 (about 0.002 on the default
-  model).
+  names). With `half`, single steps read the blocks' matrices in float16 (`Weights.halved`):
+  the values a float16 checkpoint ships, in half the bytes, so a step of the default model
+  takes about a quarter less time on a CPU, where reading the weights is most of it; their
+  logits differ from float32's by the rounding of the activations to float16 (about 0.002 on
+  the default model). Prompts and several tokens at once stay in float32: for them the CPU's
+  float16 products are 3 to 4 times slower.
 
 The architecture is what Segue's checkpoints describe (engine.models.model.hf_config): transformers'
 GPT-2 defaults, that is layer norm epsilon 1e-5, the tanh GELU ("gelu_new"), attention scaled
@@ -192,8 +193,8 @@ def halved_weights(model: nn.Module) -> Weights:
 
 
 def _affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """x @ weight + bias for a 2-D float32 x: a float32 weight is stored (inputs, outputs), a
-    float16 one (outputs, inputs) and computed in float16."""
+    """x @ weight + bias for one float32 row per sequence: a float32 weight is stored (inputs,
+    outputs), a float16 one (outputs, inputs) and computed in float16."""
     if weight.dtype == torch.float16:
         return F.linear(x.half(), weight, bias).float()
     return torch.addmm(bias, x, weight)
@@ -208,7 +209,7 @@ def _sequence_block(layer: _Layer, hidden: torch.Tensor, heads: int,
     """
     batch, steps, width = hidden.shape
     x = F.layer_norm(hidden, (width,), layer.ln_1, layer.ln_1_bias, EPS)
-    qkv = _affine(x.view(batch * steps, width), layer.qkv, layer.qkv_bias)
+    qkv = torch.addmm(layer.qkv_bias, x.view(batch * steps, width), layer.qkv)
     q, k, v = qkv.view(batch, steps, 3, heads, width // heads).permute(2, 0, 3, 1, 4).unbind(0)
     if cache is not None:
         end = start + steps
@@ -221,11 +222,11 @@ def _sequence_block(layer: _Layer, hidden: torch.Tensor, heads: int,
         mask = torch.ones(steps, start + steps, dtype=torch.bool, device=q.device).tril(start)
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     attended = attended.transpose(1, 2).reshape(batch * steps, width)
-    hidden = _affine(attended, layer.proj, layer.proj_bias).view(batch, steps, width) + hidden
+    hidden = torch.addmm(layer.proj_bias, attended, layer.proj).view(batch, steps, width) + hidden
     x = F.layer_norm(hidden, (width,), layer.ln_2, layer.ln_2_bias, EPS)
-    x = F.gelu(_affine(x.view(batch * steps, width), layer.fc, layer.fc_bias),
+    x = F.gelu(torch.addmm(layer.fc_bias, x.view(batch * steps, width), layer.fc),
                approximate="tanh")
-    return _affine(x, layer.out, layer.out_bias).view(batch, steps, width) + hidden
+    return torch.addmm(layer.out_bias, x, layer.out).view(batch, steps, width) + hidden
 
 
 def supports(model: nn.Module) -> bool:
@@ -248,24 +249,23 @@ class GPT2Decoder:
 
     Keys and values live in one buffer (batch, 2, heads, positions, head size) per layer,
     allocated by `prefill` (positions: the model's) and kept for the next prompt of the same
-    batch size; `step` and `extend` write into it at the next positions. `half`: the blocks'
-    matrices in float16 (`Weights.halved`).
+    batch size; `step` and `extend` write into it at the next positions. `half`: `step` reads
+    the blocks' matrices in float16 (`Weights.halved`).
     """
 
     def __init__(self, model: nn.Module, half: bool = False) -> None:
         self.model = model
         self.half = half
-        self.weights = self.current_weights()
+        self.weights = Weights.of(model)
+        self.step_weights = halved_weights(model) if half else self.weights
         self.caches: list[torch.Tensor] = []
         self.length = 0
-
-    def current_weights(self) -> Weights:
-        return halved_weights(self.model) if self.half else Weights.of(self.model)
 
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
         """Read a batch of prompts (B, T); return the logits for the next token (B, V)."""
-        self.weights = weights = self.current_weights()  # the model may have moved
+        self.weights = weights = Weights.of(self.model)  # the model may have moved
+        self.step_weights = halved_weights(self.model) if self.half else weights
         positions, width = weights.positions.shape
         shape = (ids.shape[0], 2, weights.heads, positions, width // weights.heads)
         if not self.caches or self.caches[0].shape != shape or \
@@ -288,7 +288,7 @@ class GPT2Decoder:
     @torch.inference_mode()
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         """Feed one token per sequence (B,); return the logits for the next token (B, V)."""
-        weights, position = self.weights, self.length
+        weights, position = self.step_weights, self.length
         hidden = weights.embed(ids[:, None], position)[:, 0]
         batch, width = hidden.shape
         heads = weights.heads

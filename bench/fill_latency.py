@@ -5,7 +5,8 @@ on 2 CPU cores).
     python bench/fill_latency.py --model NAME --runs 20 --json out.json
 
 One Engine, loaded once and warmed by one call of each, then `--runs` times each (seeds 0,
-1, ...): filling bars 3-6 (4 bars) of the tune's 8, and adding a bass to its 8 bars. Each call
+1, ...): filling bars 3-6 (4 bars) of the tune's 8, and adding a bass and chord symbols (with
+the model's chord fit and without) to its 8 bars. Each call
 is timed whole (the score written as ABC, the model's work, the answer put together) in wall
 and CPU time; CPU time is what the work costs when other work keeps the cores busy. The load
 average before and after says how busy the machine was.
@@ -49,6 +50,11 @@ def main() -> int:
             lambda seed: fill_score(engine, score, (3, 6), Sampling(seed=seed)),
         "add a bass to 8 bars":
             lambda seed: accompany_score(engine, score, "bass", Sampling(seed=seed)),
+        "add chords to 8 bars":
+            lambda seed: accompany_score(engine, score, "chords", Sampling(seed=seed)),
+        "add chords, no chord fit":
+            lambda seed: accompany_score(engine, score, "chords",
+                                         Sampling(seed=seed, chord_fit=0)),
     }
     before = load()
     figures: dict[str, dict[str, list[float]]] = {}

@@ -39,6 +39,8 @@ LIMITS: dict[str, Limit] = {
     "top_p": Limit(0, 1, above_low=True),
     "top_k": Limit(0, 100_000, whole=True),  # 0: off
     "chord_tones": Limit(0, 10),  # 0: off (engine.models.chord_tones)
+    "register_lean": Limit(0, 10),  # 0: off (engine.models.register_lean)
+    "chord_fit": Limit(0, 10),  # 0: off (engine.models.chord_fit)
     "seed": Limit(0, 2**63 - 1, whole=True),
     "variations": Limit(1, 8, whole=True),  # answers to one request
 }

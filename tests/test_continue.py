@@ -200,6 +200,7 @@ def test_cli_says_which_path_a_mamba_model_runs_on(tmp_path: Path):
     (["--temperature", "-2"], "temperature"),
     (["--temperature", "7"], "error: --temperature must be from 0 to 5, not 7.0"),
     (["--seed", "-1"], "error: --seed must be from 0 to 9223372036854775807, not -1"),
+    (["--register-lean", "11"], "error: --register-lean must be from 0 to 10, not 11.0"),
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(model_path: Path, tmp_path: Path,
                                                       args: list[str], message: str):

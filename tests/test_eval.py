@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from engine.study.measures import (
     chord_agreement,
     chord_bars,
     chord_label_agreement,
+    chords_in_key,
     distance,
     diversity,
     keeps_voice_order,
@@ -129,6 +131,9 @@ def test_every_figure_of_every_set_is_present_and_in_range(report: Path) -> None
     assert 0 < chords["real"]["chord_label_agreement"] <= 1
     assert 0 <= chords["model"]["chord_bar_share"] <= 1
     assert figures["sets"]["folk"]["systems"]["model"]["voice_order_share"] is None
+    # random weights wander from the prompt's registers; one voice has no register to leave
+    assert voices["model"]["register_drift"] > 0 and voices["real"]["register_drift"] >= 0
+    assert figures["sets"]["folk"]["systems"]["model"]["register_drift"] is None
     # accompaniment: the duets lose their bass, or their chord symbols, and get them back
     bass, symbols = (figures["sets"][name]["accompaniment"] for name in ("voices", "chords"))
     assert bass["add"] == "bass" and symbols["add"] == "chords"
@@ -181,19 +186,54 @@ def test_the_grid_chooses_on_validation_and_writes_the_choice(
     out = tmp_path / "grid"
     status = main(["eval", "--grid", "--model", str(model), "--data", str(duets),
                    "--set", "voices", "--prompts", "2", "--prompt-bars", "4", "--bars", "4",
-                   "--temperatures", "0,1.5", "--top-ps", "1", "--write", *ARGS,
-                   "--out", str(out)])
+                   "--temperatures", "0,1.5", "--top-ps", "1", "--register-lean", "0,3",
+                   "--write", *ARGS, "--out", str(out)])
     assert status == 0
     figures = json.loads((out / "results.json").read_text())
-    assert figures["split"] == "valid" and len(figures["points"]) == 2
+    assert figures["split"] == "valid" and len(figures["points"]) == 4
     best = min(figures["points"], key=lambda point: point["score"])
     assert figures["chosen"] == {"temperature": best["temperature"], "top_p": 1.0,
-                                 "chord_tones": 1.5}
+                                 "chord_tones": 1.5, "register_lean": best["register_lean"],
+                                 "chord_fit": 0.0}
     assert read_config(model)["sampling"] == figures["chosen"]
+    assert [(p["temperature"], p["register_lean"]) for p in figures["points"]] == [
+        (0, 0), (0, 3), (1.5, 0), (1.5, 3)]
+    for point in figures["points"]:  # duets: the voice order counts, short of the real one's
+        voices = point["sets"]["voices"]
+        assert voices["voice_order_shortfall"] == pytest.approx(max(
+            0.0, figures["real"]["voices"]["voice_order_share"] - voices["voice_order_share"]))
+        assert voices["register_drift_gap"] == pytest.approx(abs(
+            voices["register_drift"] - figures["real"]["voices"]["register_drift"]) / 12)
     # greedy answers are all alike: no diversity; sampling hot gives some
-    greedy, hot = figures["points"]
+    greedy, hot = figures["points"][0], figures["points"][2]
     assert greedy["sets"]["voices"]["diversity"] == 0 < hot["sets"]["voices"]["diversity"]
     assert "chosen: temperature" in capsys.readouterr().out
+
+
+def test_the_grid_adds_chords_to_choose_the_chord_fit(model_path: Path, duets: Path,
+                                                      tmp_path: Path) -> None:
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(model_path, model)
+    config = read_config(model)
+    (model / "config.json").write_text(json.dumps({**config, "abc_language": 2}))
+    out = tmp_path / "grid"
+    status = main(["eval", "--grid", "--model", str(model), "--data", str(duets),
+                   "--set", "chords", "--prompts", "3", "--prompt-bars", "4", "--bars", "4",
+                   "--temperatures", "1", "--top-ps", "1", "--chord-fit", "0,10",
+                   *ARGS, "--out", str(out)])
+    assert status == 0
+    figures = json.loads((out / "results.json").read_text())
+    plain, fitted = (point["sets"]["chords"] for point in figures["points"])
+    # random weights choose chords at random; a strong fit comes nearer the duets' chords,
+    # whose tones are the notes on their strong beats
+    assert plain["added_chord_agreement"] < fitted["added_chord_agreement"]
+    assert fitted["added_chord_gap"] < plain["added_chord_gap"]
+    for point in (plain, fitted):
+        assert point["added_chord_gap"] is not None and 0 <= point["added_chord_gap"] <= 1
+    assert figures["chosen"]["chord_fit"] == 10.0
+    assert "| chord fit |" in (out / "table.md").read_text()
 
 
 def test_bar_check_measures_each_bar() -> None:
@@ -207,6 +247,11 @@ def test_bar_check_measures_each_bar() -> None:
     assert right("G8 | z8 |]\n", 2)  # a bar of rests
     assert right("d2B2 B2 :: Bc | d2B2 g2B2 |]\n", 3)  # split at a repeat
     assert not right("Bc | d2B2 g2B2 |]\n", 2)  # half a bar alone
+    # after a prompt that stopped inside a bar, the answer first completes it
+    completing = parse_abc(HEAD + "B2 | GABc d2B2 | c2A2 B2G2 |]\n")
+    assert bars_right(completing, 2, Fraction(1)) and not bars_right(completing, 2)
+    assert not bars_right(completing, 2, Fraction(2))  # the rest of the bar was a half note
+    assert not bars_right(parse_abc(HEAD + "GABc d2B2 | c2A2 B2G2 |]\n"), 2, Fraction(1))
 
 
 def test_repetition_diversity_and_distance() -> None:
@@ -271,7 +316,15 @@ def test_accompaniment_figures_on_known_music() -> None:
     # G D D D as written; the baseline hears Dsus4 D7 D7 Asus4 (it weighs the lowest note,
     # here the bass's fifth below the root, twice): two roots of four
     assert common["given_kept"] == 1.0 and common["root_match"] == 0.5
-    assert figures_of("chords", [case], "real")["chord_agreement"] == 1.0
+    real = figures_of("chords", [case], "real")
+    assert real["chord_agreement"] == 1.0 and real["in_key"] == 1.0  # G, C and D in G major
+
+
+def test_chords_in_key_count_triads_in_the_key_signature_s_scale() -> None:
+    tune = 'X:1\nM:6/8\nL:1/8\nK:D\n"D"A2d dcA | "C7"G6 | "Bm7"B6 | "^text"A6 | "A7/G"A6 |\n'
+    assert chords_in_key(tune) == (3, 4)  # C7's C natural is not in D major; text is no chord
+    assert chords_in_key(tune.replace("K:D", "K:Dmix")) == (3, 4)  # A's C sharp is not
+    assert chords_in_key(HEAD + "G8 |\n") == (0, 0)
 
 
 def test_the_join_is_the_step_from_the_gap_into_the_bar_after() -> None:

@@ -23,15 +23,19 @@ def greedy_model(model_path: Path, tmp_path: Path) -> Path:
     folder = tmp_path / "greedy"
     shutil.copytree(model_path, folder)
     write_sampling_defaults(folder, {"temperature": 0.0, "top_p": 0.9, "top_k": 5,
-                                     "chord_tones": 1.5})
+                                     "chord_tones": 1.5, "register_lean": 2.0,
+                                     "chord_fit": 2.5})
     return folder
 
 
 def test_the_checkpoint_default_is_used_where_a_request_sets_none(greedy_model: Path) -> None:
     engine = Engine.load(str(greedy_model), device="cpu")
     assert engine.resolve_sampling(None) == Sampling(temperature=0.0, top_p=0.9, top_k=5,
-                                                     chord_tones=1.5)
+                                                     chord_tones=1.5, register_lean=2.0,
+                                                     chord_fit=2.5)
     assert engine.resolve_sampling(Sampling(chord_tones=0)).chord_tones == 0  # the request's
+    assert engine.resolve_sampling(Sampling(register_lean=0)).register_lean == 0
+    assert engine.resolve_sampling(Sampling(chord_fit=0)).chord_fit == 0
     # greedy by default: every seed gives the same answer, the explicit greedy one
     answers = {engine.continue_abc(TUNE, bars=2, sampling=Sampling(seed=seed))[0].abc
                for seed in (1, 2, 3)}
@@ -61,7 +65,9 @@ def test_the_cli_uses_the_model_default(greedy_model: Path, tmp_path: Path,
 
 
 @pytest.mark.parametrize("entry", [{"temperature": "hot"}, {"top_p": 0}, {"top_k": 2.5},
-                                   {"chord_tones": -1}, {"heat": 1}, [0.9]])
+                                   {"chord_tones": -1}, {"register_lean": 11},
+                                   {"chord_fit": -0.5}, {"heat": 1},
+                                   [0.9]])
 def test_a_bad_entry_is_refused_clearly(model_path: Path, tmp_path: Path, entry) -> None:
     folder = tmp_path / "bad"
     shutil.copytree(model_path, folder)

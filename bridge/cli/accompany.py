@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the part to write: bass, voice (a second melody) or chords")
     add_output_argument(parser)
     add_selection_arguments(parser)
-    add_sampling_arguments(parser)
+    add_sampling_arguments(parser, chord_fit=True)
     add_model_arguments(parser)
 
 

@@ -52,9 +52,9 @@ def add_output_argument(parser: argparse.ArgumentParser) -> None:
                         help="write here (format from the extension) instead of printing ABC")
 
 
-def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
-    """--temperature, --top-p, --top-k, --chord-tones, --seed, --variations (continue, fill,
-    accompany)."""
+def add_sampling_arguments(parser: argparse.ArgumentParser, chord_fit: bool = False) -> None:
+    """--temperature, --top-p, --top-k, --chord-tones, --register-lean, --seed, --variations
+    (continue, fill, accompany), and with `chord_fit` --chord-fit (accompany)."""
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--temperature", type=float,
                           help="randomness: lower is safer, higher is wilder; 0 = greedy "
@@ -70,6 +70,17 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
                                "chord on the strong beats: those notes become e^W times "
                                "likelier; 0 = as the model writes (default: the model's own, "
                                "else 0)")
+    sampling.add_argument("--register-lean", type=float, metavar="W",
+                          help="how strongly each voice of a piece with several voices stays "
+                               "near the middle of the register it had in the prompt: a note "
+                               "an octave from it becomes e^W times less likely; 0 = as the "
+                               "model writes (default: the model's own, else 0)")
+    if chord_fit:
+        sampling.add_argument("--chord-fit", type=float, metavar="W",
+                              help="with --add chords: how strongly each bar's chord symbol "
+                                   "fits the bar's notes: a symbol whose triad holds one more "
+                                   "of them becomes e^W times likelier; 0 = as the model "
+                                   "writes (default: the model's own, else 0)")
     sampling.add_argument("--seed", type=int,
                           help="the same seed gives the same music (default: random)")
     sampling.add_argument("--variations", type=int, default=1, metavar="K",
@@ -88,12 +99,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def sampling_of(args: argparse.Namespace) -> Sampling:
-    """The engine's Sampling for the --temperature, --top-p, --top-k, --chord-tones and --seed
-    given, checked before the model loads (unset values: the model's own)."""
+    """The engine's Sampling for the --temperature, --top-p, --top-k, --chord-tones,
+    --register-lean, --chord-fit and --seed given, checked before the model loads (unset
+    values: the model's own)."""
     from engine.models.continuation import Sampling
 
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                        chord_tones=args.chord_tones, seed=args.seed)
+                        chord_tones=args.chord_tones, register_lean=args.register_lean,
+                        chord_fit=getattr(args, "chord_fit", None), seed=args.seed)
     sampling.check()
     return sampling
 

@@ -116,6 +116,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="chord-tone weights of the grid: how much likelier a chord's notes "
                            "are on strong beats, as a log factor, 0 = off (default: the "
                            "model's own weight only)")
+    grid.add_argument("--register-lean", type=floats, metavar="W,W,..",
+                      help="register leans of the grid: how much less likely a voice's note "
+                           "an octave from the centre of its prompt register is, as a log "
+                           "factor, 0 = off (default: the model's own lean only)")
+    grid.add_argument("--chord-fit", type=floats, metavar="W,W,..",
+                      help="chord fits of the grid: how much likelier an added chord symbol is "
+                           "for each note of its bar its triad holds, as a log "
+                           "factor, 0 = off; with them the model also adds chord symbols to "
+                           "the chords set's melodies (default: the model's own fit only, "
+                           "and no chords added)")
     grid.add_argument("--write", action="store_true",
                       help="record the best point as the model's \"sampling\" in its "
                            "config.json (what requests that set none get)")
@@ -151,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         command=shlex.join(["segue", *sys.argv[1:]]))
     if args.grid:
         folder, _ = sampling_grid(config, args.temperatures, args.top_ps, args.chord_tones,
-                                  write=args.write)
+                                  args.register_lean, args.chord_fit, write=args.write)
     else:
         folder, _ = evaluate(config)
     print((folder / "table.md").read_text("utf-8"))

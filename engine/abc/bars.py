@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields
 from fractions import Fraction
 from functools import lru_cache
 
-from engine.abc.chord_symbols import all_symbols
+from engine.abc.chord_symbols import NOTE_CLASSES, all_symbols
 from engine.abc.text import length_text
 
 # The shortest note, a 32nd note: abc2xml, Segue's ABC reader, counts 2,520 steps a quarter
@@ -57,7 +57,7 @@ TONIC_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}
 MODE_FIFTHS = {"": 0, "maj": 0, "ion": 0, "m": -3, "min": -3, "aeo": -3, "dor": -2,
                "phr": -4, "lyd": 1, "mix": -1, "loc": -5}
 SHARP_ORDER = "FCGDAEB"
-SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+SEMITONES = NOTE_CLASSES  # the pitch class of each note letter
 
 # (letter A-G, octave as music21 counts it, (alteration by the letter-and-octave rule, by the
 # letter rule)): readers differ in how far an accidental carries, so a tie is only allowed
@@ -81,6 +81,13 @@ def key_alters(key: str) -> tuple[int, ...]:
     sharps = set(SHARP_ORDER[:fifths]) if fifths > 0 else set()
     flats = set(SHARP_ORDER[::-1][:-fifths]) if fifths < 0 else set()
     return tuple(1 if step in sharps else -1 if step in flats else 0 for step in "CDEFGAB")
+
+
+def key_scale(key: str) -> frozenset[int]:
+    """The pitch classes of the scale a `K:` value's key signature gives (`Bb`: B flat, C, D,
+    E flat, F, G, A)."""
+    return frozenset((SEMITONES[step] + alter) % 12
+                     for step, alter in zip("CDEFGAB", key_alters(key), strict=True))
 
 
 @lru_cache(maxsize=16)
@@ -212,14 +219,15 @@ def midi_pitch(letter: str, octave: int, alter: int) -> int:
     return 12 * (octave + 1) + SEMITONES[letter] + alter
 
 
-def _octaves(letter: str, marks: int) -> range:
+def reachable_octaves(letter: str, marks: int) -> range:
     """The octaves a note can still reach: `C` is 4, `C,` 3, `c` 5, `c'` 6."""
     if letter.isupper():
         return range(4 - MAX_OCTAVE_MARKS, 4 - marks + 1)
     return range(5 + marks, 5 + MAX_OCTAVE_MARKS + 1)
 
 
-def _octave(state: BarState) -> int:
+def written_octave(state: BarState) -> int:
+    """The octave of the letter being written, with the octave marks written so far."""
     low = state.octave_mark == ","
     return 4 - state.octave_marks if low else 5 + state.octave_marks
 
@@ -260,7 +268,7 @@ def _reachable(state: BarState, letter: str, marks: int, explicit: int | None,
     ties on such doubles) and a sound it does not hold yet (`[e^^d]` is one key twice, and
     readers pair notes with their spellings by pitch)."""
     targets = _targets(state)
-    octaves = _octaves(letter, marks)
+    octaves = reachable_octaves(letter, marks)
     if final:
         octaves = range(octaves.stop - 1, octaves.stop) if letter.isupper() \
             else range(octaves.start, octaves.start + 1)
@@ -326,7 +334,7 @@ def _complete_pitch(state: BarState) -> BarState | None:
     """Close the letter being written: check it against the tie, remember its accidental."""
     if not state.letter:
         return state
-    octave = _octave(state)
+    octave = written_octave(state)
     lowest = state.octave_mark == ","
     letter = state.letter if lowest else state.letter.lower()
     if not _reachable(state, letter, state.octave_marks, state.explicit, final=True):

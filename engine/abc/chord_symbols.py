@@ -36,15 +36,28 @@ KIND_OF_QUALITY = {
     "m6": "minor-sixth", "9": "dominant-ninth", "m9": "minor-ninth", "maj9": "major-ninth",
     "add9": "major", "11": "dominant-11th", "13": "dominant-13th",
 }
+# Each quality's notes in semitones above the root, stacked from the root as music21 builds
+# them (the tests check every quality against music21): the first three are the triad.
+QUALITY_INTERVALS: dict[str, tuple[int, ...]] = {
+    "": (0, 4, 7), "m": (0, 3, 7), "7": (0, 4, 7, 10), "m7": (0, 3, 7, 10),
+    "maj7": (0, 4, 7, 11), "dim": (0, 3, 6), "dim7": (0, 3, 6, 9), "m7b5": (0, 3, 6, 10),
+    "aug": (0, 4, 8), "sus2": (0, 2, 7), "sus4": (0, 5, 7), "7sus4": (0, 5, 7, 10),
+    "6": (0, 4, 7, 9), "m6": (0, 3, 7, 9), "9": (0, 4, 7, 10, 2), "m9": (0, 3, 7, 10, 2),
+    "maj9": (0, 4, 7, 11, 2), "add9": (0, 4, 7, 2), "11": (0, 4, 7, 10, 2, 5),
+    "13": (0, 4, 7, 10, 2, 5, 9),
+}
+NOTE_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 SYMBOL = re.compile(r"([A-G][#b]?)(" + "|".join(sorted(map(re.escape, QUALITIES), key=len,
                                                       reverse=True)) + r")(?:/([A-G][#b]?))?")
 
 
+ROOTS = tuple(letter + accidental for letter in "ABCDEFG" for accidental in ("", "#", "b"))
+
+
 def all_symbols() -> list[str]:
     """Every symbol the normalized spelling allows (8,820 of them)."""
-    roots = [letter + accidental for letter in "ABCDEFG" for accidental in ("", "#", "b")]
-    return [root + quality + bass for root in roots for quality in QUALITIES
-            for bass in ["", *(f"/{b}" for b in roots if b != root)]]
+    return [root + quality + bass for root in ROOTS for quality in QUALITIES
+            for bass in ["", *(f"/{b}" for b in ROOTS if b != root)]]
 
 
 def is_chord_symbol(element: base.Music21Object) -> bool:
@@ -99,7 +112,31 @@ def from_text(text: str) -> harmony.ChordSymbol:
     return symbol
 
 
+def note_class(name: str) -> int:
+    """The pitch class of a note name as symbols spell it (`C`, `F#`, `Bb`)."""
+    return (NOTE_CLASSES[name[0]] + {"#": 1, "b": -1}.get(name[1:], 0)) % 12
+
+
+def stacked(text: str) -> tuple[list[int], int | None]:
+    """A normalized symbol's pitch classes from the root up, and its bass note's (None
+    without one); ValueError if `text` is not a symbol."""
+    match = SYMBOL.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a chord symbol such as C, Am7, F#m7b5 or D/F#")
+    root, quality, bass = match.groups()
+    classes = [(note_class(root) + step) % 12 for step in QUALITY_INTERVALS[quality]]
+    return classes, None if bass is None else note_class(bass)
+
+
 @lru_cache(maxsize=4096)
 def pitch_classes(text: str) -> frozenset[int]:
     """The pitch classes of a normalized chord symbol (`Am7` -> A C E G, `D/F#` -> D F# A)."""
-    return frozenset(p.pitchClass for p in from_text(text).pitches)
+    classes, bass = stacked(text)
+    return frozenset(classes) | ({bass} if bass is not None else set())
+
+
+@lru_cache(maxsize=4096)
+def triad(text: str) -> frozenset[int]:
+    """The pitch classes of a normalized symbol's triad: root, third (or suspended note) and
+    fifth, without sevenths, added notes or a bass note (`Am7/G` -> A C E)."""
+    return frozenset(stacked(text)[0][:3])

@@ -1,7 +1,8 @@
 """The register of each voice: the range of pitches it sings or plays, read off ABC text.
 
 A several-voice answer keeps each voice near the register it had in the prompt (the bar
-grammar's `register`), so that a bass does not climb over the voice above it. The range is
+grammar's `register`), so that a bass does not climb over the voice above it, and leans toward
+its centre, the mean pitch (`engine.models.register_lean`). The range is
 read from the text alone, before any reader parses it: notes with their octave marks and
 written accidentals (the key signature is left out: at most a semitone, well under the margin).
 """
@@ -31,14 +32,24 @@ def note_pitches(line: str) -> list[int]:
     return pitches
 
 
-def voice_registers(body: str) -> dict[str, Register]:
-    """The lowest and highest pitch of each voice of a tune's body that has notes, by the
-    voice's name in `V:` ("1" for a tune with one voice)."""
+def voice_pitches(body: str) -> dict[str, list[int]]:
+    """The pitches of each voice of a tune's body that has notes, by the voice's name in `V:`
+    ("1" for a tune with one voice)."""
     pitches: dict[str, list[int]] = {}
     for voice, kind, line in voice_lines(body):
         if kind == "music":
             pitches.setdefault(voice, []).extend(note_pitches(line))
-    return {voice: (min(found), max(found)) for voice, found in pitches.items() if found}
+    return {voice: found for voice, found in pitches.items() if found}
+
+
+def voice_registers(body: str) -> dict[str, Register]:
+    """The lowest and highest pitch of each voice of a tune's body that has notes."""
+    return {voice: (min(found), max(found)) for voice, found in voice_pitches(body).items()}
+
+
+def voice_centres(body: str) -> dict[str, float]:
+    """The mean pitch of each voice of a tune's body that has notes."""
+    return {voice: sum(found) / len(found) for voice, found in voice_pitches(body).items()}
 
 
 def guarded(register: Register, margin: int = REGISTER_MARGIN) -> Register:

@@ -5,7 +5,8 @@
                                       engine.models.model), "tokenizer", "block_size", "dtype",
                                       "parameters", "training": {...summary}, and optionally
                                       "sampling": {"temperature", "top_p", "top_k",
-                                      "chord_tones"}: what a request that sets none of them
+                                      "chord_tones", "register_lean"}: what a request that
+                                      sets none of them
                                       gets, any may be left out (`sampling_defaults`)}
     <checkpoint>/tokenizer.json
     <checkpoint>/training_state.pt   optional: optimizer, step, RNG, elapsed time (resume only)
@@ -44,9 +45,11 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 STATE_FILE = "training_state.pt"
 # The sampling of a model whose config.json names none (chord_tones:
-# engine.models.chord_tones, 0 = off).
+# engine.models.chord_tones, register_lean: engine.models.register_lean, chord_fit:
+# engine.models.chord_fit; 0 = off).
 DEFAULT_SAMPLING: dict[str, float] = {"temperature": 1.0, "top_p": 0.95, "top_k": 0,
-                                      "chord_tones": 0.0}
+                                      "chord_tones": 0.0, "register_lean": 0.0,
+                                      "chord_fit": 0.0}
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_MODEL = "segue-gpt2-6m"
 TOKENIZERS = {"char": CharTokenizer}
@@ -231,15 +234,16 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 def sampling_defaults(config: dict[str, Any], folder: Path | str = "") -> dict[str, float]:
     """The sampling a checkpoint asks for when a request sets none: its config.json
-    `"sampling": {"temperature": t, "top_p": p, "top_k": k, "chord_tones": w}` (any may be
-    left out);
+    `"sampling": {"temperature": t, "top_p": p, "top_k": k, "chord_tones": w,
+    "register_lean": r, "chord_fit": f}` (any may be left out);
     SegueError if it is not such an entry."""
     entry = config.get("sampling", {})
     if not isinstance(entry, dict) or set(entry) - set(DEFAULT_SAMPLING):
         raise SegueError(f"{folder}: {CONFIG_FILE} \"sampling\" must be an object with "
                          f"{', '.join(DEFAULT_SAMPLING)} (any of them), not {entry!r}")
     limits = {"temperature": (0.0, 10.0), "top_p": (1e-9, 1.0), "top_k": (0, 1_000_000),
-              "chord_tones": (0.0, 10.0)}
+              "chord_tones": (0.0, 10.0), "register_lean": (0.0, 10.0),
+              "chord_fit": (0.0, 10.0)}
     for name, value in entry.items():
         low, high = limits[name]
         if isinstance(value, bool) or not isinstance(value, int | float) \

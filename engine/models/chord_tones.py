@@ -54,13 +54,22 @@ class ChordTones:
         tones = pitch_classes(chord)
         open_letters = [(index, letter_pitch_class(state, text) in tones)
                         for index, text in self.letters if allowed[index]]
-        leaning = [index for index, tone in open_letters if tone]
-        if not leaning or len(leaning) == len(open_letters):
+        leaning = sum(tone for _, tone in open_letters)
+        if not leaning or leaning == len(open_letters):
             return logits
-        letters = torch.tensor([index for index, _ in open_letters])
-        before = torch.logsumexp(logits[letters], 0)
-        leaned = logits.clone()
-        leaned[leaning] += self.weight
-        leaned[letters] -= torch.logsumexp(leaned[letters], 0) - before
-        return leaned
+        return shifted_within(logits, [index for index, _ in open_letters],
+                              torch.tensor([self.weight if tone else 0.0
+                                            for _, tone in open_letters]))
+
+
+def shifted_within(logits: torch.Tensor, group: list[int] | torch.Tensor,
+                   shifts: torch.Tensor) -> torch.Tensor:
+    """`logits` with the tokens of `group` shifted by `shifts` (log factors) against each other,
+    the group keeping, together, the probability it had: the other tokens' odds do not move."""
+    members = torch.as_tensor(group)
+    before = torch.logsumexp(logits[members], 0)
+    leaned = logits.clone()
+    leaned[members] += shifts.to(logits.dtype)
+    leaned[members] -= torch.logsumexp(leaned[members], 0) - before
+    return leaned
 

@@ -34,13 +34,15 @@ from engine.abc.limits import check_fillable, check_prompt
 from engine.abc.meters import answer_score, bar_meters
 from engine.abc.playback import playable
 from engine.abc.prompt import BARS_PER_LINE, Prompt, make_prompt
-from engine.abc.registers import guarded, voice_registers
+from engine.abc.registers import guarded, voice_centres, voice_registers
 from engine.abc.text import TUNE_SEPARATOR, VOICE_LINE
 from engine.abc.token_masks import TokenMasks
 from engine.errors import SegueError
 from engine.models.checkpoint import DEFAULT_SAMPLING
+from engine.models.chord_fit import BarNotes, ChordFit
 from engine.models.chord_tones import ChordTones, last_chords
 from engine.models.lm import decoder_for
+from engine.models.register_lean import RegisterLean
 from engine.settings import check
 
 if TYPE_CHECKING:
@@ -56,7 +58,9 @@ FINISHING = frozenset("z0123456789/|]}3^_=ABCDEFGabcdefg")
 class Sampling:
     """How to sample: temperature (0 = greedy), nucleus top_p, top_k (0 = off), chord_tones
     (how strongly strong beats lean to the chord in force, `engine.models.chord_tones`; 0 =
-    off), seed.
+    off), register_lean (how strongly each of several voices leans to its register's centre,
+    `engine.models.register_lean`; 0 = off), chord_fit (how strongly an added chord symbol
+    leans to the notes of its bar, `engine.models.chord_fit`; 0 = off), seed.
 
     A setting left None is the model's own default (`Engine.resolve_sampling`: its config.json
     "sampling", else `engine.models.checkpoint.DEFAULT_SAMPLING`).
@@ -67,15 +71,18 @@ class Sampling:
     top_k: int | None = None
     seed: int | None = None
     chord_tones: float | None = None
+    register_lean: float | None = None
+    chord_fit: float | None = None
 
     def check(self) -> None:
         """ParameterError for a setting outside its limits (`engine.settings.LIMITS`)."""
-        for name in ("temperature", "top_p", "top_k", "chord_tones", "seed"):
+        for name in ("temperature", "top_p", "top_k", "chord_tones", "register_lean",
+                     "chord_fit", "seed"):
             check(name, getattr(self, name))
 
     def with_defaults(self, defaults: dict[str, float]) -> Sampling:
-        """This sampling, its unset temperature, top_p, top_k and chord_tones taken from
-        `defaults`."""
+        """This sampling, its unset temperature, top_p, top_k, chord_tones, register_lean and
+        chord_fit taken from `defaults`."""
         unset: dict[str, Any] = {name: defaults[name] for name in DEFAULT_SAMPLING
                                  if getattr(self, name) is None}
         return replace(self, **unset)
@@ -109,6 +116,7 @@ class Segment:
     in_answer: bool = True
     completing: bool = False
     symbol: bool = False  # sample one chord symbol (its opening quote already written)
+    under: BarNotes | None = None  # the notes of its bar and its key (chord_fit)
 
 
 def plan_segments(meters: list[str], voices: int, prompt_meter: str,
@@ -323,10 +331,15 @@ class Engine:
         key = key_alters(prompt.key)
         grid = grid_for(prompt.unit)
         after_bar_line = "|" if prompt.voices == 1 else "\n"
-        # several voices: each keeps near the register it had in the prompt
+        # several voices: each keeps near the register it had in the prompt, and leans to its
+        # centre
         registers = voice_registers(prompt.body) if prompt.voices > 1 else {}
+        centres = voice_centres(prompt.body) if prompt.voices > 1 else {}
+        toward_centre = RegisterLean(self.alphabet, sampling.register_lean or 0.0)
         # strong beats lean to the chord in force in each voice that has one
         lean = ChordTones(self.alphabet, sampling.chord_tones or 0.0)
+        # an added chord symbol leans to the notes of its bar
+        fit = ChordFit(self.alphabet, sampling.chord_fit or 0.0)
         chords = last_chords(prompt.body) if self.chord_symbols else {}
         voice = "1"
         for index, segment in enumerate(plan):
@@ -356,8 +369,9 @@ class Engine:
                 allowed = mask.finishing if spent > budget else mask.allowed
                 # The only token allowed needs no logits (the model reads it with the next
                 # ones), but is drawn all the same: a seed's music does not change.
-                scores = self.no_logits if mask.forced else \
-                    lean.apply(read(), allowed, state, segment.meter, chords.get(voice))
+                scores = self.no_logits if mask.forced else fit.apply(toward_centre.apply(
+                    lean.apply(read(), allowed, state, segment.meter, chords.get(voice)),
+                    allowed, state, centres.get(voice)), allowed, state, segment.under)
                 token = sample(scores, allowed, sampling, generator)
                 following = state.after(self.alphabet[token])
                 assert following is not None, "the mask allowed a token the grammar refuses"

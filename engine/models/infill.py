@@ -44,6 +44,7 @@ from engine.abc.text import length_text, split_head
 from engine.abc.windows import fill_prompt
 from engine.abc.writer import clef_text, write_abc
 from engine.errors import SegueError
+from engine.models.chord_fit import bar_notes
 from engine.models.continuation import (
     Continuation,
     Prompt,
@@ -256,13 +257,13 @@ def chords_plan(tune: Layout) -> list[Segment]:
             music = CHORD_SYMBOL.sub("", bar.music)
             fields = leading_fields(music)
             music = music[len(fields):].strip()
-            rest = BAR_REST.match(music)
-            if rest:  # a chord symbol needs an event: the bar's rest written out
-                bar_length = bar_units(tune.fields_at(first + offset).get("M", "4/4"), unit)
-                music = "z" + length_text(bar_length)
+            at = tune.fields_at(first + offset)
+            meter = at.get("M", "4/4")
+            if BAR_REST.match(music):  # a chord symbol needs an event: the bar's rest written out
+                music = "z" + length_text(bar_units(meter, unit))
             plan += [Segment(text=text + fields + '"'),
-                     Segment(bars=1, meter=tune.fields_at(first + offset).get("M", "4/4"),
-                             symbol=True)]
+                     Segment(bars=1, meter=meter, symbol=True,
+                             under=bar_notes(music, meter, unit, at.get("K", "C")))]
             text = music
         text += (" " + chunk[-1].closing) if chunk[-1].closing else ""
         for number, voice in enumerate(tune.voices[1:], 2):

@@ -15,14 +15,15 @@ system (`engine.models.infill.accompany_score`) and measured against the part th
   best explains the bar's notes (`engine.abc.lead_sheet.best_chord`), the simple baseline.
   - given_kept; chord_agreement: strong-beat melody notes that belong to the chord in force
     (as for continuations, `engine.study.measures.chord_agreement`); root_match: bars whose chord at
-    the downbeat has the root of the real one.
+    the downbeat has the root of the real one; in_key: symbols whose triad lies in the key's
+    scale (`engine.study.measures.chords_in_key`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ from engine.errors import SegueError
 
 if TYPE_CHECKING:
     from music21 import stream
+
+    from engine.models.continuation import Sampling
 
 ADDED_BY_SET = {"voices": "bass", "chords": "chords"}
 LENGTH_BINS = (Fraction(1, 4), Fraction(1, 3), Fraction(1, 2), Fraction(2, 3), Fraction(3, 4),
@@ -141,9 +144,10 @@ def length_histogram(part: list[tuple[Fraction, Fraction, int]]) -> np.ndarray:
 def figures_of(add: str, cases: list[PartCase], system: str) -> dict[str, Any]:
     """One system's accompaniment figures over the cases it answered."""
     from engine.abc.music import note_events, parse_abc
-    from engine.study.measures import chord_agreement, distance, mean, share
+    from engine.study.measures import chord_agreement, chords_in_key, distance, mean, share
 
     kept = answered = below = notes = bars = agree = strong = matched = roots = 0
+    in_key = symbols = 0
     register: list[float] = []
     lengths: list[float] = []
     for case in cases:
@@ -158,6 +162,8 @@ def figures_of(add: str, cases: list[PartCase], system: str) -> dict[str, Any]:
         if add == "chords":
             got, counted = chord_agreement(score)
             agree, strong = agree + got, strong + counted
+            got, counted = chords_in_key(text)
+            in_key, symbols = in_key + got, symbols + counted
             real = downbeat_roots(parse_abc(case.real))
             for mine, theirs in zip(downbeat_roots(score), real, strict=False):
                 if theirs is not None:
@@ -177,7 +183,8 @@ def figures_of(add: str, cases: list[PartCase], system: str) -> dict[str, Any]:
                               "given_kept": share(kept, answered)}
     if add == "chords":
         result.update(chord_agreement=share(agree, strong),
-                      root_match=share(matched, roots) if system != "real" else None)
+                      root_match=share(matched, roots) if system != "real" else None,
+                      in_key=share(in_key, symbols))
     else:
         result.update(register_error=mean(register) if system != "real" else None,
                       below_share=share(below, answered), notes_per_bar=share(notes, bars),
@@ -187,13 +194,16 @@ def figures_of(add: str, cases: list[PartCase], system: str) -> dict[str, Any]:
 
 def accompaniment_figures(name: str, pieces: list[tuple[str, str]], systems: dict[str, Any],
                           bars: int, n: int,
-                          progress: Callable[[Iterable[Any], str], Iterable[Any]]
-                          ) -> dict[str, Any] | None:
+                          progress: Callable[[Iterable[Any], str], Iterable[Any]],
+                          sampling: Sampling | None = None) -> dict[str, Any] | None:
     """The accompaniment figures of set `name` (None for a set without them): every system in
-    `systems` (name -> Engine) adds the part to each case, one seed each."""
+    `systems` (name -> Engine) adds the part to each case, one seed each, with `sampling`
+    (None: each model's own)."""
     from engine.abc.music import parse_abc
     from engine.models.continuation import Sampling
     from engine.models.infill import accompany_score
+
+    sampling = sampling or Sampling()
 
     add = ADDED_BY_SET.get(name)
     if add is None:
@@ -203,7 +213,7 @@ def accompaniment_figures(name: str, pieces: list[tuple[str, str]], systems: dic
         for system, engine in systems.items():
             try:
                 [take] = accompany_score(engine, parse_abc(case.given), add,
-                                         Sampling(seed=1000 * index))
+                                         replace(sampling, seed=1000 * index))
                 case.answers[system] = take.abc
             except SegueError:
                 case.answers[system] = None

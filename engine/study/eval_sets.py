@@ -29,6 +29,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -54,6 +55,7 @@ class Case:
     means: list[float | None]  # each voice's mean pitch in the prompt
     chords: bool  # whether the prompt carries chord symbols
     answers: dict[str, list[str]] = field(default_factory=dict)  # system -> ABC texts
+    opening: Fraction = Fraction(0)  # quarter notes an answer first completes the prompt with
 
 
 @dataclass
@@ -129,7 +131,22 @@ def make_case(source: str, prompt: stream.Score, answers: dict[str, list[str]]) 
     from engine.study.measures import voice_means
 
     return Case(source, prompt, scale_of(prompt), voice_means(prompt),
-                any(chord_events(prompt)), answers)
+                any(chord_events(prompt)), answers, opening_of(prompt))
+
+
+def opening_of(prompt: stream.Score) -> Fraction:
+    """The quarter notes left in the prompt's unfinished last bar, which an answer completes
+    before its first whole bar (0: the prompt ends at a bar line)."""
+    from music21 import stream
+
+    from engine.abc.prompt import unfinished_bar
+    from engine.abc.writer import frac
+
+    reached = unfinished_bar(prompt, "1/4")  # in quarter notes
+    if not reached:
+        return Fraction(0)
+    last = list(prompt.parts[0].getElementsByClass(stream.Measure))[-1]
+    return frac(last.barDuration.quarterLength) - reached
 
 
 def folk_cases(texts: Iterable[tuple[str, str]], prompt_bars: int, bars: int, *,

@@ -20,7 +20,9 @@ chord symbols). Every figure is measured per set and system (`engine.study.measu
   own sampling defaults unless `temperature` / `top_p` are given).
   - parse_share: answers music21 reads. bar_share: answers whose every voice has `bars` bars,
     each as long as its meter says (a bar split by a repeat sign counts when its halves add
-    up to a bar). abc2midi_silent_share: answers abc2midi reads without a word.
+    up to a bar), after the rest of the prompt's last bar where that was unfinished
+    (`engine.study.measures.bars_right`). abc2midi_silent_share: answers abc2midi reads
+    without a word.
   - in_key_share: notes in the scale of the prompt's key signature.
   - pitch_class_distance, interval_distance: total variation distance (0 = same, 1 =
     disjoint) between an answer's histogram and the real continuation's (pitch classes: 12
@@ -28,7 +30,8 @@ chord symbols). Every figure is measured per set and system (`engine.study.measu
   - repetition: share of bars (all voices together) that repeat an earlier bar of the same
     answer; repetition_gap: its distance to the real continuations' share.
   - voice_order_share: answers to prompts of two or more sounding voices in which every pair
-    of voices keeps the prompt's order of mean pitch.
+    of voices keeps the prompt's order of mean pitch. register_drift: in those answers, how
+    many semitones each sounding voice's mean pitch lies from its mean in the prompt.
   - chord_bar_share: bars with a chord symbol, in answers to prompts that carry chords;
     chord_agreement: strong-beat melody notes of those answers that belong to the chord in
     force; chord_label_agreement: bars of those answers whose chord (in force at the
@@ -86,6 +89,7 @@ class EvalConfig:
     temperature: float | None = None  # None: the model's own default
     top_p: float | None = None
     chord_tones: float | None = None
+    register_lean: float | None = None
     batch_size: int = 16
     device: str = "auto"
     threads: int | None = None
@@ -156,7 +160,7 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
     count = dict.fromkeys(("total", "parsed", "right", "silent", "notes", "in_key",
                            "ordered", "orders", "chord_bars", "bars", "agree", "strong",
                            "label_agree", "labelled"), 0)
-    pc_distances, interval_distances, repeats, diversities = [], [], [], []
+    pc_distances, interval_distances, repeats, diversities, drifts = [], [], [], [], []
     pooled_pc, pooled_interval = np.zeros(12), np.zeros(2 * INTERVAL_RANGE + 1)
     for case in cases:
         real_pc, real_interval = histograms(parse_abc(case.answers["real"][0]))
@@ -172,14 +176,18 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
                 score = parse_abc(text)
             except SegueError:
                 score = None
-            kept = keeps_voice_order(case.means, voice_means(score) if score else [])
+            means = voice_means(score) if score else []
+            kept = keeps_voice_order(case.means, means)
             if kept is not None:
                 count["orders"] += 1
                 count["ordered"] += kept
+                drifts += [abs(after - before)  # a missing voice breaks the order, adds no drift
+                           for before, after in zip(case.means, means, strict=False)
+                           if before is not None and after is not None]
             if score is None:
                 continue
             count["parsed"] += 1
-            count["right"] += bars_right(score, bars)
+            count["right"] += bars_right(score, bars, case.opening)
             pitches = [p for element in score.recurse().notes for p in element.pitches]
             count["notes"] += len(pitches)
             count["in_key"] += sum(p.pitchClass in case.scale for p in pitches)
@@ -209,6 +217,7 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
         "repetition": mean(repeats),
         "voice_order_share": share(count["ordered"], count["orders"]),
         "voice_order_answers": count["orders"],
+        "register_drift": mean(drifts),
         "chord_bar_share": share(count["chord_bars"], count["bars"]),
         "chord_agreement": share(count["agree"], count["strong"]),
         "chord_agreement_notes": count["strong"],
@@ -229,7 +238,8 @@ def continue_all(engine: Engine, cases: list[Case], name: str, config: EvalConfi
     for index, case in enumerate(tqdm(cases, disable=not config.progress, unit="prompt",
                                       desc=f"continue ({name})")):
         sampling = Sampling(temperature=config.temperature, top_p=config.top_p,
-                            chord_tones=config.chord_tones, seed=1000 * index)
+                            chord_tones=config.chord_tones,
+                            register_lean=config.register_lean, seed=1000 * index)
         results = engine.continue_score(case.prompt, config.bars, sampling,
                                         variations=config.seeds)
         case.answers[name] = [r.abc for r in results]
@@ -381,6 +391,7 @@ TABLE_ROWS = (("bits/char ↓", "bits_per_char"),
               ("interval dist. ↓", "interval_distance"), ("repeated bars", "repetition"),
               ("repetition gap ↓", "repetition_gap"),
               ("voice order kept", "voice_order_share"),
+              ("register drift, semitones", "register_drift"),
               ("bars with chords", "chord_bar_share"),
               ("chord agreement", "chord_agreement"),
               ("chord = labeller's", "chord_label_agreement"), ("diversity", "diversity"))
@@ -393,6 +404,7 @@ ACCOMPANIMENT_ROWS = (("given voices kept", "given_kept"),
                       ("note-length dist. ↓", "duration_distance"),
                       ("chord agreement", "chord_agreement"),
                       ("chord root = real's", "root_match"),
+                      ("chords in key", "in_key"),
                       ("answers that failed", "failed"))
 SET_TITLES = {"folk": "folk (the old test split)", "voices": "voices (multi-voice prompts)",
               "chords": "chords (prompts with chord symbols)"}

@@ -10,7 +10,8 @@ gives. They are pure: the same music gives the same figure.
 - Form: the share of bars that repeat an earlier one.
 - Voices: each voice's mean pitch, and whether their order is kept.
 - Chords: the bars that carry a chord symbol, the strong-beat melody notes that belong to
-  the chord in force, and the bars whose chord has the root a labelling baseline gives them.
+  the chord in force, the bars whose chord has the root a labelling baseline gives them, and
+  the symbols whose triad lies in the key's scale.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.abc.chord_symbols import pitch_classes
+from engine.abc.bars import key_scale
+from engine.abc.chord_symbols import SYMBOL, pitch_classes, triad
 from engine.abc.layout import Layout
 from engine.abc.meters import strong_beats
+from engine.abc.text import QUOTED
 
 if TYPE_CHECKING:
     from music21 import stream
@@ -61,8 +64,10 @@ def bar_lengths(score: stream.Score) -> list[list[tuple[Fraction, Fraction]]]:
              for m in part.getElementsByClass(stream.Measure)] for part in score.parts]
 
 
-def bars_right(score: stream.Score, count: int) -> bool:
-    """Whether every part of `score` has exactly `count` bars, each as long as its meter says.
+def bars_right(score: stream.Score, count: int, opening: Fraction = Fraction(0)) -> bool:
+    """Whether every part of `score` has exactly `count` bars, each as long as its meter says,
+    after an opening bar of `opening` quarter notes where the prompt's last bar was unfinished
+    (the answer completes it first).
 
     A bar split in two by a repeat sign (a pickup at a repeat, "d2B2 B2 :: Bc |") counts as
     right when its two halves add up to a bar: the reader numbers the halves as two bars.
@@ -71,6 +76,10 @@ def bars_right(score: stream.Score, count: int) -> bool:
     if not parts:
         return False
     for lengths in parts:
+        if opening:
+            if not lengths or lengths[0][0] != opening:
+                return False
+            lengths = lengths[1:]
         if len(lengths) != count:
             return False
         index = 0
@@ -162,6 +171,16 @@ def chord_bars(abc: str) -> tuple[int, int]:
     """(bars with at least one chord symbol in some voice, bars)."""
     columns = bars(abc)
     return sum(any('"' in music for music in column) for column in columns), len(columns)
+
+
+def chords_in_key(abc: str) -> tuple[int, int]:
+    """(chord symbols whose triad lies in the scale of the tune's key signature, chord
+    symbols), the key being the head's `K:` field (a key change inside the tune is not
+    followed)."""
+    key, _, body = abc.partition("\nK:")[2].partition("\n")
+    scale = key_scale(key)
+    symbols = [text for quoted in QUOTED.findall(body) if SYMBOL.fullmatch(text := quoted[1:-1])]
+    return sum(triad(text) <= scale for text in symbols), len(symbols)
 
 
 def chord_part(score: stream.Score) -> tuple[Any, list[tuple[Fraction, str]]] | None:

@@ -17,10 +17,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mido
 import pytest
@@ -392,6 +392,7 @@ def on_time(ok: bool, message: str) -> None:
 
 
 ATTEMPTS = 3
+T = TypeVar("T")
 TRANSPORTS = ("sysex", "clock", "continue", "free")
 POSITION = 5.0  # beats: where the "continue" host's song starts (off its bar lines)
 
@@ -406,33 +407,40 @@ def call_and_response(segue: SegueProcess, bpm: float, meter: str, end: str = "t
     JACK's thread (bridge.midi.ports.Input), but a machine that stalls (a busy or virtual one)
     still makes JACK's clients late now and then. What Segue wrote (the bars it printed) is never
     excused; a note heard missing, repeated or left sounding only as timing is (LostMidiError)."""
-    for _ in range(ATTEMPTS - 1):
-        before, host = xruns(), Host(segue)
+    def take() -> dict[str, Any]:
+        host = Host(segue)
         try:
             return play_and_check(host, segue, bpm, meter, end, pitches, early, within,
                                   transport, tempo_change)
+        finally:
+            host.close()
+
+    return retaken(take)
+
+
+def retaken(take: Callable[[], T]) -> T:
+    """`take()`, again (up to ATTEMPTS in all) while its timing fails (TimingError) and JACK
+    had xruns meanwhile; in the last try too, such a failure is a skip with its reason."""
+    for _ in range(ATTEMPTS - 1):
+        before = xruns()
+        try:
+            return take()
         except TimingError as error:
             if xruns() == before:
                 raise
             print(f"{xruns() - before} JACK xruns, again after: {str(error).splitlines()[0]}")
-        finally:
-            host.close()
-    host = Host(segue)
-    try:
-        with unless_jack_lost_midi():
-            return play_and_check(host, segue, bpm, meter, end, pitches, early, within,
-                                  transport, tempo_change)
-    finally:
-        host.close()
+    with unless_jack_lost_midi():
+        return take()
 
 
 @contextlib.contextmanager
-def unless_jack_lost_midi() -> Iterator[None]:
+def unless_jack_lost_midi(before: int | None = None) -> Iterator[None]:
     """A timing failure (TimingError) becomes a skip, with its reason, when JACK reported
-    xruns meanwhile: JACK then drops or repeats MIDI, clock ticks among it, so when the host
-    heard a note says nothing sure about Segue. Every other failure stands, and so does a
-    timing failure where JACK kept up (no xruns)."""
-    before = xruns()
+    xruns since `before` (a count of `xruns()`; default: from now), which should be taken
+    before the notes checked were played: JACK then drops or repeats MIDI, clock ticks among
+    it, so when the host heard a note says nothing sure about Segue. Every other failure
+    stands, and so does a timing failure where JACK kept up (no xruns)."""
+    before = xruns() if before is None else before
     try:
         yield
     except TimingError as error:

@@ -42,8 +42,10 @@ from midi_helpers import (
     jack_port,
     jack_server,
     on_time,
+    retaken,
     unless_jack_lost_midi,
     unpaired,
+    xruns,
 )
 
 from bridge.midi import sysex
@@ -324,6 +326,7 @@ def test_chord_symbols_play_on_their_own_channel(jack: None) -> None:
     running = threading.Thread(target=bridge.run, args=(stop,))
     running.start()
     host = Host(ports)
+    before = xruns()
     try:
         since = time.perf_counter()
         host.sysex(sysex.tempo(150))
@@ -375,7 +378,7 @@ def test_chord_symbols_play_on_their_own_channel(jack: None) -> None:
     assert [notes for _, notes in chords_on] == [am7, d7, b_flat_over_d]
     assert [notes for _, notes in chords_off] == [am7, d7, b_flat_over_d]
     start = host.beat_of(melody[0][0])  # the chords are timed from the melody's first note
-    with unless_jack_lost_midi():
+    with unless_jack_lost_midi(before):
         # With the melody: each chord starts as the melody's note on the same beat does, and
         # ends as the next one starts, within 5 ms (the bound of the timing tests).
         for (melody_time, _), (chord_time, _) in zip(melody, chords_on, strict=True):
@@ -402,11 +405,27 @@ def test_accompany_mode_plays_the_phrase_back_with_a_part_under_it(jack: None) -
     voice (86-127) and back to the next bars (0-42)."""
     segue = SegueProcess(DEFAULT_MODEL, "accompany-test", "--add", "bass", "--trigger-cc",
                          str(TRIGGER_CC), "--seed", "1", *JACK_LATENCY)
-    host = None
     try:
         segue.wait_for(r"^listening")
         assert any("with a bass under it (channel 2)" in line for line in segue.lines)
+        retaken(lambda: play_a_bar_for_a_bass(segue))
         host = Host(segue)
+        try:
+            for value, said in ((127, "with a second voice under it"),
+                                (0, "answers: the next bars")):
+                mark = len(segue.lines)
+                host.send(mido.Message("control_change", control=26, value=value))
+                segue.wait_for(said, mark)
+        finally:
+            host.close()
+    finally:
+        assert segue.stop() == 130
+
+
+def play_a_bar_for_a_bass(segue: SegueProcess) -> None:
+    """One take of the test above: a host plays the bar and checks the answer."""
+    host = Host(segue)
+    try:
         since, lines = time.perf_counter(), len(segue.lines)
         host.sysex(sysex.tempo(120))
         host.sysex(sysex.meter(4, 4))
@@ -420,18 +439,13 @@ def test_accompany_mode_plays_the_phrase_back_with_a_part_under_it(jack: None) -
         done = host.wait_state(sysex.LISTENING, ready)
         host.stop()
         time.sleep(0.05)
-        answer_line = segue.lines[segue.wait_for(r"^answer: ", lines)]
-        assert answer_line.startswith("answer: the phrase with a bass, 1 bars from bar "), \
-            answer_line
-        abc = segue.answer_abc(lines)
-        for value, said in ((127, "with a second voice under it"), (0, "answers: the next bars")):
-            mark = len(segue.lines)
-            host.send(mido.Message("control_change", control=26, value=value))
-            segue.wait_for(said, mark)
     finally:
-        if host:
-            host.close()
-        assert segue.stop() == 130
+        host.close()
+    answer_line = segue.lines[segue.wait_for(r"^answer: ", lines)]
+    assert answer_line.startswith("answer: the phrase with a bass, "), answer_line
+    # how many bars the phrase spans is heard on the clock's ticks, which JACK may drop
+    on_time(" 1 bars from bar " in answer_line, f"not a phrase of 1 bar: {answer_line}")
+    abc = segue.answer_abc(lines)
 
     notes = [h for h in host.notes(since) if h.time < done + 0.05]
     all_ended(notes, answer_line)
@@ -443,15 +457,14 @@ def test_accompany_mode_plays_the_phrase_back_with_a_part_under_it(jack: None) -
     assert part and sorted(h.message.note for h in ons if h.message.channel == 1) == part, abc
     assert {h.message.channel for h in ons} == {0, 1}
     start = host.beat_of(melody[0].time)
-    with unless_jack_lost_midi():
-        on_time(abs(start - round(start / 4) * 4) < 1 / 24 and start >= 8,
-                f"the phrase came back at beat {start}, not on a bar line after it")
-        for heard, (beat, _) in zip(melody, phrase, strict=True):
-            played = host.beat_of(heard.time) - start
-            on_time(abs(played - (beat - 4)) < 1 / 24,
-                    f"{heard.message} at beat {played} of the answer, not {beat - 4}")
-        on_time(max(host.beat_of(h.time) for h in notes) - start <= 4 + 1 / 8,
-                "a note of the answer went on past its bar")
+    on_time(abs(start - round(start / 4) * 4) < 1 / 24 and start >= 8,
+            f"the phrase came back at beat {start}, not on a bar line after it")
+    for heard, (beat, _) in zip(melody, phrase, strict=True):
+        played = host.beat_of(heard.time) - start
+        on_time(abs(played - (beat - 4)) < 1 / 24,
+                f"{heard.message} at beat {played} of the answer, not {beat - 4}")
+    on_time(max(host.beat_of(h.time) for h in notes) - start <= 4 + 1 / 8,
+            "a note of the answer went on past its bar")
 
 
 def test_latency_sends_every_note_early(jack: None, model_path: Path) -> None:

@@ -273,6 +273,12 @@ def test_voice_order() -> None:
     assert not keeps_voice_order(means, [70.0, None])  # the bass fell silent
     assert not keeps_voice_order(means, [70.0])  # a voice lost
     assert keeps_voice_order([60.0], [50.0]) is None  # one voice: no order to keep
+    # a song: voice and right hand a third apart may cross; the left hand must stay below
+    song = [67.0, 63.0, 48.0]
+    assert not keeps_voice_order(song, [64.0, 66.0, 50.0])
+    assert keeps_voice_order(song, [64.0, 66.0, 50.0], apart=7)
+    assert not keeps_voice_order(song, [64.0, 66.0, 65.0], apart=7)  # the bass rose above
+    assert keeps_voice_order([67.0, 63.0], [60.0, 70.0], apart=7) is None  # no pair apart
 
 
 def test_chord_bars_and_agreement() -> None:

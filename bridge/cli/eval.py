@@ -29,7 +29,8 @@ figures (one column per system: the model, ngram, repeat, and real):
   repeated bars      share of bars that repeat an earlier bar (the form); "repetition gap"
                      is the distance to the real music's share (lower is better)
   voice order kept   share of multi-voice answers in which every pair of voices keeps the
-                     prompt's order of mean pitch
+                     prompt's order of mean pitch ("> a fifth apart": only the pairs more
+                     than 7 semitones apart in the prompt, which cross less in real music)
   bars with chords   share of answer bars with a chord symbol (prompts with chords)
   chord agreement    share of strong-beat melody notes that belong to the chord in force
   chord = labeller's share of bars whose chord has the root a labelling baseline gives the

@@ -32,6 +32,9 @@ chord symbols). Every figure is measured per set and system (`engine.study.measu
   - voice_order_share: answers to prompts of two or more sounding voices in which every pair
     of voices keeps the prompt's order of mean pitch. register_drift: in those answers, how
     many semitones each sounding voice's mean pitch lies from its mean in the prompt.
+    voice_order_apart_share: the same for the pairs of voices more than APART semitones apart
+    in the prompt (voices close together, a song's voice and the piano's right hand, cross
+    in real music too).
   - chord_bar_share: bars with a chord symbol, in answers to prompts that carry chords;
     chord_agreement: strong-beat melody notes of those answers that belong to the chord in
     force; chord_label_agreement: bars of those answers whose chord (in force at the
@@ -70,6 +73,7 @@ if TYPE_CHECKING:
 
 SYSTEMS = ("model", "ngram", "repeat", "real")
 SAMPLED = ("model", "ngram")
+APART = 7.0  # semitones: voices further apart than a fifth, whose order real music keeps
 
 
 @dataclass
@@ -158,8 +162,8 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
 
     judge = abc2midi.available()
     count = dict.fromkeys(("total", "parsed", "right", "silent", "notes", "in_key",
-                           "ordered", "orders", "chord_bars", "bars", "agree", "strong",
-                           "label_agree", "labelled"), 0)
+                           "ordered", "orders", "ordered_apart", "orders_apart", "chord_bars",
+                           "bars", "agree", "strong", "label_agree", "labelled"), 0)
     pc_distances, interval_distances, repeats, diversities, drifts = [], [], [], [], []
     pooled_pc, pooled_interval = np.zeros(12), np.zeros(2 * INTERVAL_RANGE + 1)
     for case in cases:
@@ -184,6 +188,10 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
                 drifts += [abs(after - before)  # a missing voice breaks the order, adds no drift
                            for before, after in zip(case.means, means, strict=False)
                            if before is not None and after is not None]
+            kept = keeps_voice_order(case.means, means, APART)
+            if kept is not None:
+                count["orders_apart"] += 1
+                count["ordered_apart"] += kept
             if score is None:
                 continue
             count["parsed"] += 1
@@ -217,6 +225,8 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
         "repetition": mean(repeats),
         "voice_order_share": share(count["ordered"], count["orders"]),
         "voice_order_answers": count["orders"],
+        "voice_order_apart_share": share(count["ordered_apart"], count["orders_apart"]),
+        "voice_order_apart_answers": count["orders_apart"],
         "register_drift": mean(drifts),
         "chord_bar_share": share(count["chord_bars"], count["bars"]),
         "chord_agreement": share(count["agree"], count["strong"]),
@@ -391,6 +401,7 @@ TABLE_ROWS = (("bits/char ↓", "bits_per_char"),
               ("interval dist. ↓", "interval_distance"), ("repeated bars", "repetition"),
               ("repetition gap ↓", "repetition_gap"),
               ("voice order kept", "voice_order_share"),
+              ("voice order kept, > a fifth apart", "voice_order_apart_share"),
               ("register drift, semitones", "register_drift"),
               ("bars with chords", "chord_bar_share"),
               ("chord agreement", "chord_agreement"),
@@ -476,8 +487,9 @@ def plot_set(folder: Path, name: str, systems: dict[str, Any]) -> None:
             axes.set_xticks(np.arange(len(ticks)), ticks, fontsize=7)
             axes.set(xlabel=xlabel, ylabel="share of notes", title=f"{name}: {xlabel}")
     shares = [(label, key) for label, key in (
-        ("voice order kept", "voice_order_share"), ("bars with chords", "chord_bar_share"),
-        ("chord agreement", "chord_agreement"),
+        ("voice order kept", "voice_order_share"),
+        ("voice order, > a fifth apart", "voice_order_apart_share"),
+        ("bars with chords", "chord_bar_share"), ("chord agreement", "chord_agreement"),
         ("chord = labeller's", "chord_label_agreement"), ("repeated bars", "repetition"),
         ("abc2midi silent", "abc2midi_silent_share"))
         if any(systems[s][key] is not None for s in SYSTEMS)]

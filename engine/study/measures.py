@@ -147,22 +147,21 @@ def voice_means(score: stream.Score) -> list[float | None]:
             for part in note_events(score)]
 
 
-def keeps_voice_order(prompt: list[float | None], answer: list[float | None]) -> bool | None:
-    """Whether every pair of voices that sound in the prompt (at different mean pitches) has
-    the same order of mean pitch in the answer; a voice silent in the answer, or a voice
-    missing, breaks it. None when fewer than two voices sound in the prompt."""
-    sounding = [i for i, mean in enumerate(prompt) if mean is not None]
-    if len(sounding) < 2:
+def keeps_voice_order(prompt: list[float | None], answer: list[float | None],
+                      apart: float = 0.0) -> bool | None:
+    """Whether every pair of voices that sound in the prompt at mean pitches more than
+    `apart` semitones apart has the same order of mean pitch in the answer; a voice silent in
+    the answer, or a voice missing, breaks it. None when no such pair sounds in the prompt."""
+    sounding = [(i, mean) for i, mean in enumerate(prompt) if mean is not None]
+    pairs = [(i, j, first > second) for (i, first), (j, second) in combinations(sounding, 2)
+             if abs(first - second) > apart]
+    if not pairs:
         return None
     if len(answer) != len(prompt):
         return False
-    for i, j in combinations(sounding, 2):
-        first, second = prompt[i], prompt[j]
-        assert first is not None and second is not None
-        if first == second:
-            continue
+    for i, j, higher in pairs:
         a, b = answer[i], answer[j]
-        if a is None or b is None or a == b or (first > second) != (a > b):
+        if a is None or b is None or a == b or (a > b) != higher:
             return False
     return True
 

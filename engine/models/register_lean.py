@@ -2,7 +2,8 @@
 
 In a several-voice answer the grammar keeps each voice within an octave of the notes it had in
 the prompt (`engine.abc.registers`), yet the shipped model's answers kept the prompt's order of
-the voices' mean pitches in only 65% of the test songs (the real continuations: 93%). Most
+the voices' mean pitches in only 65% of the test songs (the real continuations: 78-93%,
+depending on the run and the windows; docs/research/eval.md). Most
 swaps are between voices a few semitones apart, such as the singer and the piano's right hand,
 inside that margin. With a weight w above 0, each note of a voice becomes e^(-w d / 12) times
 as likely, d being how many semitones the nearest pitch it can still reach lies from the

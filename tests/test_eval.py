@@ -33,6 +33,7 @@ from engine.study.measures import (
     diversity,
     keeps_voice_order,
     repetition,
+    spread,
     voice_means,
 )
 from engine.study.ngram import NGram
@@ -88,7 +89,7 @@ def report(model_path: Path, duets: Path, tmp_path_factory: pytest.TempPathFacto
     out = tmp_path_factory.mktemp("eval") / "report"
     status = main(["eval", "--model", str(model_path), "--data", str(duets), "--prompts", "3",
                    "--prompt-bars", "4", "--bars", "4", "--test-tunes", "40",
-                   "--bpc-chars", "2000", *ARGS, "--out", str(out)])
+                   "--bpc-chars", "2000", "--top-p", "0.9", *ARGS, "--out", str(out)])
     assert status == 0
     return out
 
@@ -97,7 +98,9 @@ def test_every_figure_of_every_set_is_present_and_in_range(report: Path) -> None
     figures = json.loads((report / "results.json").read_text())
     assert figures["model"] == "tiny-gpt2" and list(figures["sets"]) == ["folk", "voices",
                                                                           "chords"]
-    assert figures["sampling"]["model"]["temperature"] == 1.0  # the engine's default
+    for system in ("model", "ngram"):  # the sampling the answers were drawn with
+        assert figures["sampling"][system]["temperature"] == 1.0  # the engine's default
+        assert figures["sampling"][system]["top_p"] == 0.9  # --top-p
     for name, result in figures["sets"].items():
         systems = result["systems"]
         assert list(systems) == list(SYSTEMS) and 1 <= result["prompts"] <= 3
@@ -113,6 +116,10 @@ def test_every_figure_of_every_set_is_present_and_in_range(report: Path) -> None
         for system in ("model", "ngram"):
             assert systems[system]["parse_share"] == systems[system]["bar_share"] == 1.0
             assert 0 < systems[system]["diversity"] <= 1
+            assert 0 < systems[system]["pitch_class_spread"] <= 1
+            assert 0 <= systems[system]["interval_spread"] <= 1
+        for system in ("repeat", "real"):  # one answer a prompt: no spread
+            assert systems[system]["pitch_class_spread"] is None
         assert systems["real"]["pitch_class_distance"] == 0 == systems["real"]["repetition_gap"]
         # random weights know nothing (about log2(96) = 6.6 bits); an n-gram does better
         assert 5 < systems["model"]["bits_per_char"] < 8
@@ -262,6 +269,8 @@ def test_repetition_diversity_and_distance() -> None:
     assert diversity([same]) is None
     a, b = np.array([0.5, 0.5, 0]), np.array([0, 0.5, 0.5])
     assert distance(a, a) == 0 and distance(a, b) == 0.5 and distance(a, np.zeros(3)) == 1
+    assert spread([a, a]) == 0 and spread([a, b]) == 0.5
+    assert spread([a, a, b]) == pytest.approx((0 + 0.5 + 0.5) / 3)  # every two of three
 
 
 def test_voice_order() -> None:

@@ -26,6 +26,9 @@ figures (one column per system: the model, ngram, repeat, and real):
   pitch-class dist.  how far the answer's pitch-class histogram is from the real
                      continuation's (0 = same, 1 = nothing in common; lower is better)
   interval dist.     the same for the melodic intervals (steps and leaps) of the top line
+  ... between seeds  the same two distances between two answers to one prompt: how far
+                     apart the system's own answers land (a system whose answers are as far
+                     from each other as from the real one draws as widely as the music goes)
   repeated bars      share of bars that repeat an earlier bar (the form); "repetition gap"
                      is the distance to the real music's share (lower is better)
   voice order kept   share of multi-voice answers in which every pair of voices keeps the
@@ -52,11 +55,12 @@ examples:
   segue eval --grid --model runs/v2 --prompts 50 --seeds 2      sampling grid on validation
   segue eval --grid --model runs/v2 --write          ... and record the best in config.json
 
---grid continues validation prompts (never test ones) at every temperature x top_p of the grid,
-the same prompts and seeds at each point, and scores each point by the mean of pitch-class
-distance, interval distance and repetition gap over the sets (lower: closer to the real
-continuations). --write records the best as the checkpoint's config.json
-"sampling": {"temperature": T, "top_p": P}, used by every request that sets neither.
+--grid continues validation prompts (never test ones) at every temperature x top_p (x chord-tone
+weight, register lean and chord fit, where given) of the grid, the same prompts and seeds at
+each point, and scores each point by the mean of pitch-class distance, interval distance and
+repetition gap, and the gaps in chords and voices to the real ones where the set has them
+(lower: closer to the real continuations). --write records the best as the checkpoint's
+config.json "sampling", used by every request that sets none of them.
 """
 
 from __future__ import annotations
@@ -152,12 +156,13 @@ def run(args: argparse.Namespace) -> int:
     if args.grid and (args.temperature is not None or args.top_p is not None):
         raise SegueError("--grid tries --temperatures and --top-ps: leave out --temperature "
                          "and --top-p")
-    Sampling(temperature=args.temperature, top_p=args.top_p).check()
+    sampling = Sampling(temperature=args.temperature, top_p=args.top_p)
+    sampling.check()
     config = EvalConfig(
         model=args.model, n=args.n, bars=args.bars, prompt_bars=args.prompt_bars,
         seeds=args.seeds, sets=args.sets, data=args.data, test_tunes=args.test_tunes,
-        limit_tunes=args.limit_tunes, bpc_chars=args.bpc_chars, temperature=args.temperature,
-        top_p=args.top_p, batch_size=args.batch_size, device=args.device,
+        limit_tunes=args.limit_tunes, bpc_chars=args.bpc_chars, sampling=sampling,
+        batch_size=args.batch_size, device=args.device,
         threads=args.threads, workers=args.workers, out=args.out, progress=args.progress,
         command=shlex.join(["segue", *sys.argv[1:]]))
     if args.grid:

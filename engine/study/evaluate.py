@@ -17,7 +17,7 @@ chord symbols). Every figure is measured per set and system (`engine.study.measu
   on both sides (the `%%segue gap` / `%%segue fill` format) and given the music before only
   (`engine.study.infill_bits`), on `n` fill examples of the set's pieces.
 - Continuations: `n` prompts; each sampled system answers with `seeds` seeds (the model's
-  own sampling defaults unless `temperature` / `top_p` are given).
+  own sampling defaults, but for the settings `sampling` gives).
   - parse_share: answers music21 reads. bar_share: answers whose every voice has `bars` bars,
     each as long as its meter says (a bar split by a repeat sign counts when its halves add
     up to a bar), after the rest of the prompt's last bar where that was unfinished
@@ -40,6 +40,9 @@ chord symbols). Every figure is measured per set and system (`engine.study.measu
     force; chord_label_agreement: bars of those answers whose chord (in force at the
     downbeat) has the root a labelling baseline (`engine.abc.lead_sheet.best_chord`, the chord
     that best explains the bar's notes) gives them.
+  - pitch_class_spread, interval_spread: the mean distance between two answers to one prompt
+    (its seeds): how far apart a system's own answers land, beside how far they land from the
+    real continuation.
   - diversity: 1 - mean pairwise similarity of the seeds' answers to a prompt.
 - Fill joins: two bars in the middle of `n` windows of `bars` bars written anew by each system,
   and the melodic interval into the bar after them against the real one (`engine.study.fill_eval`).
@@ -53,7 +56,7 @@ import contextlib
 import math
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +65,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import SegueError
+from engine.models.continuation import Sampling
 from engine.models.lm import sequence_logits
 from engine.study.eval_sets import SETS, Case
 from engine.study.measures import INTERVAL_RANGE, mean, share
@@ -90,10 +94,7 @@ class EvalConfig:
     test_tunes: int | None = None
     limit_tunes: int | None = None
     bpc_chars: int = 120_000
-    temperature: float | None = None  # None: the model's own default
-    top_p: float | None = None
-    chord_tones: float | None = None
-    register_lean: float | None = None
+    sampling: Sampling | None = None  # a setting left None (or all): the model's own default
     batch_size: int = 16
     device: str = "auto"
     threads: int | None = None
@@ -157,6 +158,7 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
         histograms,
         keeps_voice_order,
         repetition,
+        spread,
         voice_means,
     )
 
@@ -165,9 +167,11 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
                            "ordered", "orders", "ordered_apart", "orders_apart", "chord_bars",
                            "bars", "agree", "strong", "label_agree", "labelled"), 0)
     pc_distances, interval_distances, repeats, diversities, drifts = [], [], [], [], []
+    pc_spreads, interval_spreads = [], []
     pooled_pc, pooled_interval = np.zeros(12), np.zeros(2 * INTERVAL_RANGE + 1)
     for case in cases:
         real_pc, real_interval = histograms(parse_abc(case.answers["real"][0]))
+        drawn = []  # each parsed answer's histograms
         for text in case.answers[system]:
             count["total"] += 1
             repeats.append(repetition(text))
@@ -200,6 +204,7 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
             count["notes"] += len(pitches)
             count["in_key"] += sum(p.pitchClass in case.scale for p in pitches)
             pc, interval = histograms(score)
+            drawn.append((pc, interval))
             pooled_pc += pc
             pooled_interval += interval
             pc_distances.append(distance(pc, real_pc))
@@ -212,6 +217,9 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
                 count["label_agree"] += agree
                 count["labelled"] += labelled
         diversities.append(diversity(case.answers[system]))
+        if len(drawn) > 1:
+            pc_spreads.append(spread([pc for pc, _ in drawn]))
+            interval_spreads.append(spread([interval for _, interval in drawn]))
     kept_diversity = [d for d in diversities if d is not None]
     total = count["total"]
     return {
@@ -222,6 +230,8 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
         "in_key_share": share(count["in_key"], count["notes"]),
         "pitch_class_distance": mean(pc_distances),
         "interval_distance": mean(interval_distances),
+        "pitch_class_spread": mean(pc_spreads),
+        "interval_spread": mean(interval_spreads),
         "repetition": mean(repeats),
         "voice_order_share": share(count["ordered"], count["orders"]),
         "voice_order_answers": count["orders"],
@@ -242,14 +252,10 @@ def continue_all(engine: Engine, cases: list[Case], name: str, config: EvalConfi
     """Store `seeds` continuations of every case by `engine` under `name`; seconds taken."""
     from tqdm import tqdm
 
-    from engine.models.continuation import Sampling
-
     started = time.perf_counter()
     for index, case in enumerate(tqdm(cases, disable=not config.progress, unit="prompt",
                                       desc=f"continue ({name})")):
-        sampling = Sampling(temperature=config.temperature, top_p=config.top_p,
-                            chord_tones=config.chord_tones,
-                            register_lean=config.register_lean, seed=1000 * index)
+        sampling = replace(config.sampling or Sampling(), seed=1000 * index)
         results = engine.continue_score(case.prompt, config.bars, sampling,
                                         variations=config.seeds)
         case.answers[name] = [r.abc for r in results]
@@ -374,7 +380,7 @@ def evaluate(config: EvalConfig) -> tuple[Path, dict[str, Any]]:
     figures: dict[str, Any] = {
         "kind": "eval", "command": config.command, "model": engine.name,
         "machine": machine(torch.device(engine.device), 1), "config": asdict(config),
-        "sampling": {name: asdict(system.resolve_sampling(None))
+        "sampling": {name: asdict(system.resolve_sampling(config.sampling))
                      for name, system in systems.items()},
         "ngram": {"order": ngram.order, "validation_bits_per_char": orders,
                   "training_texts": len(corpus.splits["train"])},
@@ -398,7 +404,9 @@ TABLE_ROWS = (("bits/char ↓", "bits_per_char"),
               ("parses", "parse_share"), ("bars right", "bar_share"),
               ("abc2midi silent", "abc2midi_silent_share"), ("in key", "in_key_share"),
               ("pitch-class dist. ↓", "pitch_class_distance"),
-              ("interval dist. ↓", "interval_distance"), ("repeated bars", "repetition"),
+              ("interval dist. ↓", "interval_distance"),
+              ("pitch-class dist. between seeds", "pitch_class_spread"),
+              ("interval dist. between seeds", "interval_spread"), ("repeated bars", "repetition"),
               ("repetition gap ↓", "repetition_gap"),
               ("voice order kept", "voice_order_share"),
               ("voice order kept, > a fifth apart", "voice_order_apart_share"),

@@ -123,6 +123,12 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(0.5 * np.abs(a - b).sum())
 
 
+def spread(drawn: list[np.ndarray]) -> float:
+    """The mean distance between every two of one prompt's answers' histograms (two or more):
+    how far apart its seeds land."""
+    return float(np.mean([distance(a, b) for a, b in combinations(drawn, 2)]))
+
+
 def repetition(abc: str) -> float:
     """Share of bars that repeat an earlier bar of the same tune (every voice alike; spacing
     ignored)."""

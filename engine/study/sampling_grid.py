@@ -135,8 +135,7 @@ def sampling_grid(config: EvalConfig, temperatures: tuple[float, ...] = TEMPERAT
     real = {name: score_system(found, "real", config.bars) for name, found in cases.items()}
     rows: list[dict[str, Any]] = []
     for point in points:
-        at = replace(config, temperature=point["temperature"], top_p=point["top_p"],
-                     chord_tones=point["chord_tones"], register_lean=point["register_lean"])
+        at = replace(config, sampling=sampling_at(point))
         per_set = {}
         for name, found in cases.items():
             continue_all(engine, found, "model", at)

@@ -67,6 +67,8 @@ def test_the_cli_uses_the_model_default(greedy_model: Path, tmp_path: Path,
 @pytest.mark.parametrize("entry", [{"temperature": "hot"}, {"top_p": 0}, {"top_k": 2.5},
                                    {"chord_tones": -1}, {"register_lean": 11},
                                    {"chord_fit": -0.5}, {"heat": 1},
+                                   # above what a request may ask for (engine.settings.LIMITS)
+                                   {"temperature": 7.0}, {"top_k": 200_000},
                                    [0.9]])
 def test_a_bad_entry_is_refused_clearly(model_path: Path, tmp_path: Path, entry) -> None:
     folder = tmp_path / "bad"

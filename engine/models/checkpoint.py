@@ -5,9 +5,9 @@
                                       engine.models.model), "tokenizer", "block_size", "dtype",
                                       "parameters", "training": {...summary}, and optionally
                                       "sampling": {"temperature", "top_p", "top_k",
-                                      "chord_tones", "register_lean"}: what a request that
-                                      sets none of them
-                                      gets, any may be left out (`sampling_defaults`)}
+                                      "chord_tones", "register_lean", "chord_fit"}: what a
+                                      request that sets none of them gets, any may be left
+                                      out (`sampling_defaults`)}
     <checkpoint>/tokenizer.json
     <checkpoint>/training_state.pt   optional: optimizer, step, RNG, elapsed time (resume only)
 
@@ -39,6 +39,7 @@ import torch
 from engine.errors import ParameterError, SegueError
 from engine.home import segue_home
 from engine.models.tokenizer import TOKENIZER_FILE, CharTokenizer
+from engine.settings import check
 
 FORMAT = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -235,21 +236,21 @@ def read_config(folder: Path) -> dict[str, Any]:
 def sampling_defaults(config: dict[str, Any], folder: Path | str = "") -> dict[str, float]:
     """The sampling a checkpoint asks for when a request sets none: its config.json
     `"sampling": {"temperature": t, "top_p": p, "top_k": k, "chord_tones": w,
-    "register_lean": r, "chord_fit": f}` (any may be left out);
-    SegueError if it is not such an entry."""
+    "register_lean": r, "chord_fit": f}` (any may be left out, each within the limits a
+    request's setting has, `engine.settings.LIMITS`); SegueError if it is not such an entry."""
+
     entry = config.get("sampling", {})
     if not isinstance(entry, dict) or set(entry) - set(DEFAULT_SAMPLING):
         raise SegueError(f"{folder}: {CONFIG_FILE} \"sampling\" must be an object with "
                          f"{', '.join(DEFAULT_SAMPLING)} (any of them), not {entry!r}")
-    limits = {"temperature": (0.0, 10.0), "top_p": (1e-9, 1.0), "top_k": (0, 1_000_000),
-              "chord_tones": (0.0, 10.0), "register_lean": (0.0, 10.0),
-              "chord_fit": (0.0, 10.0)}
     for name, value in entry.items():
-        low, high = limits[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not low <= value <= high or (name == "top_k" and value != int(value)):
-            raise SegueError(f"{folder}: {CONFIG_FILE} sampling {name} must be a number from "
-                             f"{low:g} to {high:g}, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SegueError(f"{folder}: {CONFIG_FILE} sampling {name} must be a number, "
+                             f"not {value!r}")
+        try:
+            check(name, value)
+        except ParameterError as error:
+            raise SegueError(f"{folder}: {CONFIG_FILE} sampling {error}") from None
     return {name: int(value) if name == "top_k" else float(value)
             for name, value in entry.items()}
 

@@ -42,17 +42,15 @@ CRITERION_TITLES = {"pitch_class_distance": "pc", "interval_distance": "interval
 SETTINGS = ("temperature", "top_p", "chord_tones", "register_lean", "chord_fit")
 
 
-def point_figures(cases: list, config: EvalConfig, real: dict[str, Any],
+def point_figures(answered: dict[str, Any], real: dict[str, Any],
                   added: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The criteria of one set's answers (the chord agreement gap only where the real
-    continuations have chords, the voice order shortfall and the register drift gap only where
-    they have several voices, the added chord gap only with the `added` chord symbols'
-    figures), and its score (their mean)."""
+    """The criteria of one set's answers, from their figures (`score_system`): the chord
+    agreement gap only where the real continuations have chords, the voice order shortfall and
+    the register drift gap only where they have several voices, the added chord gap only with
+    the `added` chord symbols' figures; and its score (their mean)."""
     import numpy as np
 
-    from engine.study.evaluate import score_system
-
-    figures = score_system(cases, "model", config.bars)
+    figures = dict(answered)
     figures["repetition_gap"] = abs(figures["repetition"] - real["repetition"])
     figures["chord_agreement_gap"] = None if real["chord_agreement"] is None or \
         figures["chord_agreement"] is None \
@@ -134,17 +132,22 @@ def sampling_grid(config: EvalConfig, temperatures: tuple[float, ...] = TEMPERAT
         raise SegueError(f"set {empty[0]}: no validation piece to cut a prompt from")
     real = {name: score_system(found, "real", config.bars) for name, found in cases.items()}
     rows: list[dict[str, Any]] = []
+    drawn, answered = None, {}  # the sampling the answers in hand were drawn with, and theirs
     for point in points:
-        at = replace(config, sampling=sampling_at(point))
+        sampling = sampling_at(point)
+        if replace(sampling, chord_fit=None) != drawn:  # the chord fit leaves them alone
+            drawn = replace(sampling, chord_fit=None)
+            for name, found in cases.items():
+                continue_all(engine, found, "model", replace(config, sampling=sampling))
+                answered[name] = score_system(found, "model", config.bars)
         per_set = {}
-        for name, found in cases.items():
-            continue_all(engine, found, "model", at)
+        for name in cases:
             added = accompaniment_figures(name, material.texts(name), {"model": engine},
                                           config.bars, config.n, lambda items, _: items,
-                                          sampling_at(point)) \
+                                          sampling) \
                 if chord_fits is not None and name == "chords" and engine.chord_symbols \
                 else None
-            per_set[name] = point_figures(found, at, real[name], added)
+            per_set[name] = point_figures(answered[name], real[name], added)
         rows.append({**point, "sets": per_set,
                      "score": float(np.mean([f["score"] for f in per_set.values()]))})
     best = min(rows, key=lambda row: row["score"])

@@ -238,7 +238,6 @@ def sampling_defaults(config: dict[str, Any], folder: Path | str = "") -> dict[s
     `"sampling": {"temperature": t, "top_p": p, "top_k": k, "chord_tones": w,
     "register_lean": r, "chord_fit": f}` (any may be left out, each within the limits a
     request's setting has, `engine.settings.LIMITS`); SegueError if it is not such an entry."""
-
     entry = config.get("sampling", {})
     if not isinstance(entry, dict) or set(entry) - set(DEFAULT_SAMPLING):
         raise SegueError(f"{folder}: {CONFIG_FILE} \"sampling\" must be an object with "

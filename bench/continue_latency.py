@@ -2,6 +2,7 @@
 
     python bench/continue_latency.py                   # examples/kesh.abc, 8 bars, 10 runs
     python bench/continue_latency.py --model NAME --bars 4 --runs 20 --json out.json
+    python bench/continue_latency.py --drafts 1        # one draft each (default: the model's)
 
 Every figure is given as wall time and CPU time. On a machine that other work keeps busy, wall
 time includes waiting for a core; CPU time (the process's user + system time) is what the work
@@ -119,6 +120,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="name or checkpoint (default: shipped)")
     parser.add_argument("--bars", type=int, default=8)
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--drafts", type=int,
+                        help="drafts drawn for each continuation (default: the model's own)")
     parser.add_argument("--import-runs", type=int, default=3)
     parser.add_argument("--json", metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
@@ -136,8 +139,8 @@ def main() -> None:
 
     def continuation(text: str) -> Callable[[], None]:
         def run() -> None:
-            [result] = engine.continue_abc(text, bars=args.bars,
-                                           sampling=Sampling(seed=next(seeds)))
+            [result] = engine.continue_abc(text, bars=args.bars, sampling=Sampling(
+                seed=next(seeds), drafts=args.drafts))
             tokens.append(result.tokens)
         return run
 
@@ -151,17 +154,19 @@ def main() -> None:
 
     model_args = ["--model", args.model] if args.model else []
     segue = [sys.executable, "-m", "bridge"]
+    drafts_args = ["--drafts", str(args.drafts)] if args.drafts else []
     figures["segue continue"] = measure_process(
-        [*segue, "continue", str(TUNE), "--bars", str(args.bars), "--seed", "1", *model_args],
-        args.runs)
+        [*segue, "continue", str(TUNE), "--bars", str(args.bars), "--seed", "1", *model_args,
+         *drafts_args], args.runs)
     figures["segue --help"] = measure_process([*segue, "--help"], args.import_runs)
     imports = {name: measure_process([sys.executable, "-c", code], args.import_runs)
                for name, code in IMPORTS.items()}
 
     print(f"machine: {machine()}")
     print(f"load average (1/5/15 min): {load_before} at the start, {load()} at the end")
-    print(f"model: {engine.name}, {args.bars} bars of {TUNE.name} "
-          f"(median {tune_tokens:.0f} tokens sampled)")
+    drafts = engine.resolve_sampling(Sampling(drafts=args.drafts)).drafts
+    print(f"model: {engine.name}, {args.bars} bars of {TUNE.name}, {drafts} draft(s) each "
+          f"(median {tune_tokens:.0f} tokens sampled, every draft)")
     for name, result in figures.items():
         print(f"{name + ':':26s}{summary(result)}")
     for name, result in forced.items():
@@ -171,7 +176,8 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"machine": machine(), "load_average": [load_before, load()],
-             "model": engine.name, "bars": args.bars, "tokens": tune_tokens,
+             "model": engine.name, "bars": args.bars, "drafts": drafts,
+             "tokens": tune_tokens,
              "figures": figures, "forced_voice": forced, "forced_tokens": forced_tokens,
              "imports": imports}, indent=1) + "\n")
 

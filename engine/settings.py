@@ -41,12 +41,13 @@ LIMITS: dict[str, Limit] = {
     "chord_tones": Limit(0, 10),  # 0: off (engine.models.chord_tones)
     "register_lean": Limit(0, 10),  # 0: off (engine.models.register_lean)
     "chord_fit": Limit(0, 10),  # 0: off (engine.models.chord_fit)
+    "drafts": Limit(1, 16, whole=True),  # drawn for each answer (engine.models.drafts)
     "seed": Limit(0, 2**63 - 1, whole=True),
     "variations": Limit(1, 8, whole=True),  # answers to one request
 }
-# Temperature, top_p and top_k None: the model's own (its config.json "sampling").
+# Temperature, top_p, top_k and drafts None: the model's own (its config.json "sampling").
 DEFAULTS: dict[str, Any] = {"bars": 8, "temperature": None, "top_p": None, "top_k": None,
-                            "seed": None, "variations": 1, "model": None}
+                            "drafts": None, "seed": None, "variations": 1, "model": None}
 MIDI_MAX_BARS = 16  # the MIDI bridge's answers, heard while the musician waits (CC 21: 1-16)
 
 

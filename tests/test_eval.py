@@ -16,6 +16,7 @@ import torch
 
 from bridge.cli import main
 from engine.abc.music import parse_abc
+from engine.abc.profile import distance
 from engine.models.checkpoint import read_config, write_sampling_defaults
 from engine.models.tokenizer import CharTokenizer
 from engine.study.abc2midi import abc2midi_messages
@@ -29,7 +30,6 @@ from engine.study.measures import (
     chord_bars,
     chord_label_agreement,
     chords_in_key,
-    distance,
     diversity,
     keeps_voice_order,
     repetition,
@@ -177,6 +177,7 @@ def test_table_and_plots_are_written(report: Path) -> None:
     table = (report / "table.md").read_text()
     assert "| bits/char ↓ |" in table and "tiny-gpt2" in table and "ngram (" in table
     assert "| voice order kept |" in table and "| chord agreement |" in table
+    assert "sampling temperature 1, top p 0.9, top k 0," in table and ", drafts 1." in table
     for name in ("folk-pitch_class_histogram.png", "folk-interval_histogram.png",
                  "voices-figures.png", "chords-figures.png"):
         data = (report / name).read_bytes()
@@ -201,7 +202,7 @@ def test_the_grid_chooses_on_validation_and_writes_the_choice(
     best = min(figures["points"], key=lambda point: point["score"])
     assert figures["chosen"] == {"temperature": best["temperature"], "top_p": 1.0,
                                  "chord_tones": 1.5, "register_lean": best["register_lean"],
-                                 "chord_fit": 0.0}
+                                 "chord_fit": 0.0, "drafts": 1}
     assert read_config(model)["sampling"] == figures["chosen"]
     assert [(p["temperature"], p["register_lean"]) for p in figures["points"]] == [
         (0, 0), (0, 3), (1.5, 0), (1.5, 3)]
@@ -241,6 +242,33 @@ def test_the_grid_adds_chords_to_choose_the_chord_fit(model_path: Path, duets: P
         assert point["added_chord_gap"] is not None and 0 <= point["added_chord_gap"] <= 1
     assert figures["chosen"]["chord_fit"] == 10.0
     assert "| chord fit |" in (out / "table.md").read_text()
+
+
+def test_the_grid_tries_drafts(model_path: Path, duets: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from engine.models.continuation import Engine
+
+    model = tmp_path / "model"
+    shutil.copytree(model_path, model)
+    out = tmp_path / "grid"
+    status = main(["eval", "--grid", "--model", str(model), "--data", str(duets),
+                   "--set", "voices", "--prompts", "2", "--prompt-bars", "4", "--bars", "4",
+                   "--temperatures", "1", "--top-ps", "1", "--drafts", "1,3", "--write",
+                   *ARGS, "--out", str(out)])
+    assert status == 0
+    figures = json.loads((out / "results.json").read_text())
+    assert [point["drafts"] for point in figures["points"]] == [1, 3]
+    one, three = (point["sets"]["voices"] for point in figures["points"])
+    assert one != three  # other answers: the drafts were drawn and chosen from
+    chosen = figures["chosen"]["drafts"]
+    assert read_config(model)["sampling"]["drafts"] == chosen
+    assert Engine.load(str(model), "cpu").resolve_sampling(None).drafts == chosen
+    assert "| drafts |" in (out / "table.md").read_text()
+    capsys.readouterr()
+    assert main(["eval", "--model", str(model), "--drafts", "1,3", *ARGS]) == 1
+    assert "several --drafts are for --grid" in capsys.readouterr().err
 
 
 def test_bar_check_measures_each_bar() -> None:

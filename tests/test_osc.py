@@ -61,7 +61,8 @@ def test_ping(client: OscClient, server: Server) -> None:
 
 @pytest.mark.parametrize(("name", "value", "expected"), [
     ("temperature", 0.7, 0.7), ("temperature", 1, 1.0), ("top_p", 0.9, 0.9),
-    ("top_k", 40, 40), ("top_k", 40.0, 40), ("bars", 3, 3), ("bars", 3.0, 3),
+    ("top_k", 40, 40), ("top_k", 40.0, 40), ("drafts", 4, 4), ("drafts", 4.0, 4),
+    ("bars", 3, 3), ("bars", 3.0, 3),
     ("seed", 42, 42), ("seed", 2**40, 2**40), ("seed", -1, -1), ("seed", None, -1),
     ("model", "", None), ("model", None, None),
 ])
@@ -77,7 +78,8 @@ def test_settings_round_trip(client: OscClient, server: Server, name: str, value
     else:
         assert answer == expected
     client.send(f"/segue/set/{name}", {"temperature": 1.0, "top_p": 0.95, "top_k": 0,
-                                       "bars": 8, "seed": None, "model": None}[name])
+                                       "drafts": None, "bars": 8, "seed": None,
+                                       "model": None}[name])
 
 
 def test_models_are_listed_and_named_only(client: OscClient, server: Server) -> None:
@@ -96,6 +98,9 @@ BAD_MESSAGES: list[tuple[str, list[Any]]] = [
     ("/segue/set/temperature", [1.0, 2.0]),
     ("/segue/set/top_p", [2.0]),
     ("/segue/set/top_k", [-3]),
+    ("/segue/set/drafts", [0]),
+    ("/segue/set/drafts", [17]),
+    ("/segue/set/drafts", [1.5]),
     ("/segue/set/bars", [2.5]),
     ("/segue/set/bars", [0]),
     ("/segue/set/bars", [65]),

@@ -32,7 +32,7 @@ def test_the_checkpoint_default_is_used_where_a_request_sets_none(greedy_model: 
     engine = Engine.load(str(greedy_model), device="cpu")
     assert engine.resolve_sampling(None) == Sampling(temperature=0.0, top_p=0.9, top_k=5,
                                                      chord_tones=1.5, register_lean=2.0,
-                                                     chord_fit=2.5)
+                                                     chord_fit=2.5, drafts=1)
     assert engine.resolve_sampling(Sampling(chord_tones=0)).chord_tones == 0  # the request's
     assert engine.resolve_sampling(Sampling(register_lean=0)).register_lean == 0
     assert engine.resolve_sampling(Sampling(chord_fit=0)).chord_fit == 0

@@ -83,6 +83,17 @@ def test_continue_abc(server: Server) -> None:
     assert post(server, request)[1]["abc"] == answer["abc"]  # same seed, same music
 
 
+def test_continue_with_drafts(server: Server, model_path: Path) -> None:
+    """Drafts over HTTP: the answer of 3 drafts, with the same seed, is the engine's."""
+    from engine.models.continuation import Engine, Sampling
+
+    status, answer = post(server, {"abc": ABC_4_4, "bars": 2, "seed": 5, "drafts": 3})
+    assert status == 200, answer
+    engine = Engine.load(str(model_path), device="cpu")
+    [direct] = engine.continue_abc(ABC_4_4, bars=2, sampling=Sampling(seed=5, drafts=3))
+    assert answer["abc"] == direct.abc
+
+
 def test_continue_events(server: Server) -> None:
     status, answer = post(server, {"events": EVENTS, "bars": 2, "seed": 3})
     assert status == 200, answer
@@ -213,6 +224,9 @@ BAD_BODIES: list[tuple[str, Any, int, str]] = [
     ("top_p 0", {"abc": ABC_4_4, "top_p": 0}, 400, "bad_request"),
     ("top_p 1.5", {"abc": ABC_4_4, "top_p": 1.5}, 400, "bad_request"),
     ("top_k negative", {"abc": ABC_4_4, "top_k": -1}, 400, "bad_request"),
+    ("drafts 0", {"abc": ABC_4_4, "drafts": 0}, 400, "bad_request"),
+    ("drafts 17", {"abc": ABC_4_4, "drafts": 17}, 400, "bad_request"),
+    ("drafts a fraction", {"abc": ABC_4_4, "drafts": 2.5}, 400, "bad_request"),
     ("seed fraction", {"abc": ABC_4_4, "seed": 1.5}, 400, "bad_request"),
     ("seed text", {"abc": ABC_4_4, "seed": "x"}, 400, "bad_request"),
     ("seed too big", {"abc": ABC_4_4, "seed": 2**70}, 400, "bad_request"),

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--with-prompt", action="store_true",
                         help="write the prompt and its continuation as one piece")
     add_selection_arguments(parser)
-    add_sampling_arguments(parser)
+    add_sampling_arguments(parser, drafts=True)
     add_model_arguments(parser)
 
 
@@ -52,9 +52,11 @@ def add_output_argument(parser: argparse.ArgumentParser) -> None:
                         help="write here (format from the extension) instead of printing ABC")
 
 
-def add_sampling_arguments(parser: argparse.ArgumentParser, chord_fit: bool = False) -> None:
+def add_sampling_arguments(parser: argparse.ArgumentParser, chord_fit: bool = False,
+                           drafts: bool = False) -> None:
     """--temperature, --top-p, --top-k, --chord-tones, --register-lean, --seed, --variations
-    (continue, fill, accompany), and with `chord_fit` --chord-fit (accompany)."""
+    (continue, fill, accompany), with `chord_fit` --chord-fit (accompany), with `drafts`
+    --drafts (continue)."""
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--temperature", type=float,
                           help="randomness: lower is safer, higher is wilder; 0 = greedy "
@@ -81,6 +83,12 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, chord_fit: bool = Fa
                                    "fits the bar's notes: a symbol whose triad holds one more "
                                    "of them becomes e^W times likelier; 0 = as the model "
                                    "writes (default: the model's own, else 0)")
+    if drafts:
+        sampling.add_argument("--drafts", type=int, metavar="N",
+                              help="draw N answers for each one written and keep the one "
+                                   "whose notes the others agree with most: nearer the way "
+                                   "the music really goes on, N times the time; 1 = the "
+                                   "first answer drawn (default: the model's own, else 1)")
     sampling.add_argument("--seed", type=int,
                           help="the same seed gives the same music (default: random)")
     sampling.add_argument("--variations", type=int, default=1, metavar="K",
@@ -100,13 +108,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def sampling_of(args: argparse.Namespace) -> Sampling:
     """The engine's Sampling for the --temperature, --top-p, --top-k, --chord-tones,
-    --register-lean, --chord-fit and --seed given, checked before the model loads (unset
-    values: the model's own)."""
+    --register-lean, --chord-fit, --drafts and --seed given, checked before the model loads
+    (unset values: the model's own)."""
     from engine.models.continuation import Sampling
 
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                         chord_tones=args.chord_tones, register_lean=args.register_lean,
-                        chord_fit=getattr(args, "chord_fit", None), seed=args.seed)
+                        chord_fit=getattr(args, "chord_fit", None),
+                        drafts=getattr(args, "drafts", None), seed=args.seed)
     sampling.check()
     return sampling
 

@@ -54,12 +54,14 @@ examples:
   segue eval --set folk --test-tunes 100 --limit-tunes 2000 --n 10         a quick look
   segue eval --grid --model runs/v2 --prompts 50 --seeds 2      sampling grid on validation
   segue eval --grid --model runs/v2 --write          ... and record the best in config.json
+  segue eval --grid --set folk --drafts 1,8 --temperatures 0.9 --top-ps 1.0
+                                                 one draft against the consensus of eight
 
 --grid continues validation prompts (never test ones) at every temperature x top_p (x chord-tone
-weight, register lean and chord fit, where given) of the grid, the same prompts and seeds at
-each point, and scores each point by the mean of pitch-class distance, interval distance and
-repetition gap, and the gaps in chords and voices to the real ones where the set has them
-(lower: closer to the real continuations). --write records the best as the checkpoint's
+weight, register lean, chord fit and drafts, where given) of the grid, the same prompts and
+seeds at each point, and scores each point by the mean of pitch-class distance, interval
+distance and repetition gap, and the gaps in chords and voices to the real ones where the set
+has them (lower: closer to the real continuations). --write records the best as the checkpoint's
 config.json "sampling", used by every request that sets none of them.
 """
 
@@ -131,6 +133,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "factor, 0 = off; with them the model also adds chord symbols to "
                            "the chords set's melodies (default: the model's own fit only, "
                            "and no chords added)")
+    grid.add_argument("--drafts", type=whole_numbers, metavar="N,N,..",
+                      help="drafts drawn for each answer, the one the others agree with kept "
+                           "(1 = the first): one value to measure at, several for the grid "
+                           "(default: the model's own)")
     grid.add_argument("--write", action="store_true",
                       help="record the best point as the model's \"sampling\" in its "
                            "config.json (what requests that set none get)")
@@ -146,6 +152,14 @@ def floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
 
 
+def whole_numbers(text: str) -> tuple[int, ...]:
+    """A comma-separated list of whole numbers."""
+    try:
+        return tuple(int(item) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of whole numbers: {text!r}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from engine.models.continuation import Sampling
     from engine.study.evaluate import EvalConfig, evaluate
@@ -156,7 +170,10 @@ def run(args: argparse.Namespace) -> int:
     if args.grid and (args.temperature is not None or args.top_p is not None):
         raise SegueError("--grid tries --temperatures and --top-ps: leave out --temperature "
                          "and --top-p")
-    sampling = Sampling(temperature=args.temperature, top_p=args.top_p)
+    if args.drafts and len(args.drafts) > 1 and not args.grid:
+        raise SegueError("several --drafts are for --grid: give one to measure at")
+    sampling = Sampling(temperature=args.temperature, top_p=args.top_p,
+                        drafts=args.drafts[0] if args.drafts and not args.grid else None)
     sampling.check()
     config = EvalConfig(
         model=args.model, n=args.n, bars=args.bars, prompt_bars=args.prompt_bars,
@@ -167,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
         command=shlex.join(["segue", *sys.argv[1:]]))
     if args.grid:
         folder, _ = sampling_grid(config, args.temperatures, args.top_ps, args.chord_tones,
-                                  args.register_lean, args.chord_fit, write=args.write)
+                                  args.register_lean, args.chord_fit, args.drafts,
+                                  write=args.write)
     else:
         folder, _ = evaluate(config)
     print((folder / "table.md").read_text("utf-8"))

@@ -48,13 +48,15 @@ def hear_key(engine: Any, events: dict) -> tuple[int, str]:
 
 def compose(engine: Any, events: dict, bars: int, temperature: float | None,
             seed: int | None) -> tuple[dict, str]:
-    """The answer to a phrase: events -> music21 -> the model -> music21 -> events."""
+    """The answer to a phrase: events -> music21 -> the model -> music21 -> events. One draft
+    (`engine.models.drafts`) whatever the model's default: the answer is played at the next
+    bar line, and each further draft would cost as long again."""
     from engine.abc.events import events_to_score, score_to_events
     from engine.models.continuation import Sampling
 
     score = events_to_score(events)
     [take] = engine.continue_score(score, bars=bars, sampling=Sampling(
-        temperature=temperature, seed=seed))
+        temperature=temperature, seed=seed, drafts=1))
     return score_to_events(take.score()), take.abc
 
 

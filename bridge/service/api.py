@@ -89,10 +89,10 @@ def number(value: Any, name: str, low: float, high: float, *, open_low: bool = T
 
 
 def check_setting(name: str, value: Any) -> Any:
-    """A sampling or length setting, checked: bars, temperature, top_p, top_k, seed,
+    """A sampling or length setting, checked: bars, temperature, top_p, top_k, drafts, seed,
     variations or model (a name; which names are known is the worker's to say). A null
-    temperature, top_p or top_k is the model's own default."""
-    if name in ("temperature", "top_p", "top_k", "seed") and value is None:
+    temperature, top_p, top_k or drafts is the model's own default."""
+    if name in ("temperature", "top_p", "top_k", "drafts", "seed") and value is None:
         return None
     if name in LIMITS:  # the engine's table (engine.settings)
         limit = LIMITS[name]
@@ -118,6 +118,7 @@ class ContinueRequest:
     temperature: float | None = DEFAULTS["temperature"]
     top_p: float | None = DEFAULTS["top_p"]
     top_k: int | None = DEFAULTS["top_k"]
+    drafts: int | None = DEFAULTS["drafts"]
     seed: int | None = DEFAULTS["seed"]
     variations: int = DEFAULTS["variations"]
     model: str | None = DEFAULTS["model"]
@@ -130,7 +131,7 @@ class ContinueRequest:
         from engine.models.continuation import Sampling
 
         return Sampling(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-                        seed=self.seed)
+                        drafts=self.drafts, seed=self.seed)
 
 
 SETTINGS = tuple(DEFAULTS)
@@ -193,7 +194,7 @@ def parse_accompany_request(body: Any) -> ContinueRequest:
 
 def split_field(body: Any, name: str, what: str) -> tuple[dict[str, Any], Any]:
     """(the body less `name`, the value of `name`): a fill or accompany body's own field,
-    which must be there; "bars" and "bar_meters" do not apply and are refused."""
+    which must be there; "bars", "bar_meters" and "drafts" do not apply and are refused."""
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     if name not in body:
@@ -202,6 +203,8 @@ def split_field(body: Any, name: str, what: str) -> tuple[dict[str, Any], Any]:
         if unused in body:
             raise BadRequest(f"{unused} does not apply here: the answer has the bars of the "
                              "music given")
+    if "drafts" in body:
+        raise BadRequest("drafts applies to continuations only")
     rest = dict(body)
     return rest, rest.pop(name)
 

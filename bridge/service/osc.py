@@ -17,11 +17,12 @@
 Addresses are routed by python-osc's Dispatcher and taken literally: an OSC address pattern
 (`/segue/*`, `/segue/get/{bars,seed}`) gets /segue/error rather than reaching every handler.
 
-Settings: bars (i), temperature (f), top_p (f), top_k (i) (these three nil: the model's own
-default), seed (i; -1 or nil: random), model (s; "" or nil: the default). They are shared by
-every OSC client, like the controls of an instrument. Onsets and durations of notes are in
-beats (quarter notes) from the first beat of the continuation (of the whole tune, for fill and
-accompany); pitches are MIDI numbers (sent as floats, so the list has one type).
+Settings: bars (i), temperature (f), top_p (f), top_k (i), drafts (i) (these four nil: the
+model's own default; drafts is for continuations only), seed (i; -1 or nil: random), model (s;
+"" or nil: the default). They are shared by every OSC client, like the controls of an
+instrument. Onsets and durations of notes are in beats (quarter notes) from the first beat of
+the continuation (of the whole tune, for fill and accompany); pitches are MIDI numbers (sent as
+floats, so the list has one type).
 Replies go to the sender's address and port, or to the port it named with /segue/reply_port
 (kept per sender address and port, so one client cannot redirect another's replies; a
 /segue/continue may also name its reply port as a third argument, for clients like oscsend
@@ -64,8 +65,8 @@ from engine.settings import DEFAULTS
 
 log = logging.getLogger("segue.osc")
 PREFIX = "/segue"
-SETTINGS = ("bars", "temperature", "top_p", "top_k", "seed", "model")
-INTEGERS = ("bars", "top_k", "seed")
+SETTINGS = ("bars", "temperature", "top_p", "top_k", "drafts", "seed", "model")
+INTEGERS = ("bars", "top_k", "drafts", "seed")
 MAX_DATAGRAM = 65_507  # the most one UDP datagram carries
 MAX_REPLY_PORTS = 1_024  # senders whose reply port is kept (the oldest are forgotten)
 MAX_CONTINUING = 32  # continuations in progress at once; more are answered busy
@@ -242,13 +243,13 @@ class OscServer(socketserver.UDPServer):
 
     def get(self, name: str) -> Any:
         """A setting as OSC sends it: seed -1 for random, the default model by name, an unset
-        temperature, top_p or top_k as the model's own default."""
+        temperature, top_p, top_k or drafts as the model's own default."""
         value = self.settings[name]
         if name == "seed":
             return -1 if value is None else value
         if name == "model":
             return value or self.worker.default_name
-        if value is None and name in ("temperature", "top_p", "top_k"):
+        if value is None and name in ("temperature", "top_p", "top_k", "drafts"):
             value = self.worker.sampling_defaults(self.settings["model"])[name]  # the model's
         return float(value) if name in ("temperature", "top_p") else value
 

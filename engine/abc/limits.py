@@ -38,7 +38,9 @@ MAX_NUMBER = 64  # the largest number in ABC music: note lengths, rests, tuplets
 MAX_SLASHES = 4  # `C////` (a sixteenth of the unit) and no shorter
 MAX_TEMPO = 1_000  # beats per minute
 MAX_DIVISIONS = 10_080  # MusicXML divisions of a quarter note (what notation programs use)
-MAX_WORK_BARS = 256  # bars the model writes for one request: bars x voices x variations
+# bars the model writes for one request: bars x voices x variations (x drafts, which are
+# fewer where they would pass it: engine.models.continuation)
+MAX_WORK_BARS = 256
 # Meters and unit lengths Segue reads: beats add up to at most 32, of these note values.
 MAX_BEATS = 32
 NOTE_VALUES = frozenset({1, 2, 4, 8, 16, 32, 64})

@@ -5,7 +5,8 @@
                                       engine.models.model), "tokenizer", "block_size", "dtype",
                                       "parameters", "training": {...summary}, and optionally
                                       "sampling": {"temperature", "top_p", "top_k",
-                                      "chord_tones", "register_lean", "chord_fit"}: what a
+                                      "chord_tones", "register_lean", "chord_fit",
+                                      "drafts"}: what a
                                       request that sets none of them gets, any may be left
                                       out (`sampling_defaults`)}
     <checkpoint>/tokenizer.json
@@ -39,7 +40,7 @@ import torch
 from engine.errors import ParameterError, SegueError
 from engine.home import segue_home
 from engine.models.tokenizer import TOKENIZER_FILE, CharTokenizer
-from engine.settings import check
+from engine.settings import LIMITS, check
 
 FORMAT = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -47,10 +48,10 @@ CONFIG_FILE = "config.json"
 STATE_FILE = "training_state.pt"
 # The sampling of a model whose config.json names none (chord_tones:
 # engine.models.chord_tones, register_lean: engine.models.register_lean, chord_fit:
-# engine.models.chord_fit; 0 = off).
+# engine.models.chord_fit; 0 = off; drafts: engine.models.drafts, 1 = the first draft).
 DEFAULT_SAMPLING: dict[str, float] = {"temperature": 1.0, "top_p": 0.95, "top_k": 0,
                                       "chord_tones": 0.0, "register_lean": 0.0,
-                                      "chord_fit": 0.0}
+                                      "chord_fit": 0.0, "drafts": 1}
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_MODEL = "segue-gpt2-6m"
 TOKENIZERS = {"char": CharTokenizer}
@@ -236,7 +237,7 @@ def read_config(folder: Path) -> dict[str, Any]:
 def sampling_defaults(config: dict[str, Any], folder: Path | str = "") -> dict[str, float]:
     """The sampling a checkpoint asks for when a request sets none: its config.json
     `"sampling": {"temperature": t, "top_p": p, "top_k": k, "chord_tones": w,
-    "register_lean": r, "chord_fit": f}` (any may be left out, each within the limits a
+    "register_lean": r, "chord_fit": f, "drafts": n}` (any may be left out, each within the limits a
     request's setting has, `engine.settings.LIMITS`); SegueError if it is not such an entry."""
     entry = config.get("sampling", {})
     if not isinstance(entry, dict) or set(entry) - set(DEFAULT_SAMPLING):
@@ -250,7 +251,7 @@ def sampling_defaults(config: dict[str, Any], folder: Path | str = "") -> dict[s
             check(name, value)
         except ParameterError as error:
             raise SegueError(f"{folder}: {CONFIG_FILE} sampling {error}") from None
-    return {name: int(value) if name == "top_k" else float(value)
+    return {name: int(value) if LIMITS[name].whole else float(value)
             for name, value in entry.items()}
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from engine.abc.bars import BarState, bar_units, grid_for, key_alters
-from engine.abc.limits import check_fillable, check_prompt
+from engine.abc.limits import MAX_WORK_BARS, check_fillable, check_prompt
 from engine.abc.meters import answer_score, bar_meters
 from engine.abc.playback import playable
 from engine.abc.prompt import BARS_PER_LINE, Prompt, make_prompt
@@ -41,6 +41,7 @@ from engine.errors import SegueError
 from engine.models.checkpoint import DEFAULT_SAMPLING
 from engine.models.chord_fit import BarNotes, ChordFit
 from engine.models.chord_tones import ChordTones, last_chords
+from engine.models.drafts import Profile, agreed
 from engine.models.lm import decoder_for
 from engine.models.register_lean import RegisterLean
 from engine.settings import check
@@ -50,6 +51,9 @@ if TYPE_CHECKING:
 
     from engine.models.tokenizer import CharTokenizer
 
+# Variation i's drafts are drawn with seeds seed + i, seed + i + DRAFT_SEEDS, ...: its first
+# draft is the answer one draft gives, and its drafts are the same however many variations.
+DRAFT_SEEDS = 1 << 20
 # Characters allowed when a segment has used its budget: they can only finish bars quickly.
 FINISHING = frozenset("z0123456789/|]}3^_=ABCDEFGabcdefg")
 
@@ -60,7 +64,10 @@ class Sampling:
     (how strongly strong beats lean to the chord in force, `engine.models.chord_tones`; 0 =
     off), register_lean (how strongly each of several voices leans to its register's centre,
     `engine.models.register_lean`; 0 = off), chord_fit (how strongly an added chord symbol
-    leans to the notes of its bar, `engine.models.chord_fit`; 0 = off), seed.
+    leans to the notes of its bar, `engine.models.chord_fit`; 0 = off), drafts (how many
+    answers are drawn for each one a continuation returns, the one the others agree with kept,
+    `engine.models.drafts`; 1 = the first; fewer where bars x voices x variations x drafts
+    would pass `engine.abc.limits.MAX_WORK_BARS`), seed.
 
     A setting left None is the model's own default (`Engine.resolve_sampling`: its config.json
     "sampling", else `engine.models.checkpoint.DEFAULT_SAMPLING`).
@@ -73,16 +80,15 @@ class Sampling:
     chord_tones: float | None = None
     register_lean: float | None = None
     chord_fit: float | None = None
+    drafts: int | None = None
 
     def check(self) -> None:
         """ParameterError for a setting outside its limits (`engine.settings.LIMITS`)."""
-        for name in ("temperature", "top_p", "top_k", "chord_tones", "register_lean",
-                     "chord_fit", "seed"):
+        for name in (*DEFAULT_SAMPLING, "seed"):
             check(name, getattr(self, name))
 
     def with_defaults(self, defaults: dict[str, float]) -> Sampling:
-        """This sampling, its unset temperature, top_p, top_k, chord_tones, register_lean and
-        chord_fit taken from `defaults`."""
+        """This sampling, its unset settings (all but the seed) taken from `defaults`."""
         unset: dict[str, Any] = {name: defaults[name] for name in DEFAULT_SAMPLING
                                  if getattr(self, name) is None}
         return replace(self, **unset)
@@ -95,7 +101,7 @@ class Continuation:
     abc: str
     with_prompt: str
     bars: int
-    tokens: int
+    tokens: int  # sampled, in every draft
     elapsed_ms: float
     meters: list[str] = field(default_factory=list)  # the meter of each new bar
 
@@ -191,6 +197,23 @@ def one_cpu_thread(device: str) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def draft_count(drafts: int, bars: int, voices: int, variations: int) -> int:
+    """The drafts a request gets: as many as asked, but no more than keep the bars written
+    (bars x voices x variations x drafts) within one request's work,
+    `engine.abc.limits.MAX_WORK_BARS`; at least one."""
+    return min(drafts, max(1, MAX_WORK_BARS // (bars * voices * variations)))
+
+
+def profile(draft: Continuation) -> Profile | None:
+    """A draft's note profile (`engine.abc.profile`); None if music21 cannot read it."""
+    from engine.abc.profile import histograms
+
+    try:
+        return histograms(draft.score())
+    except SegueError:
+        return None
+
+
 class Engine:
     """A loaded model that continues music bar-exactly."""
 
@@ -272,20 +295,30 @@ class Engine:
             check_fillable(meter, prompt.unit)
         seed = sampling.seed if sampling.seed is not None else \
             int(torch.randint(0, 2**31 - 1, (1,)))
+        count = draft_count(sampling.drafts or 1, bars, prompt.voices, variations)
         results = []
         for index in range(variations):
             started = time.perf_counter()
-            with one_cpu_thread(self.device):
-                generated, answer, tokens = self.generate(prompt, meters, sampling,
-                                                          seed + index)
-            results.append(Continuation(
-                abc=playable(prompt.answer_head(prompt.meter if prompt.time_in_bar
-                                                else meters[0]) + answer.strip() + "]\n"),
-                with_prompt=playable(prompt.head + prompt.body + generated.rstrip() + "]\n"),
-                bars=bars, tokens=tokens,
-                elapsed_ms=(time.perf_counter() - started) * 1000, meters=meters,
-            ))
+            drafts = [self.draft(prompt, meters, sampling, seed + index + k * DRAFT_SEEDS)
+                      for k in range(count)]
+            chosen = drafts[agreed([profile(d) for d in drafts])] if len(drafts) > 1 \
+                else drafts[0]
+            results.append(replace(chosen, tokens=sum(d.tokens for d in drafts),
+                                   elapsed_ms=(time.perf_counter() - started) * 1000))
         return results
+
+    def draft(self, prompt: Prompt, meters: list[str], sampling: Sampling,
+              seed: int) -> Continuation:
+        """One continuation of `prompt`, a bar in each of `meters`, drawn with `seed`."""
+        started = time.perf_counter()
+        with one_cpu_thread(self.device):
+            generated, answer, tokens = self.generate(prompt, meters, sampling, seed)
+        return Continuation(
+            abc=playable(prompt.answer_head(prompt.meter if prompt.time_in_bar
+                                            else meters[0]) + answer.strip() + "]\n"),
+            with_prompt=playable(prompt.head + prompt.body + generated.rstrip() + "]\n"),
+            bars=len(meters), tokens=tokens,
+            elapsed_ms=(time.perf_counter() - started) * 1000, meters=meters)
 
     def generate(self, prompt: Prompt, meters: list[str], sampling: Sampling,
                  seed: int, plan: list[Segment] | None = None) -> tuple[str, str, int]:

@@ -144,7 +144,8 @@ def length_histogram(part: list[tuple[Fraction, Fraction, int]]) -> np.ndarray:
 def figures_of(add: str, cases: list[PartCase], system: str) -> dict[str, Any]:
     """One system's accompaniment figures over the cases it answered."""
     from engine.abc.music import note_events, parse_abc
-    from engine.study.measures import chord_agreement, chords_in_key, distance, mean, share
+    from engine.abc.profile import distance
+    from engine.study.measures import chord_agreement, chords_in_key, mean, share
 
     kept = answered = below = notes = bars = agree = strong = matched = roots = 0
     in_key = symbols = 0

@@ -64,11 +64,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.abc.profile import INTERVAL_RANGE
 from engine.errors import SegueError
 from engine.models.continuation import Sampling
 from engine.models.lm import sequence_logits
 from engine.study.eval_sets import SETS, Case
-from engine.study.measures import INTERVAL_RANGE, mean, share
+from engine.study.measures import mean, share
 
 if TYPE_CHECKING:
     from engine.models.continuation import Engine
@@ -147,15 +148,14 @@ def bits_per_char(model: torch.nn.Module, data: np.ndarray, block_size: int, bat
 def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
     """Every continuation figure of one system over all cases."""
     from engine.abc.music import parse_abc
+    from engine.abc.profile import distance, histograms
     from engine.study import abc2midi
     from engine.study.measures import (
         bars_right,
         chord_agreement,
         chord_bars,
         chord_label_agreement,
-        distance,
         diversity,
-        histograms,
         keeps_voice_order,
         repetition,
         spread,
@@ -249,16 +249,19 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
 
 
 def continue_all(engine: Engine, cases: list[Case], name: str, config: EvalConfig) -> float:
-    """Store `seeds` continuations of every case by `engine` under `name`; seconds taken."""
+    """Store `seeds` continuations of every case by `engine` under `name`; seconds taken.
+    Each is asked for alone, as a user asks (the seeds of one request's variations: the same
+    answers, but each with the drafts one answer gets)."""
     from tqdm import tqdm
 
     started = time.perf_counter()
     for index, case in enumerate(tqdm(cases, disable=not config.progress, unit="prompt",
                                       desc=f"continue ({name})")):
-        sampling = replace(config.sampling or Sampling(), seed=1000 * index)
-        results = engine.continue_score(case.prompt, config.bars, sampling,
-                                        variations=config.seeds)
-        case.answers[name] = [r.abc for r in results]
+        sampling = config.sampling or Sampling()
+        case.answers[name] = [
+            engine.continue_score(case.prompt, config.bars,
+                                  replace(sampling, seed=1000 * index + seed))[0].abc
+            for seed in range(config.seeds)]
     return time.perf_counter() - started
 
 
@@ -439,7 +442,11 @@ def write_eval_report(folder: Path, figures: dict[str, Any]) -> None:
               "repeat", "real"]
     parts = [f"`{figures['command'] or 'segue eval'}` on {figures['machine']}: prompts of "
              f"{config['prompt_bars']} bars, {config['bars']}-bar continuations, "
-             f"{config['seeds']} seeds each.\n"]
+             f"{config['seeds']} seeds each; sampling "
+             + ", ".join(f"{name.replace('_', ' ')} {value:g}"
+                         for name, value in figures["sampling"]["model"].items()
+                         if value is not None)
+             + ".\n"]
     for name, result in figures["sets"].items():
         systems = result["systems"]
         rows = [[label, *(systems[s][key] for s in SYSTEMS)] for label, key in TABLE_ROWS

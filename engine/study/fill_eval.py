@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.abc.profile import INTERVAL_RANGE, distance
 from engine.errors import SegueError
-from engine.study.measures import INTERVAL_RANGE, distance, mean, share
+from engine.study.measures import mean, share
 
 if TYPE_CHECKING:
     from music21 import stream

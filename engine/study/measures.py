@@ -6,7 +6,7 @@ gives. They are pure: the same music gives the same figure.
 
 - Bars: how long each bar of each voice is, as written (the reader, abc2xml, keeps the bars
   as written, so an overfull bar is seen, not re-barred).
-- Pitch: pitch-class and melodic-interval histograms, and their distance.
+- Pitch: how far apart one prompt's answers land (their profiles, `engine.abc.profile`).
 - Form: the share of bars that repeat an earlier one.
 - Voices: each voice's mean pitch, and whether their order is kept.
 - Chords: the bars that carry a chord symbol, the strong-beat melody notes that belong to
@@ -28,12 +28,11 @@ from engine.abc.bars import key_scale
 from engine.abc.chord_symbols import SYMBOL, pitch_classes, triad
 from engine.abc.layout import Layout
 from engine.abc.meters import strong_beats
+from engine.abc.profile import distance
 from engine.abc.text import QUOTED
 
 if TYPE_CHECKING:
     from music21 import stream
-
-INTERVAL_RANGE = 12
 
 
 def mean(values: list[float]) -> float | None:
@@ -92,35 +91,6 @@ def bars_right(score: stream.Score, count: int, opening: Fraction = Fraction(0))
             else:
                 return False
     return True
-
-
-def line_of(score: stream.Score) -> list[int]:
-    """The top line's MIDI pitches, in time order (the highest note of each onset)."""
-    from engine.abc.music import note_events
-
-    top: dict[Fraction, int] = {}
-    for onset, _, pitch in (e for part in note_events(score) for e in part):
-        top[onset] = max(pitch, top.get(onset, pitch))
-    return [top[onset] for onset in sorted(top)]
-
-
-def histograms(score: stream.Score) -> tuple[np.ndarray, np.ndarray]:
-    """Normalized pitch-class (12) and melodic interval (-12..12) histograms of a score."""
-    from engine.abc.music import note_events
-
-    pitches = [pitch for part in note_events(score) for _, _, pitch in part]
-    classes = np.bincount(np.array(pitches, dtype=int) % 12, minlength=12).astype(float)
-    line = np.array(line_of(score), dtype=int)
-    steps = np.clip(np.diff(line), -INTERVAL_RANGE, INTERVAL_RANGE) + INTERVAL_RANGE
-    intervals = np.bincount(steps, minlength=2 * INTERVAL_RANGE + 1).astype(float)
-    return (classes / max(1.0, classes.sum()), intervals / max(1.0, intervals.sum()))
-
-
-def distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Total variation distance of two histograms (1 when either is empty)."""
-    if not a.any() or not b.any():
-        return 1.0
-    return float(0.5 * np.abs(a - b).sum())
 
 
 def spread(drawn: list[np.ndarray]) -> float:

@@ -2,17 +2,17 @@
 split (never on test).
 
 The model continues the same validation prompts with the same seeds at every temperature,
-top_p, chord-tone weight (`engine.models.chord_tones`) and register lean
-(`engine.models.register_lean`) of a small grid; each point is scored by how close its answers
-come to the real continuations: the mean, over the sets, of the pitch-class distance, the
-interval distance, the repetition gap and, for prompts with chords, the chord agreement gap,
-and for prompts with several voices, how far the answers fall short of the real continuations'
-share that keeps the voices' order (keeping it more often is no fault) and the gap between
-their register drift and the real one, in octaves (`score_system`; lower is better). With
-chord-fit weights (`engine.models.chord_fit`), the model also adds chord symbols to the
-validation windows of the chords set, and the gap between their chord agreement and the real
-chords' counts too. The
-best point can be written into the checkpoint's config.json as its "sampling" entry
+top_p, chord-tone weight (`engine.models.chord_tones`), register lean
+(`engine.models.register_lean`) and number of drafts (`engine.models.drafts`) of a small
+grid; each point is scored by how close its answers come to the real continuations: the mean,
+over the sets, of the pitch-class distance, the interval distance, the repetition gap and, for
+prompts with chords, the chord agreement gap, and for prompts with several voices, how far the
+answers fall short of the real continuations' share that keeps the voices' order (keeping it
+more often is no fault) and the gap between their register drift and the real one, in octaves
+(`score_system`; lower is better). With chord-fit weights (`engine.models.chord_fit`), the
+model also adds chord symbols to the validation windows of the chords set, and the gap between
+their chord agreement and the real chords' counts too. The best point can be written into the
+checkpoint's config.json as its "sampling" entry
 (`engine.models.checkpoint.write_sampling_defaults`), which every request that sets none of
 these then gets.
 """
@@ -39,7 +39,7 @@ CRITERION_TITLES = {"pitch_class_distance": "pc", "interval_distance": "interval
                     "voice_order_shortfall": "order short", "register_drift_gap": "drift gap",
                     "added_chord_gap": "added chord gap"}
 # The settings a grid point sets, by name in Sampling and in the config's "sampling".
-SETTINGS = ("temperature", "top_p", "chord_tones", "register_lean", "chord_fit")
+SETTINGS = ("temperature", "top_p", "chord_tones", "register_lean", "chord_fit", "drafts")
 
 
 def point_figures(answered: dict[str, Any], real: dict[str, Any],
@@ -73,22 +73,24 @@ def point_figures(answered: dict[str, Any], real: dict[str, Any],
     return kept | {"score": float(np.mean(scored))}
 
 
-def sampling_at(point: dict[str, float]) -> Sampling:
+def sampling_at(point: dict[str, Any]) -> Sampling:
     """The Sampling of a grid point."""
     from engine.models.continuation import Sampling
 
     return Sampling(temperature=point["temperature"], top_p=point["top_p"],
                     chord_tones=point["chord_tones"], register_lean=point["register_lean"],
-                    chord_fit=point["chord_fit"])
+                    chord_fit=point["chord_fit"], drafts=int(point["drafts"]))
 
 
 def sampling_grid(config: EvalConfig, temperatures: tuple[float, ...] = TEMPERATURES,
                   top_ps: tuple[float, ...] = TOP_PS, chord_tones: tuple[float, ...] | None = None,
                   register_leans: tuple[float, ...] | None = None,
                   chord_fits: tuple[float, ...] | None = None,
+                  drafts: tuple[int, ...] | None = None,
                   write: bool = False) -> tuple[Path, dict[str, Any]]:
-    """Measure every (temperature, top_p, chord_tones, register_lean, chord_fit) on the
-    validation prompts (chord_tones, register_leans or chord_fits None: the model's own only;
+    """Measure every (temperature, top_p, chord_tones, register_lean, chord_fit, drafts) on the
+    validation prompts (chord_tones, register_leans, chord_fits or drafts None: the model's own
+    only;
     with chord_fits, the chords set's windows also get chord symbols added); write the report
     folder (results.json, table.md); with `write`, record the best in the checkpoint's
     config.json."""
@@ -114,12 +116,14 @@ def sampling_grid(config: EvalConfig, temperatures: tuple[float, ...] = TEMPERAT
     values = (temperatures, top_ps,
               chord_tones if chord_tones is not None else (own["chord_tones"],),
               register_leans if register_leans is not None else (own["register_lean"],),
-              chord_fits if chord_fits is not None else (own["chord_fit"],))
-    points = [dict(zip(SETTINGS, map(float, point), strict=True))
+              chord_fits if chord_fits is not None else (own["chord_fit"],),
+              drafts if drafts is not None else (own["drafts"],))
+    points = [{name: int(value) if name == "drafts" else float(value)
+               for name, value in zip(SETTINGS, point, strict=True)}
               for point in itertools.product(*values)]
     if not points:
         raise SegueError("the grid needs at least one temperature, top_p, chord-tone weight, "
-                         "register lean and chord fit")
+                         "register lean, chord fit and drafts")
     for point in points:
         sampling_at(point).check()
     material = load_material("valid", config.data, test_tunes=config.test_tunes,
@@ -165,7 +169,7 @@ def sampling_grid(config: EvalConfig, temperatures: tuple[float, ...] = TEMPERAT
     write_json(folder / "results.json", figures)
     shown = {name: [c for c in CRITERIA if rows[0]["sets"][name][c] is not None]
              for name in sets}
-    header = ["temperature", "top_p", "chord tones", "register lean", "chord fit",
+    header = ["temperature", "top_p", "chord tones", "register lean", "chord fit", "drafts",
               *(f"{name} {CRITERION_TITLES[c]}" for name in sets for c in shown[name]),
               "score ↓"]
     table = [[*(row[name] for name in SETTINGS),

@@ -1,0 +1,123 @@
+"""Drafts: several answers drawn for each one given, and the one the others agree with kept
+(`engine.models.drafts`), through the engine, `segue continue` and a checkpoint's defaults."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from server_helpers import check_bars
+
+from engine.abc.profile import histograms
+from engine.errors import SegueError
+from engine.models.continuation import DRAFT_SEEDS, Engine, Sampling, draft_count
+from engine.models.drafts import agreed
+
+TUNE = "X:1\nM:6/8\nL:1/8\nK:Dmix\nA2d dcA|GBd c2A|A2d dcA|G3 G3|\n"
+
+
+def profile_of(pitch_classes: list[int], steps: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """A hand-made profile: the pitch classes and the melodic steps (-12..12) it counts."""
+    pc = np.bincount(pitch_classes, minlength=12).astype(float)
+    interval = np.bincount(np.array(steps) + 12, minlength=25).astype(float)
+    return pc / pc.sum(), interval / interval.sum()
+
+
+def test_the_draft_nearest_the_others_is_kept() -> None:
+    tonic = profile_of([0, 4, 7], [2, -2])
+    near = profile_of([0, 4, 7, 7], [2, -2, 2])
+    also_near = profile_of([0, 4, 4, 7], [2, -2, -2])
+    outlier = profile_of([1, 6, 10], [7, -9])
+    assert agreed([outlier, near, tonic, also_near]) == 2  # between the two others
+    assert agreed([outlier, tonic]) == 0  # two drafts: a tie, the first
+
+
+def test_an_unreadable_draft_is_kept_only_when_every_draft_is() -> None:
+    tonic = profile_of([0, 4, 7], [2, -2])
+    assert agreed([None, tonic, tonic]) == 1
+    assert agreed([None, None]) == 0
+
+
+def test_the_answer_is_the_agreed_one_of_drafts_drawn_with_their_own_seeds(
+        tiny_engine: Engine) -> None:
+    variations, drafts = 2, 3
+    results = tiny_engine.continue_abc(TUNE, bars=2, sampling=Sampling(seed=40, drafts=drafts),
+                                       variations=variations)
+    for index, result in enumerate(results):
+        # variation i draws seeds 40 + i, 40 + i + DRAFT_SEEDS, 40 + i + 2 * DRAFT_SEEDS
+        drawn = [tiny_engine.continue_abc(TUNE, bars=2, sampling=Sampling(
+            seed=40 + index + k * DRAFT_SEEDS, drafts=1))[0] for k in range(drafts)]
+        assert len({d.abc for d in drawn}) > 1  # the drafts differ: a choice was made
+        chosen = drawn[agreed([histograms(d.score()) for d in drawn])]
+        assert result.abc == chosen.abc
+        assert result.tokens == sum(d.tokens for d in drawn)
+        check_bars(result.abc, 2)
+
+
+def test_the_first_variation_is_the_answer_alone(tiny_engine: Engine) -> None:
+    """As `--variations` promises: variation i is the single answer with seed + i, with one
+    draft or several."""
+    for drafts in (1, 3):
+        sampling = Sampling(seed=7, drafts=drafts)
+        alone = [tiny_engine.continue_abc(TUNE, bars=2, sampling=replace(sampling, seed=seed))[0]
+                 for seed in (7, 9)]
+        varied = tiny_engine.continue_abc(TUNE, bars=2, sampling=sampling, variations=3)
+        assert [varied[0].abc, varied[2].abc] == [a.abc for a in alone]
+
+
+@pytest.mark.parametrize("drafts", [0, 17, 2.5])
+def test_drafts_outside_their_limits_are_refused(tiny_engine: Engine, drafts: float) -> None:
+    with pytest.raises(SegueError, match="drafts must be from 1 to 16"):
+        tiny_engine.continue_abc(TUNE, bars=2, sampling=Sampling(drafts=drafts))  # type: ignore[arg-type]
+
+
+def with_sampling(model_path: Path, folder: Path, sampling: dict[str, float]) -> Path:
+    """A copy of the tiny checkpoint whose config.json names `sampling`."""
+    shutil.copytree(model_path, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["sampling"] = sampling
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_a_checkpoint_names_its_drafts(model_path: Path, tmp_path: Path) -> None:
+    engine = Engine.load(str(with_sampling(model_path, tmp_path / "m", {"drafts": 3})), "cpu")
+    assert engine.resolve_sampling(None).drafts == 3
+    assert engine.resolve_sampling(Sampling(drafts=1)).drafts == 1
+    [answer] = engine.continue_abc(TUNE, bars=2, sampling=Sampling(seed=40))
+    [three] = engine.continue_abc(TUNE, bars=2, sampling=Sampling(seed=40, drafts=3))
+    [one] = engine.continue_abc(TUNE, bars=2, sampling=Sampling(seed=40, drafts=1))
+    assert answer.abc == three.abc and answer.tokens == three.tokens > one.tokens
+    with pytest.raises(SegueError, match="drafts must be from 1 to 16"):
+        Engine.load(str(with_sampling(model_path, tmp_path / "bad", {"drafts": 40})), "cpu")
+
+
+def test_cli_drafts(model_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "bridge", "continue", "-", "--model",
+                               str(model_path), "--bars", "2", "--seed", "40", *args],
+                              input=TUNE, capture_output=True, text=True, timeout=300)
+
+    done = run("--drafts", "3")
+    assert done.returncode == 0, done.stderr
+    check_bars(done.stdout, 2)
+    refused = run("--drafts", "0")
+    assert refused.returncode != 0 and "drafts must be from 1 to 16" in refused.stderr
+    assert refused.stdout == ""
+
+
+
+def test_drafts_are_fewer_where_the_work_would_pass_its_limit() -> None:
+    """Bars x voices x variations x drafts stay within MAX_WORK_BARS (256), one draft at
+    least."""
+    assert draft_count(8, 8, 1, 1) == 8  # a tune's 8 bars: every draft asked for
+    assert draft_count(8, 8, 4, 1) == 8  # a quartet's: 256 bars exactly
+    assert draft_count(16, 32, 1, 1) == 8
+    assert draft_count(8, 16, 3, 1) == 5  # a song's 16 bars
+    assert draft_count(8, 64, 1, 8) == 1  # the largest request of all: as before drafts

@@ -287,7 +287,7 @@ def test_http_accompany_events_adds_a_staff(server) -> None:
     ("/v1/fill", {"abc": JIG}, "give \"gap\""),
     ("/v1/fill", {"abc": JIG, "gap": [4, 2]}, "gap must be [first, last]"),
     ("/v1/fill", {"abc": JIG, "gap": [3, 4], "bars": 2}, "bars does not apply"),
-    ("/v1/fill", {"abc": JIG, "gap": [3, 4], "drafts": 2}, "drafts applies to continuations"),
+    ("/v1/fill", {"abc": JIG, "gap": [3, 4], "drafts": 2}, "drafts does not apply here"),
     ("/v1/fill", {"abc": JIG, "gap": [30, 40]}, "gap 30-40 is outside the score"),
     ("/v1/accompany", {"abc": JIG, "add": "drums"}, "add must be"),
     ("/v1/accompany", {"abc": JIG}, "give \"add\""),

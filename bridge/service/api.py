@@ -137,6 +137,10 @@ class ContinueRequest:
 SETTINGS = tuple(DEFAULTS)
 ALLOWED = {f.name for f in fields(ContinueRequest)} - {"form", "music", "gap", "add"}
 ADDS = ("bass", "voice", "chords")
+# Continue fields a fill or accompany body refuses, and why.
+NOT_FOR_REWRITES = {"bars": "the answer has the bars of the music given",
+                    "bar_meters": "the answer has the bars of the music given",
+                    "drafts": "drafts are drawn for continuations only"}
 
 
 def parse_request(body: Any) -> ContinueRequest:
@@ -199,12 +203,9 @@ def split_field(body: Any, name: str, what: str) -> tuple[dict[str, Any], Any]:
         raise BadRequest("the body must be a JSON object")
     if name not in body:
         raise BadRequest(f"give \"{name}\": {what}")
-    for unused in ("bars", "bar_meters"):
+    for unused, why in NOT_FOR_REWRITES.items():
         if unused in body:
-            raise BadRequest(f"{unused} does not apply here: the answer has the bars of the "
-                             "music given")
-    if "drafts" in body:
-        raise BadRequest("drafts applies to continuations only")
+            raise BadRequest(f"{unused} does not apply here: {why}")
     rest = dict(body)
     return rest, rest.pop(name)
 

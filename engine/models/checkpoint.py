@@ -6,9 +6,8 @@
                                       "parameters", "training": {...summary}, and optionally
                                       "sampling": {"temperature", "top_p", "top_k",
                                       "chord_tones", "register_lean", "chord_fit",
-                                      "drafts"}: what a
-                                      request that sets none of them gets, any may be left
-                                      out (`sampling_defaults`)}
+                                      "drafts"}: what a request that sets none of them gets,
+                                      any may be left out (`sampling_defaults`)}
     <checkpoint>/tokenizer.json
     <checkpoint>/training_state.pt   optional: optimizer, step, RNG, elapsed time (resume only)
 

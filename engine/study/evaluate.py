@@ -254,13 +254,16 @@ def continue_all(engine: Engine, cases: list[Case], name: str, config: EvalConfi
     answers, but each with the drafts one answer gets)."""
     from tqdm import tqdm
 
+    from engine.abc.prompt import make_prompt
+
     started = time.perf_counter()
+    sampling = config.sampling or Sampling()
     for index, case in enumerate(tqdm(cases, disable=not config.progress, unit="prompt",
                                       desc=f"continue ({name})")):
-        sampling = config.sampling or Sampling()
+        prompt = make_prompt(case.prompt, chord_symbols=engine.chord_symbols)
         case.answers[name] = [
-            engine.continue_score(case.prompt, config.bars,
-                                  replace(sampling, seed=1000 * index + seed))[0].abc
+            engine.continue_prompt(prompt, config.bars,
+                                   replace(sampling, seed=1000 * index + seed))[0].abc
             for seed in range(config.seeds)]
     return time.perf_counter() - started
 

@@ -41,7 +41,7 @@ from engine.errors import SegueError
 from engine.models.checkpoint import DEFAULT_SAMPLING
 from engine.models.chord_fit import BarNotes, ChordFit
 from engine.models.chord_tones import ChordTones, last_chords
-from engine.models.drafts import Profile, agreed
+from engine.models.drafts import agreed, profile_of
 from engine.models.lm import decoder_for
 from engine.models.register_lean import RegisterLean
 from engine.settings import check
@@ -204,16 +204,6 @@ def draft_count(drafts: int, bars: int, voices: int, variations: int) -> int:
     return min(drafts, max(1, MAX_WORK_BARS // (bars * voices * variations)))
 
 
-def profile(draft: Continuation) -> Profile | None:
-    """A draft's note profile (`engine.abc.profile`); None if music21 cannot read it."""
-    from engine.abc.profile import histograms
-
-    try:
-        return histograms(draft.score())
-    except SegueError:
-        return None
-
-
 class Engine:
     """A loaded model that continues music bar-exactly."""
 
@@ -301,7 +291,7 @@ class Engine:
             started = time.perf_counter()
             drafts = [self.draft(prompt, meters, sampling, seed + index + k * DRAFT_SEEDS)
                       for k in range(count)]
-            chosen = drafts[agreed([profile(d) for d in drafts])] if len(drafts) > 1 \
+            chosen = drafts[agreed([profile_of(d.abc) for d in drafts])] if len(drafts) > 1 \
                 else drafts[0]
             results.append(replace(chosen, tokens=sum(d.tokens for d in drafts),
                                    elapsed_ms=(time.perf_counter() - started) * 1000))

@@ -6,7 +6,8 @@ continuation (`segue eval`, "between seeds"). Of a few drafts, the one whose not
 (pitch classes and melodic steps, `engine.abc.profile`) lies nearest the others' is what they
 agree on, and the likeliest to be near the real continuation too: a minimum-Bayes-risk choice,
 the drafts standing in for every way the model expects the music to go. What it costs is one
-draft's time per draft. Measured in docs/research/eval.md ("Drafts").
+draft's time per draft: the notes are read off each draft's text (`engine.abc.text_events`),
+in a millisecond where music21 takes fifty. Measured in docs/research/eval.md ("Drafts").
 """
 
 from __future__ import annotations
@@ -18,16 +19,21 @@ import numpy as np
 Profile = tuple[np.ndarray, np.ndarray]  # pitch-class and interval histograms
 
 
-def agreed(profiles: Sequence[Profile | None]) -> int:
-    """The index of the profile with the least total distance (pitch classes plus intervals)
-    to the others; a draft without one (unreadable) is chosen only if every draft is. Ties go
-    to the first."""
-    from engine.abc.profile import distance
+def profile_of(abc: str) -> Profile:
+    """A draft's note profile (`engine.abc.profile`), read off its ABC text."""
+    from engine.abc.profile import histograms
+    from engine.abc.text_events import text_note_events
 
-    read = [(index, profile) for index, profile in enumerate(profiles) if profile is not None]
+    return histograms(text_note_events(abc))
+
+
+def agreed(profiles: Sequence[Profile]) -> int:
+    """The index of the profile with the least total distance (pitch classes plus intervals)
+    to the others. Ties go to the first."""
+    from engine.abc.profile import distance
 
     def cost(mine: Profile) -> float:
         return sum(distance(mine[0], other[0]) + distance(mine[1], other[1])
-                   for _, other in read)
+                   for other in profiles)
 
-    return min(read, key=lambda item: cost(item[1]))[0] if read else 0
+    return min(range(len(profiles)), key=lambda index: cost(profiles[index]))

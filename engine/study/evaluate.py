@@ -147,7 +147,7 @@ def bits_per_char(model: torch.nn.Module, data: np.ndarray, block_size: int, bat
 
 def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
     """Every continuation figure of one system over all cases."""
-    from engine.abc.music import parse_abc
+    from engine.abc.music import note_events, parse_abc
     from engine.abc.profile import distance, histograms
     from engine.study import abc2midi
     from engine.study.measures import (
@@ -170,7 +170,7 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
     pc_spreads, interval_spreads = [], []
     pooled_pc, pooled_interval = np.zeros(12), np.zeros(2 * INTERVAL_RANGE + 1)
     for case in cases:
-        real_pc, real_interval = histograms(parse_abc(case.answers["real"][0]))
+        real_pc, real_interval = histograms(note_events(parse_abc(case.answers["real"][0])))
         drawn = []  # each parsed answer's histograms
         for text in case.answers[system]:
             count["total"] += 1
@@ -203,7 +203,7 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
             pitches = [p for element in score.recurse().notes for p in element.pitches]
             count["notes"] += len(pitches)
             count["in_key"] += sum(p.pitchClass in case.scale for p in pitches)
-            pc, interval = histograms(score)
+            pc, interval = histograms(note_events(score))
             drawn.append((pc, interval))
             pooled_pc += pc
             pooled_interval += interval

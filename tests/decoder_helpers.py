@@ -18,3 +18,20 @@ def assert_same_logits(expected, actual, ids: torch.Tensor, steps: int) -> None:
         token = want.argmax(-1)
         want, got = expected.step(token), actual.step(token)
         assert_close(got, want)
+
+
+def assert_forks_go_on_alike(make, ids: torch.Tensor, steps: int = 6) -> None:
+    """A decoder from `make()` reads `ids`, then it and its fork go on, turn about, with
+    different tokens: each gives the logits a fresh decoder gives on its tokens, to the bit."""
+    original = make()
+    original.prefill(ids)
+    pairs = [(original, make()), (original.fork(), make())]
+    for _, fresh in pairs:
+        fresh.prefill(ids)
+    for index in range(steps):
+        for offset, (decoder, fresh) in enumerate(pairs):
+            token = (ids[:, -1] + 7 * offset + index) % 96
+            assert torch.equal(decoder.step(token), fresh.step(token))
+    for offset, (decoder, fresh) in enumerate(pairs):
+        several = (ids[:, :3] + 7 * offset) % 96
+        assert torch.equal(decoder.extend(several), fresh.extend(several))

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import torch
-from decoder_helpers import assert_close, assert_same_logits
+from decoder_helpers import assert_close, assert_forks_go_on_alike, assert_same_logits
 from test_continue import TUNES, TWO_VOICES
 
 from engine.models import continuation
@@ -76,6 +76,13 @@ def test_several_tokens_at_once_match_single_steps(pair) -> None:
     assert_close(decoder.step(ids[:, 33]), whole[:, 33])
     assert_close(decoder.extend(ids[:, 34:60]), whole[:, 59])
     assert_close(decoder.step(ids[:, 60]), whole[:, 60])
+
+
+def test_a_fork_goes_on_alone_from_where_the_prompt_was_read(pair) -> None:
+    reference, lean = pair
+    assert_forks_go_on_alike(lambda: GPT2Decoder(lean), ids_of(40))
+    assert_forks_go_on_alike(lambda: GPT2Decoder(lean, half=True), ids_of(40))
+    assert_forks_go_on_alike(lambda: CachedDecoder(reference), ids_of(40))
 
 
 def test_a_new_prompt_starts_afresh(pair) -> None:

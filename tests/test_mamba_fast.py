@@ -13,7 +13,7 @@ import logging
 
 import pytest
 import torch
-from decoder_helpers import assert_close, assert_same_logits
+from decoder_helpers import assert_close, assert_forks_go_on_alike, assert_same_logits
 from transformers import MambaConfig, MambaForCausalLM
 
 from engine.models import mamba_fast
@@ -85,6 +85,12 @@ def test_several_tokens_at_once_continue_the_state(pair, length: int) -> None:
     cached = CachedDecoder(reference)  # transformers' cache: one step at a time
     cached.prefill(ids[:, :7])
     assert_close(cached.extend(ids[:, 7:8 + length]), whole[:, 7 + length])
+
+
+def test_a_fork_goes_on_alone_from_where_the_prompt_was_read(pair) -> None:
+    reference, fast = pair
+    assert_forks_go_on_alike(lambda: MambaDecoder(fast), ids_of(37))
+    assert_forks_go_on_alike(lambda: CachedDecoder(reference), ids_of(37))
 
 
 def test_transformers_cache_protocol(pair) -> None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 
@@ -19,6 +21,12 @@ class CachedDecoder:
         out = self.model(input_ids=ids, use_cache=True)
         self.cache = out.cache
         return out.logits[:, -1].float()
+
+    def fork(self) -> CachedDecoder:
+        """A decoder that goes on from where this one stands, on its own copy of the cache."""
+        twin = CachedDecoder(self.model)
+        twin.cache = copy.deepcopy(self.cache)
+        return twin
 
     @torch.inference_mode()
     def step(self, ids: torch.Tensor) -> torch.Tensor:

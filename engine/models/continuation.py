@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
@@ -49,6 +49,9 @@ from engine.settings import check
 if TYPE_CHECKING:
     from music21 import stream
 
+    from engine.models.cached_decoder import CachedDecoder
+    from engine.models.gpt2_fast import GPT2Decoder
+    from engine.models.mamba_fast import MambaDecoder
     from engine.models.tokenizer import CharTokenizer
 
 # Variation i's drafts are drawn with seeds seed + i, seed + i + DRAFT_SEEDS, ...: its first
@@ -204,6 +207,19 @@ def draft_count(drafts: int, bars: int, voices: int, variations: int) -> int:
     return min(drafts, max(1, MAX_WORK_BARS // (bars * voices * variations)))
 
 
+class Reading(NamedTuple):
+    """A prompt read by the model: the decoder holding it, the logits of the next token and
+    the characters read."""
+
+    decoder: CachedDecoder | GPT2Decoder | MambaDecoder
+    logits: torch.Tensor
+    length: int
+
+    def fork(self) -> Reading:
+        """A copy to go on from, leaving this one as it is."""
+        return Reading(self.decoder.fork(), self.logits.clone(), self.length)
+
+
 class Engine:
     """A loaded model that continues music bar-exactly."""
 
@@ -287,22 +303,27 @@ class Engine:
             int(torch.randint(0, 2**31 - 1, (1,)))
         count = draft_count(sampling.drafts or 1, bars, prompt.voices, variations)
         results = []
+        started = time.perf_counter()  # the first variation's time includes the prompt's reading
+        with one_cpu_thread(self.device):
+            reading = self.read_prompt(prompt)  # once: every draft goes on from a copy
         for index in range(variations):
-            started = time.perf_counter()
-            drafts = [self.draft(prompt, meters, sampling, seed + index + k * DRAFT_SEEDS)
-                      for k in range(count)]
+            drafts = [self.draft(prompt, meters, sampling, seed + index + k * DRAFT_SEEDS,
+                                 reading.fork()) for k in range(count)]
             chosen = drafts[agreed([profile_of(d.abc) for d in drafts])] if len(drafts) > 1 \
                 else drafts[0]
             results.append(replace(chosen, tokens=sum(d.tokens for d in drafts),
                                    elapsed_ms=(time.perf_counter() - started) * 1000))
+            started = time.perf_counter()
         return results
 
     def draft(self, prompt: Prompt, meters: list[str], sampling: Sampling,
-              seed: int) -> Continuation:
-        """One continuation of `prompt`, a bar in each of `meters`, drawn with `seed`."""
+              seed: int, reading: Reading | None = None) -> Continuation:
+        """One continuation of `prompt`, a bar in each of `meters`, drawn with `seed`, going on
+        from `reading` (`read_prompt`'s; None: the prompt is read anew)."""
         started = time.perf_counter()
         with one_cpu_thread(self.device):
-            generated, answer, tokens = self.generate(prompt, meters, sampling, seed)
+            generated, answer, tokens = self.generate(prompt, meters, sampling, seed,
+                                                      reading=reading)
         return Continuation(
             abc=playable(prompt.answer_head(prompt.meter if prompt.time_in_bar
                                             else meters[0]) + answer.strip() + "]\n"),
@@ -310,18 +331,24 @@ class Engine:
             bars=len(meters), tokens=tokens,
             elapsed_ms=(time.perf_counter() - started) * 1000, meters=meters)
 
+    def read_prompt(self, prompt: Prompt) -> Reading:
+        """The model's reading of `prompt`: its head and as many of its most recent bars as
+        fill three quarters of the context, the rest left for the answer."""
+        decoder = decoder_for(self.model, self.half)
+        context = self.fit(prompt, prompt.body, self.block_size * 3 // 4)
+        return Reading(decoder, decoder.prefill(self.encode(context))[0], len(context))
+
     def generate(self, prompt: Prompt, meters: list[str], sampling: Sampling,
-                 seed: int, plan: list[Segment] | None = None) -> tuple[str, str, int]:
+                 seed: int, plan: list[Segment] | None = None,
+                 reading: Reading | None = None) -> tuple[str, str, int]:
         """The text that follows `prompt`: a bar in each of `meters`, in every voice; and the
         same less the meter field the answer's head makes redundant; and the tokens sampled.
         `plan` replaces the plan made from `meters` (infill and accompaniment force the
-        voices they keep and sample the others)."""
+        voices they keep and sample the others); `reading` is the prompt read already
+        (`read_prompt`), which goes on from there and cannot be used again."""
         generator = torch.Generator().manual_seed(seed)
-        decoder = decoder_for(self.model, self.half)
+        decoder, logits, used = reading or self.read_prompt(prompt)
         body = prompt.body
-        context = self.fit(prompt, body, self.block_size * 3 // 4)
-        logits = decoder.prefill(self.encode(context))[0]
-        used = len(context)
         generated = answer = ""
         unread: list[int] = []  # written, not yet read by the model: read together when needed
 

@@ -15,7 +15,8 @@ the same weights without either:
   reads a batch of prompts with causal attention and keeps every layer's keys and values in
   one preallocated buffer; `step` writes one token's key and value in place and attends over
   the buffer, in about sixteen tensor operations a layer; `extend` reads several tokens in one
-  pass (forced text, such as a voice given note for note, costs about one step). It runs on
+  pass (forced text, such as a voice given note for note, costs about one step); `fork` copies
+  what was read, so that a prompt read once is continued several ways (drafts). It runs on
   this module's `GPT2` and on transformers' own `GPT2LMHeadModel` alike (the same parameter
   names). With `half`, single steps read the blocks' matrices in float16 (`Weights.halved`):
   the values a float16 checkpoint ships, in half the bytes, so a step of the default model
@@ -32,6 +33,7 @@ is of that kind.
 
 from __future__ import annotations
 
+import copy
 import weakref
 from typing import Any, NamedTuple
 
@@ -273,6 +275,16 @@ class GPT2Decoder:
             self.caches = [weights.tokens.new_empty(shape) for _ in weights.layers]
         self.length = 0
         return self.extend(ids)
+
+    def fork(self) -> GPT2Decoder:
+        """A decoder that goes on from where this one stands, on its own copy of the keys and
+        values read so far (a prompt read once, then continued several ways)."""
+        twin = copy.copy(self)
+        twin.caches = []
+        for cache in self.caches:
+            twin.caches.append(cache.new_empty(cache.shape))
+            twin.caches[-1][:, :, :, :self.length] = cache[:, :, :, :self.length]
+        return twin
 
     @torch.inference_mode()
     def extend(self, ids: torch.Tensor) -> torch.Tensor:

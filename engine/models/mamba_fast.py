@@ -33,6 +33,7 @@ it at once.
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import logging
@@ -426,6 +427,15 @@ class MambaDecoder:
         if self.cached is not None:
             return self.cached.extend(ids)
         return self._read(ids)
+
+    def fork(self) -> MambaDecoder:
+        """A decoder that goes on from where this one stands, on its own copy of the windows
+        and states (a prompt read once, then continued several ways)."""
+        twin = copy.copy(self)
+        twin.windows = [window.clone() for window in self.windows]
+        twin.states = [state.clone() for state in self.states]
+        twin.cached = self.cached.fork() if self.cached is not None else None
+        return twin
 
     def _read(self, ids: torch.Tensor) -> torch.Tensor:
         """Run (B, T) tokens through every layer from the kept states (none: from the start)."""

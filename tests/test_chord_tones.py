@@ -121,5 +121,8 @@ def test_the_shipped_model_puts_chord_tones_on_strong_beats(shipped: Engine) -> 
         return agree, counted
 
     leaning, plain = agreement(10.0), agreement(0.0)
-    assert leaning[1] >= 16 and leaning[0] == leaning[1]  # every strong-beat note
-    assert plain[0] < plain[1]  # the same seeds without the lean: not every one
+    # Nearly every strong-beat note: the lean moves single note letters only, so a chord on a
+    # strong beat, or a chord symbol whose tones all need an accidental the key lacks (the
+    # model writes "Bbm" in G), is left as the model wrote it.
+    assert leaning[1] >= 16 and leaning[0] >= 0.9 * leaning[1]
+    assert plain[0] < 0.8 * plain[1]  # the same seeds without the lean (0.56 on 2026-12-04)

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +16,13 @@ import pytest
 from server_helpers import check_bars
 
 from engine.errors import SegueError
-from engine.models.continuation import DRAFT_SEEDS, Engine, Sampling, draft_count
+from engine.models.continuation import (
+    DRAFT_SEEDS,
+    Engine,
+    Sampling,
+    draft_count,
+    draft_threads,
+)
 from engine.models.drafts import agreed, profile_of
 
 TUNE = "X:1\nM:6/8\nL:1/8\nK:Dmix\nA2d dcA|GBd c2A|A2d dcA|G3 G3|\n"
@@ -62,6 +69,25 @@ def test_the_first_variation_is_the_answer_alone(tiny_engine: Engine) -> None:
                  for seed in (7, 9)]
         varied = tiny_engine.continue_abc(TUNE, bars=2, sampling=sampling, variations=3)
         assert [varied[0].abc, varied[2].abc] == [a.abc for a in alone]
+
+
+@pytest.mark.skipif(draft_threads(2) < 2, reason="one core: drafts are drawn one by one")
+def test_drafts_are_drawn_side_by_side(tiny_engine: Engine,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two drafts are in flight at once: drawn one after the other, the first would wait at
+    the barrier for the second until it broke."""
+    generate = tiny_engine.generate
+    barrier = threading.Barrier(2, timeout=60)
+
+    def together(*args: object, **kwargs: object) -> tuple[str, str, int]:
+        barrier.wait()
+        return generate(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tiny_engine, "generate", together)
+    sampling = Sampling(seed=40, drafts=2)
+    [answer] = tiny_engine.continue_abc(TUNE, bars=2, sampling=sampling)
+    monkeypatch.undo()
+    assert answer.abc == tiny_engine.continue_abc(TUNE, bars=2, sampling=sampling)[0].abc
 
 
 @pytest.mark.parametrize("drafts", [0, 17, 2.5])

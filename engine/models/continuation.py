@@ -21,8 +21,10 @@ all behave alike.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
 # Variation i's drafts are drawn with seeds seed + i, seed + i + DRAFT_SEEDS, ...: its first
 # draft is the answer one draft gives, and its drafts are the same however many variations.
 DRAFT_SEEDS = 1 << 20
+# Drafts drawn at once (`draft_threads`): beyond a few, the threads wait for Python's lock.
+MAX_DRAFT_THREADS = 4
 # Characters allowed when a segment has used its budget: they can only finish bars quickly.
 FINISHING = frozenset("z0123456789/|]}3^_=ABCDEFGabcdefg")
 
@@ -200,6 +204,17 @@ def one_cpu_thread(device: str) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def draft_threads(drafts: int) -> int:
+    """Threads that draw a request's drafts side by side: one a core, at most
+    MAX_DRAFT_THREADS, no more than the drafts. Each draft decodes on its own thread: its
+    tensor work releases Python's lock, so on 2 cores two drafts at a time take about 0.6 of
+    the time of one after another (docs/research/eval.md, "Drafts side by side"), and a busy
+    core slows one draft, not every token as a shared operation would."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else os.cpu_count() or 1
+    return max(1, min(drafts, cores, MAX_DRAFT_THREADS))
+
+
 def draft_count(drafts: int, bars: int, voices: int, variations: int) -> int:
     """The drafts a request gets: as many as asked, but no more than keep the bars written
     (bars x voices x variations x drafts) within one request's work,
@@ -304,26 +319,30 @@ class Engine:
         count = draft_count(sampling.drafts or 1, bars, prompt.voices, variations)
         results = []
         started = time.perf_counter()  # the first variation's time includes the prompt's reading
-        with one_cpu_thread(self.device):
+        with one_cpu_thread(self.device), \
+                ThreadPoolExecutor(draft_threads(count), "segue-draft") as pool:
             reading = self.read_prompt(prompt)  # once: every draft goes on from a copy
-        for index in range(variations):
-            drafts = [self.draft(prompt, meters, sampling, seed + index + k * DRAFT_SEEDS,
-                                 reading.fork()) for k in range(count)]
-            chosen = drafts[agreed([profile_of(d.abc) for d in drafts])] if len(drafts) > 1 \
-                else drafts[0]
-            results.append(replace(chosen, tokens=sum(d.tokens for d in drafts),
-                                   elapsed_ms=(time.perf_counter() - started) * 1000))
-            started = time.perf_counter()
+
+            def draft(draft_seed: int) -> Continuation:
+                return self.draft(prompt, meters, sampling, draft_seed, reading.fork())
+
+            for index in range(variations):
+                drafts = list(pool.map(draft, [seed + index + k * DRAFT_SEEDS
+                                               for k in range(count)]))
+                chosen = drafts[agreed([profile_of(d.abc) for d in drafts])] \
+                    if len(drafts) > 1 else drafts[0]
+                results.append(replace(chosen, tokens=sum(d.tokens for d in drafts),
+                                       elapsed_ms=(time.perf_counter() - started) * 1000))
+                started = time.perf_counter()
         return results
 
     def draft(self, prompt: Prompt, meters: list[str], sampling: Sampling,
               seed: int, reading: Reading | None = None) -> Continuation:
         """One continuation of `prompt`, a bar in each of `meters`, drawn with `seed`, going on
-        from `reading` (`read_prompt`'s; None: the prompt is read anew)."""
+        from `reading` (`read_prompt`'s; None: the prompt is read anew). Decoding runs on the
+        calling thread (`one_cpu_thread` is the caller's to set)."""
         started = time.perf_counter()
-        with one_cpu_thread(self.device):
-            generated, answer, tokens = self.generate(prompt, meters, sampling, seed,
-                                                      reading=reading)
+        generated, answer, tokens = self.generate(prompt, meters, sampling, seed, reading=reading)
         return Continuation(
             abc=playable(prompt.answer_head(prompt.meter if prompt.time_in_bar
                                             else meters[0]) + answer.strip() + "]\n"),

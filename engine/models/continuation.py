@@ -207,7 +207,7 @@ def one_cpu_thread(device: str) -> Iterator[None]:
 def draft_threads(drafts: int) -> int:
     """Threads that draw a request's drafts side by side: one a core, at most
     MAX_DRAFT_THREADS, no more than the drafts. Each draft decodes on its own thread: its
-    tensor work releases Python's lock, so on 2 cores two drafts at a time take about 0.6 of
+    tensor work releases Python's lock, so on 2 cores two drafts at a time take about 0.7 of
     the time of one after another (docs/research/eval.md, "Drafts side by side"), and a busy
     core slows one draft, not every token as a shared operation would."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \

@@ -21,6 +21,7 @@ from engine.models.checkpoint import read_config, write_sampling_defaults
 from engine.models.tokenizer import CharTokenizer
 from engine.study.abc2midi import abc2midi_messages
 from engine.study.accompaniment_eval import cases_for, common_chords, figures_of
+from engine.study.eval_sets import load_material, set_cases
 from engine.study.evaluate import SYSTEMS
 from engine.study.fill_eval import gap_of, join_interval
 from engine.study.infill_bits import fill_examples, infill_figures
@@ -82,6 +83,22 @@ def duets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     kept = splits["test"][:3] + splits["valid"][:3] + splits["train"][:10]
     (folder / "duets.abc").write_text("\n\n".join(kept))
     return folder
+
+
+def test_the_prompts_drawn_do_not_depend_on_how_the_folder_is_reached(
+        duets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pieces are taken in an order hashed from their names: a folder given by an absolute
+    path, a relative one or a link gives the same prompts, named the same way."""
+    link = tmp_path / "link"
+    link.symlink_to(duets)
+    monkeypatch.chdir(duets.parent)
+    drawn = []
+    for folder in (str(duets), duets.name, str(link)):
+        material = load_material("test", [folder], test_tunes=0, workers=1, progress=False)
+        cases = set_cases(material, "voices", 4, 4, 4)
+        drawn.append([(case.source, case.answers["real"]) for case in cases])
+    assert len(drawn[0]) == 4 and drawn[0][0][0].startswith(f"{duets.name}/duets.abc#")
+    assert drawn[0] == drawn[1] == drawn[2]
 
 
 @pytest.fixture(scope="module")

@@ -187,7 +187,9 @@ def folk_cases(texts: Iterable[tuple[str, str]], prompt_bars: int, bars: int, *,
 
 
 def shuffled(pieces: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Pieces in a fixed order that mixes collections: by a hash of their source."""
+    """Pieces in a fixed order that mixes collections: by a hash of their source (named within
+    its collection, `engine.training.corpus.Tune`, so the order does not depend on where the
+    folder lies)."""
     return sorted(pieces, key=lambda piece: hashlib.sha1(piece[0].encode()).hexdigest())
 
 

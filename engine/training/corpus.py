@@ -44,7 +44,7 @@ class Tune:
     (and `text` is empty until `engine.training.dataset` makes its canonical text).
     """
 
-    source: str  # "collection/file.abc#X" or a user file's path
+    source: str  # "collection/file.abc#X" or "collection/file.mxl": the same wherever it lies
     text: str
     split: str
     collection: str = ""
@@ -113,12 +113,15 @@ def tunes_from_folder(folder: Path) -> Iterator[Tune]:
     collection, licence = folder.resolve().name, licence_of(folder)
     for path in sorted(folder.rglob("*")):
         suffix = path.suffix.lower()
+        # named within its collection, not by where the folder lies: `segue eval` orders
+        # pieces by a hash of this name, and the same folder reached by another path (relative,
+        # absolute, a link) must give the same prompts
+        source = f"{collection}/{path.relative_to(folder).as_posix()}"
         if suffix == ".abc":
             text = path.read_bytes().decode("utf-8", errors="replace")
-            yield from tunes_from_abc_text(text, str(path), collection, licence)
+            yield from tunes_from_abc_text(text, source, collection, licence)
         elif suffix in SCORE_SUFFIXES and path.is_file():
-            yield Tune(str(path), "", split_of(path.read_bytes()), collection, licence,
-                       str(path))
+            yield Tune(source, "", split_of(path.read_bytes()), collection, licence, str(path))
 
 
 def iter_tunes(folders: Sequence[str | os.PathLike[str]] = (), *, bundled: bool = True,

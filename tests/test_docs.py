@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")),
          *sorted((ROOT / "engine" / "checkpoints").glob("*/MODEL_CARD.md"))]
@@ -61,3 +63,20 @@ def test_the_readme_is_a_front_page() -> None:
     setup = "bash .ci/setup && .venv/bin/segue continue examples/kesh.abc --bars 8 --seed 1"
     assert lines[4] == "    " + setup
     assert lines[8] == "    bash .ci/run"
+
+
+def test_the_readme_s_example_is_what_segue_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    """The front page's `segue continue` session, run with the shipped model: the same bars
+    (a new model means a new example), and the summary line but for its time."""
+    from bridge.cli import main
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = "segue continue examples/kesh.abc --bars 4 --seed 1"
+    shown = text.split(f"    $ {command}\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    *abc, summary = [line.removeprefix("    ") for line in shown]
+    assert main(command.split()[1:]) == 0
+    printed = capsys.readouterr()
+    assert printed.out.splitlines() == abc
+    timed = re.compile(r"in [\d.]+ s")
+    assert timed.sub("in _ s", printed.err.strip().splitlines()[-1]) == \
+        timed.sub("in _ s", summary)

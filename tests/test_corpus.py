@@ -83,6 +83,24 @@ def test_user_folders_take_abc_musicxml_and_midi(tmp_path: Path):
     assert "F2A2c2" in texts_of(result)[0].replace(" ", "")
 
 
+def test_two_scores_are_read_side_by_side_with_the_answers_read_one_by_one(
+        tmp_path: Path, monkeypatch):
+    from engine.abc.music import parse_abc, write_score
+    from engine.training.dataset import canonicalize, pool_pays
+    scores = []
+    for name, tune in (("waltz", "X:1\nM:3/4\nL:1/8\nK:F\nF2A2c2|f6|\n"),
+                       ("reel", "X:1\nM:4/4\nL:1/8\nK:D\ndefg abag|f8|\n")):
+        write_score(parse_abc(tune), tmp_path / f"{name}.musicxml")
+        scores.append(("score", str(tmp_path / f"{name}.musicxml"), 0))
+    assert pool_pays(scores) and not pool_pays(scores[:1])
+    assert not pool_pays([("abc", "X:1\nK:C\nC|\n", 0)] * 8)
+    monkeypatch.setenv("SEGUE_HOME", str(tmp_path / "pooled"))
+    pooled = canonicalize(scores, workers=2, progress=False)
+    monkeypatch.setenv("SEGUE_HOME", str(tmp_path / "alone"))
+    assert pooled == canonicalize(scores, workers=1, progress=False)
+    assert all(result for result in pooled)
+
+
 def test_stats_command_counts_characters_by_collection_and_licence(tmp_path: Path):
     mine, free = tmp_path / "mine", tmp_path / "free"
     mine.mkdir()

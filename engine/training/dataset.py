@@ -150,6 +150,12 @@ def read_cache(path: Path) -> dict[str, str | dict | None]:
     return cached
 
 
+def pool_pays(jobs: Sequence[Job]) -> bool:
+    """Whether worker processes are worth starting (a second or two each, to import music21)
+    for `jobs`: a score takes seconds to minutes, an ABC tune milliseconds."""
+    return len(jobs) > 8 or sum(kind == "score" for kind, _, _ in jobs) > 1
+
+
 def canonicalize(jobs: Sequence[Job], *, workers: int = 2,
                  progress: bool = True) -> list[str | dict[str, str | None] | None]:
     """Canonical results of `jobs` (see `canonical_or_none`), through the cache and a pool."""
@@ -164,11 +170,11 @@ def canonicalize(jobs: Sequence[Job], *, workers: int = 2,
         bar = tqdm(total=len(todo), disable=not progress, unit="tune", desc="canonical ABC")
         with open(path, "a", encoding="utf-8") as cache:
             results: Iterator[str | dict[str, str | None] | None]
-            if workers > 1 and len(todo) > 8:
+            if workers > 1 and pool_pays(list(todo.values())):
                 from multiprocessing import get_context
 
                 pool = get_context("spawn").Pool(workers)
-                # scores take seconds each, tunes milliseconds: small chunks keep both busy
+                # small chunks keep every worker busy when a few scores take most of the time
                 results = pool.imap(canonical_or_none, list(todo.values()), chunksize=1)
             else:
                 pool, results = None, map(canonical_or_none, todo.values())

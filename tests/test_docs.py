@@ -1,5 +1,6 @@
 """The docs hold together: every link between them leads to a file and a heading of this
-repository, and the README stays a short front page."""
+repository, the README stays a short front page, and the examples it and the
+command-line guide show are what `segue` prints."""
 
 from __future__ import annotations
 
@@ -80,3 +81,61 @@ def test_the_readme_s_example_is_what_segue_prints(capsys: pytest.CaptureFixture
     timed = re.compile(r"in [\d.]+ s")
     assert timed.sub("in _ s", printed.err.strip().splitlines()[-1]) == \
         timed.sub("in _ s", summary)
+
+
+# The little files the command-line guide's examples read, as its comments give them.
+EXAMPLE_FILES = {
+    "jig.abc": ("X:1\nT:A Jig\nM:6/8\nL:1/8\nK:D\n", "A2d dcA|GBd c2A|A2d dcA|G3 G3|"),
+    "song.abc": ("X:1\nM:4/4\nL:1/8\nK:G\n",
+                 '"G"G2B2 d2B2|"C"c2e2 "D"d2A2|"G"B2G2 "Em"E2G2|"Am"A4 "D"D4|'),
+}
+SESSION = re.compile(r"^    \$ (segue \w+ (jig|song)\.abc [^#\n]*?)\s*(?:#.*)?$")
+
+
+def sessions(page: Path) -> list[tuple[str, str, list[str]]]:
+    """Each `$ segue COMMAND jig.abc|song.abc ...` example of `page`: its command, the file it
+    reads and the lines shown under it (up to a blank line; comments left out), indentation
+    removed."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    found = []
+    for number, line in enumerate(lines):
+        if match := SESSION.match(line):
+            shown = []
+            for below in lines[number + 1:]:
+                if not below.strip():
+                    break
+                if not below.startswith("    # "):
+                    shown.append(below.removeprefix("    "))
+            found.append((match.group(1), f"{match.group(2)}.abc", shown))
+    return found
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/guide/command-line.md"])
+def test_the_examples_on_small_files_are_what_segue_prints(
+        page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The jig and song examples, run with the shipped model on the files the guide gives:
+    the README shows the last line printed (`after:`, below the jig as `before:`), the guide
+    every line (or, after `...`, the last ones)."""
+    from bridge.cli import main
+
+    guide = (ROOT / "docs/guide/command-line.md").read_text("utf-8")
+    for name, (head, notes) in EXAMPLE_FILES.items():
+        assert f"# {name}: {notes}" in guide
+        (tmp_path / name).write_text(f"{head}{notes}\n")
+    monkeypatch.chdir(tmp_path)
+    examples = sessions(ROOT / page)
+    assert len(examples) >= 2
+    for command, name, shown in examples:
+        assert main(command.split()[1:]) == 0, command
+        printed = capsys.readouterr().out.splitlines()
+        labelled = dict(line.split(maxsplit=1) for line in shown if line.endswith("|"))
+        if "after:" in labelled:
+            given = EXAMPLE_FILES[name][1].replace(" ", "")
+            assert labelled.get("before:", given).replace(" ", "") == given
+            assert labelled["after:"] == printed[-1], command
+        elif "..." in shown:
+            tail = shown[shown.index("...") + 1:]
+            assert printed[-len(tail):] == tail, command
+        else:
+            assert printed == shown, command

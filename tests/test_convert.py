@@ -42,6 +42,20 @@ def test_abc_through_another_format_and_back_keeps_the_notes(tmp_path: Path, mid
         assert header.key == "Bb"
 
 
+def test_a_whole_rest_between_chords_keeps_its_length_in_every_reader(tmp_path: Path):
+    """music21 alone stretches a whole rest among chords to the bar (3/2: 7 quarters here);
+    ABC, a MusicXML file and a MusicXML document all read the bar at 6 (`music21_mends`)."""
+    from engine.abc.music import parse_musicxml, write_score
+
+    tune = "X:1\nM:3/2\nL:1/8\nK:D\n[E,F,]2 z8 [E,E]2 | [DF]12 |\n"
+    path = tmp_path / "rest.musicxml"
+    write_score(parse_abc(tune), path)
+    for score in (parse_abc(tune), read_score(path), parse_musicxml(path.read_text("utf-8"))):
+        bars = score.parts[0].getElementsByClass("Measure")
+        assert [bar.duration.quarterLength for bar in bars] == [6, 6]
+        assert [r.quarterLength for r in score.recurse().getElementsByClass("Rest")] == [4]
+
+
 def test_midi_without_key_or_meter_gets_them_estimated(tmp_path: Path):
     """A waltz in D major with no time-signature or key events: 3/4 and D are found."""
     track = mido.MidiTrack()

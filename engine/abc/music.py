@@ -177,6 +177,9 @@ def read_musicxml(path: Path) -> stream.Score:
     """A MusicXML file (.musicxml, .xml or compressed .mxl) as a music21 Score."""
     from music21 import converter
 
+    from engine.abc.music21_mends import mend_music21
+
+    mend_music21()
     try:
         with quiet():
             parsed = converter.parse(str(path), format="musicxml", forceSource=True)
@@ -190,8 +193,11 @@ def parse_musicxml(text: str) -> stream.Score:
     Score; a document that declares entities is refused."""
     from music21 import converter
 
+    from engine.abc.music21_mends import mend_music21
+
     if "<!ENTITY" in text:
         raise SegueError("MusicXML with entity declarations is not accepted")
+    mend_music21()
     try:
         with quiet():
             parsed = converter.parseData(text, format="musicxml")

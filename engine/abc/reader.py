@@ -59,6 +59,9 @@ def read_abc(text: str) -> stream.Score:
     """One ABC tune as a music21 Score (parts with bars; chord symbols as ChordSymbols)."""
     from music21.musicxml.xmlToM21 import MusicXMLImporter
 
+    from engine.abc.music21_mends import mend_music21
+
+    mend_music21()
     root, _ = abc_to_musicxml(text)
     try:
         return MusicXMLImporter().xmlRootToScore(root)

@@ -15,7 +15,11 @@ import numpy as np
 import pytest
 from server_helpers import check_bars
 
+from engine.abc.meters import bar_meters
+from engine.abc.music import parse_abc
+from engine.abc.prompt import make_prompt
 from engine.errors import SegueError
+from engine.models import continuation, gpt2_fast
 from engine.models.continuation import (
     DRAFT_SEEDS,
     Engine,
@@ -49,10 +53,14 @@ def test_the_answer_is_the_agreed_one_of_drafts_drawn_with_their_own_seeds(
     variations, drafts = 2, 3
     results = tiny_engine.continue_abc(TUNE, bars=2, sampling=Sampling(seed=40, drafts=drafts),
                                        variations=variations)
+    prompt = make_prompt(parse_abc(TUNE), chord_symbols=tiny_engine.chord_symbols)
+    meters = bar_meters(None, 2, prompt.meter)
+    sampling = tiny_engine.resolve_sampling(Sampling(seed=40, drafts=drafts))
     for index, result in enumerate(results):
         # variation i draws seeds 40 + i, 40 + i + DRAFT_SEEDS, 40 + i + 2 * DRAFT_SEEDS
-        drawn = [tiny_engine.continue_abc(TUNE, bars=2, sampling=Sampling(
-            seed=40 + index + k * DRAFT_SEEDS, drafts=1))[0] for k in range(drafts)]
+        drawn = [tiny_engine.continuation(prompt, meters, answer, 0.0) for answer in
+                 tiny_engine.generate(prompt, meters, sampling,
+                                      [40 + index + k * DRAFT_SEEDS for k in range(drafts)])]
         assert len({d.abc for d in drawn}) > 1  # the drafts differ: a choice was made
         chosen = drawn[agreed([profile_of(d.abc) for d in drawn])]
         assert result.abc == chosen.abc
@@ -71,20 +79,37 @@ def test_the_first_variation_is_the_answer_alone(tiny_engine: Engine) -> None:
         assert [varied[0].abc, varied[2].abc] == [a.abc for a in alone]
 
 
-@pytest.mark.skipif(draft_threads(2) < 2, reason="one core: drafts are drawn one by one")
-def test_drafts_are_drawn_side_by_side(tiny_engine: Engine,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two drafts are in flight at once: drawn one after the other, the first would wait at
-    the barrier for the second until it broke."""
-    generate = tiny_engine.generate
+def test_drafts_are_decoded_together(tiny_engine: Engine,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass of the model reads a token for each of several drafts: the drafts are shared
+    among `draft_threads` threads, each decoding its share as the rows of one batch."""
+    rows_read: list[int] = []
+    read = gpt2_fast.GPT2Rows._read
+
+    def counted(self: gpt2_fast.GPT2Rows, first: int, tokens: list[list[int]]):  # type: ignore[no-untyped-def]
+        rows_read.append(sum(1 for fed in tokens if fed))
+        return read(self, first, tokens)
+
+    monkeypatch.setattr(gpt2_fast.GPT2Rows, "_read", counted)
+    tiny_engine.continue_abc(TUNE, bars=2, sampling=Sampling(seed=40, drafts=4))
+    assert max(rows_read) == 4 // draft_threads(4)
+    assert sum(rows_read) / len(rows_read) > 1.5
+
+
+@pytest.mark.skipif(draft_threads(2) < 2, reason="one core: one thread decodes every draft")
+def test_shares_of_drafts_are_decoded_side_by_side(tiny_engine: Engine,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads decode at once: one after the other, the first would wait at the barrier
+    for the second until it broke."""
     barrier = threading.Barrier(2, timeout=60)
+    go_on = continuation.decode_together
 
-    def together(*args: object, **kwargs: object) -> tuple[str, str, int]:
+    def together(*args: object) -> list[tuple[str, str, int]]:
         barrier.wait()
-        return generate(*args, **kwargs)  # type: ignore[arg-type]
+        return go_on(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tiny_engine, "generate", together)
-    sampling = Sampling(seed=40, drafts=2)
+    monkeypatch.setattr(continuation, "decode_together", together)
+    sampling = Sampling(seed=40, drafts=4)
     [answer] = tiny_engine.continue_abc(TUNE, bars=2, sampling=sampling)
     monkeypatch.undo()
     assert answer.abc == tiny_engine.continue_abc(TUNE, bars=2, sampling=sampling)[0].abc

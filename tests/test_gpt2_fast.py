@@ -23,8 +23,8 @@ from engine.models import continuation
 from engine.models.cached_decoder import CachedDecoder
 from engine.models.checkpoint import load_checkpoint
 from engine.models.continuation import Engine, Sampling
-from engine.models.gpt2_fast import GPT2, GPT2Decoder, supports
-from engine.models.lm import decoder_for, sequence_logits
+from engine.models.gpt2_fast import GPT2, GPT2Decoder, GPT2Rows, supports
+from engine.models.lm import Feed, decoder_for, sequence_logits
 from engine.models.model import build_model, model_config
 from engine.study.evaluate import bits_per_char
 
@@ -123,6 +123,46 @@ def test_positions_beyond_the_model_are_a_clear_error(model_path: Path) -> None:
     decoder.step(ids_of(1, batch=1)[:, 0])  # position 511, the last of 512
     with pytest.raises(ValueError, match="beyond the model's 512 positions"):
         decoder.step(ids_of(1, batch=1)[:, 0])
+
+
+def test_rows_read_together_give_each_row_its_own_logits(pair) -> None:
+    """Drafts decoded as rows of one batch (`GPT2Rows`): rows in step, rows fed one token,
+    several, none, more than are read together, and from the start again, each get the
+    logits a decoder of its own gives."""
+    _, lean = pair
+    prompt = ids_of(30, batch=1)
+    alone = [GPT2Decoder(lean) for _ in range(4)]
+    for decoder in (reader := GPT2Decoder(lean), *alone):
+        decoder.prefill(prompt)
+    rows = GPT2Rows(reader, 4, 512)
+    token = iter(ids_of(60, batch=1, seed=5)[0].tolist())
+
+    def fed(count: int, restart: bool = False) -> Feed:
+        return Feed([next(token) for _ in range(count)], restart)
+
+    for feeds in ([fed(1), fed(1), fed(1), fed(1)],  # in step
+                  [fed(1), fed(2), None, fed(GPT2Rows.TOGETHER + 3)],
+                  [fed(1), fed(1), fed(3), fed(1)],
+                  [fed(9, restart=True), None, fed(1), fed(2)],
+                  [fed(1), fed(1), fed(1), fed(1)]):
+        got = rows.feed(feeds)
+        for decoder, row, logits in zip(alone, feeds, got, strict=True):
+            if row is None:
+                assert logits is None
+                continue
+            ids = torch.tensor([row.tokens])
+            assert logits is not None
+            assert_close(logits, (decoder.prefill(ids) if row.restart else decoder.extend(ids))[0])
+
+
+def test_rows_past_their_positions_are_a_clear_error(model_path: Path) -> None:
+    lean = load_checkpoint(str(model_path), device="cpu", lean=True).model
+    reader = GPT2Decoder(lean)
+    reader.prefill(ids_of(20, batch=1))
+    rows = GPT2Rows(reader, 2, 22)
+    rows.feed([Feed([1, 2]), Feed([3])])  # positions 20 and 21: the last
+    with pytest.raises(ValueError, match="beyond the rows' 22"):
+        rows.feed([None, Feed([3, 4])])
 
 
 def reference_engine(name: str | None, lean: Engine) -> Engine:

@@ -23,11 +23,11 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -44,22 +44,20 @@ from engine.models.checkpoint import DEFAULT_SAMPLING
 from engine.models.chord_fit import BarNotes, ChordFit
 from engine.models.chord_tones import ChordTones, last_chords
 from engine.models.drafts import agreed, profile_of
-from engine.models.lm import decoder_for
+from engine.models.lm import Feed, Rows, decoder_for, rows_for
 from engine.models.register_lean import RegisterLean
 from engine.settings import check
 
 if TYPE_CHECKING:
     from music21 import stream
 
-    from engine.models.cached_decoder import CachedDecoder
-    from engine.models.gpt2_fast import GPT2Decoder
-    from engine.models.mamba_fast import MambaDecoder
     from engine.models.tokenizer import CharTokenizer
 
-# Variation i's drafts are drawn with seeds seed + i, seed + i + DRAFT_SEEDS, ...: its first
-# draft is the answer one draft gives, and its drafts are the same however many variations.
+# Variation i's drafts are drawn with seeds seed + i, seed + i + DRAFT_SEEDS, ...: its drafts
+# are the same however many variations.
 DRAFT_SEEDS = 1 << 20
-# Drafts drawn at once (`draft_threads`): beyond a few, the threads wait for Python's lock.
+# Threads that decode a request's drafts (`draft_threads`): beyond a few, they wait for
+# Python's lock.
 MAX_DRAFT_THREADS = 4
 # Characters allowed when a segment has used its budget: they can only finish bars quickly.
 FINISHING = frozenset("z0123456789/|]}3^_=ABCDEFGabcdefg")
@@ -205,11 +203,9 @@ def one_cpu_thread(device: str) -> Iterator[None]:
 
 
 def draft_threads(drafts: int) -> int:
-    """Threads that draw a request's drafts side by side: one a core, at most
-    MAX_DRAFT_THREADS, no more than the drafts. Each draft decodes on its own thread: its
-    tensor work releases Python's lock, so on 2 cores two drafts at a time take about 0.7 of
-    the time of one after another (docs/research/eval.md, "Drafts side by side"), and a busy
-    core slows one draft, not every token as a shared operation would."""
+    """Threads that decode a request's drafts, each a share of them as the rows of one batch
+    (`Engine.generate`): one a core, at most MAX_DRAFT_THREADS, no more than the drafts. A
+    thread's tensor work releases Python's lock, so two threads keep two cores busy."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
         else os.cpu_count() or 1
     return max(1, min(drafts, cores, MAX_DRAFT_THREADS))
@@ -222,17 +218,30 @@ def draft_count(drafts: int, bars: int, voices: int, variations: int) -> int:
     return min(drafts, max(1, MAX_WORK_BARS // (bars * voices * variations)))
 
 
-class Reading(NamedTuple):
-    """A prompt read by the model: the decoder holding it, the logits of the next token and
-    the characters read."""
+# One answer being drawn (`Engine.drawing`): yields what the model must read next, is sent the
+# logits that follow, and returns its text.
+Drawing = Generator[Feed, torch.Tensor, tuple[str, str, int]]
 
-    decoder: CachedDecoder | GPT2Decoder | MambaDecoder
-    logits: torch.Tensor
-    length: int
 
-    def fork(self) -> Reading:
-        """A copy to go on from, leaving this one as it is."""
-        return Reading(self.decoder.fork(), self.logits.clone(), self.length)
+def decode_together(rows: Rows, drawings: list[Drawing]) -> list[tuple[str, str, int]]:
+    """Run `drawings` to their ends, each on its row of `rows`: in every round each reads
+    what it wrote and draws its next token. Their texts, in order."""
+    drawn: list[tuple[str, str, int]] = [("", "", 0)] * len(drawings)
+
+    def go_on(index: int, logits: torch.Tensor | None) -> Feed | None:
+        """Drawing `index` goes on with `logits` (None: it starts) to its next feed, or ends
+        (None)."""
+        try:
+            return drawings[index].send(logits) if logits is not None else next(drawings[index])
+        except StopIteration as done:
+            drawn[index] = done.value
+            return None
+
+    feeds = [go_on(index, None) for index in range(len(drawings))]
+    while any(fed is not None for fed in feeds):
+        feeds = [go_on(index, logits) if logits is not None else None
+                 for index, logits in enumerate(rows.feed(feeds))]
+    return drawn
 
 
 class Engine:
@@ -318,31 +327,21 @@ class Engine:
             int(torch.randint(0, 2**31 - 1, (1,)))
         count = draft_count(sampling.drafts or 1, bars, prompt.voices, variations)
         results = []
-        started = time.perf_counter()  # the first variation's time includes the prompt's reading
-        with one_cpu_thread(self.device), \
-                ThreadPoolExecutor(draft_threads(count), "segue-draft") as pool:
-            reading = self.read_prompt(prompt)  # once: every draft goes on from a copy
-
-            def draft(draft_seed: int) -> Continuation:
-                return self.draft(prompt, meters, sampling, draft_seed, reading.fork())
-
+        with one_cpu_thread(self.device):
             for index in range(variations):
-                drafts = list(pool.map(draft, [seed + index + k * DRAFT_SEEDS
-                                               for k in range(count)]))
+                started = time.perf_counter()
+                drafts = [self.continuation(prompt, meters, drawn, started) for drawn in
+                          self.generate(prompt, meters, sampling,
+                                        [seed + index + k * DRAFT_SEEDS for k in range(count)])]
                 chosen = drafts[agreed([profile_of(d.abc) for d in drafts])] \
                     if len(drafts) > 1 else drafts[0]
-                results.append(replace(chosen, tokens=sum(d.tokens for d in drafts),
-                                       elapsed_ms=(time.perf_counter() - started) * 1000))
-                started = time.perf_counter()
+                results.append(replace(chosen, tokens=sum(d.tokens for d in drafts)))
         return results
 
-    def draft(self, prompt: Prompt, meters: list[str], sampling: Sampling,
-              seed: int, reading: Reading | None = None) -> Continuation:
-        """One continuation of `prompt`, a bar in each of `meters`, drawn with `seed`, going on
-        from `reading` (`read_prompt`'s; None: the prompt is read anew). Decoding runs on the
-        calling thread (`one_cpu_thread` is the caller's to set)."""
-        started = time.perf_counter()
-        generated, answer, tokens = self.generate(prompt, meters, sampling, seed, reading=reading)
+    def continuation(self, prompt: Prompt, meters: list[str], drawn: tuple[str, str, int],
+                     started: float) -> Continuation:
+        """The Continuation of `prompt` that `generate` drew (`drawn`), begun at `started`."""
+        generated, answer, tokens = drawn
         return Continuation(
             abc=playable(prompt.answer_head(prompt.meter if prompt.time_in_bar
                                             else meters[0]) + answer.strip() + "]\n"),
@@ -350,29 +349,49 @@ class Engine:
             bars=len(meters), tokens=tokens,
             elapsed_ms=(time.perf_counter() - started) * 1000, meters=meters)
 
-    def read_prompt(self, prompt: Prompt) -> Reading:
-        """The model's reading of `prompt`: its head and as many of its most recent bars as
-        fill three quarters of the context, the rest left for the answer."""
+    def generate(self, prompt: Prompt, meters: list[str], sampling: Sampling,
+                 seeds: Sequence[int], plan: list[Segment] | None = None
+                 ) -> list[tuple[str, str, int]]:
+        """For each of `seeds`, the text that follows `prompt`: a bar in each of `meters`, in
+        every voice; the same less the meter field the answer's head makes redundant; and the
+        tokens sampled. `plan` replaces the plan made from `meters` (infill and accompaniment
+        force the voices they keep and sample the others). The prompt is read once, its head
+        and as many of its most recent bars as fill three quarters of the context, and the
+        seeds' answers are decoded together (`engine.models.lm.rows_for`), in a share for
+        each of `draft_threads` threads. Each thread decodes with one torch thread
+        (`one_cpu_thread` is the caller's to set)."""
         decoder = decoder_for(self.model, self.half)
         context = self.fit(prompt, prompt.body, self.block_size * 3 // 4)
-        return Reading(decoder, decoder.prefill(self.encode(context))[0], len(context))
+        first = decoder.prefill(self.encode(context))[0]
+        share = -(-len(seeds) // draft_threads(len(seeds)))
+        groups = [list(seeds[start:start + share]) for start in range(0, len(seeds), share)]
+        # each share goes on from its own copy of the reading, made before any thread decodes;
+        # a row slides before it passes the context (`drawing`): it reads at most block_size + 1
+        rows = [rows_for(decoder.fork() if index else decoder, len(group), self.device,
+                         self.block_size + 1) for index, group in enumerate(groups)]
 
-    def generate(self, prompt: Prompt, meters: list[str], sampling: Sampling,
-                 seed: int, plan: list[Segment] | None = None,
-                 reading: Reading | None = None) -> tuple[str, str, int]:
-        """The text that follows `prompt`: a bar in each of `meters`, in every voice; and the
-        same less the meter field the answer's head makes redundant; and the tokens sampled.
-        `plan` replaces the plan made from `meters` (infill and accompaniment force the
-        voices they keep and sample the others); `reading` is the prompt read already
-        (`read_prompt`), which goes on from there and cannot be used again."""
+        def draw(group: list[int], rows: Rows) -> list[tuple[str, str, int]]:
+            return decode_together(rows, [self.drawing(prompt, meters, sampling, seed, plan,
+                                                       first, len(context)) for seed in group])
+
+        if len(groups) == 1:
+            return draw(groups[0], rows[0])
+        with ThreadPoolExecutor(len(groups), "segue-draft") as pool:
+            return [answer for answers in pool.map(draw, groups, rows) for answer in answers]
+
+    def drawing(self, prompt: Prompt, meters: list[str], sampling: Sampling, seed: int,
+                plan: list[Segment] | None, logits: torch.Tensor, used: int) -> Drawing:
+        """One answer of `generate`, drawn with `seed` from the prompt's reading (`logits`
+        after its `used` characters): yields what the model must read next and is sent the
+        logits that follow."""
         generator = torch.Generator().manual_seed(seed)
-        decoder, logits, used = reading or self.read_prompt(prompt)
         body = prompt.body
         generated = answer = ""
         unread: list[int] = []  # written, not yet read by the model: read together when needed
+        restart = False  # the context slid: `unread` is read from the start
 
         def write(token: int, in_answer: bool = True) -> None:
-            nonlocal logits, used, body, generated, answer
+            nonlocal used, body, generated, answer, restart
             text = self.alphabet[token]
             generated += text
             answer += text if in_answer else ""
@@ -380,18 +399,17 @@ class Engine:
             used += len(text)
             if used >= self.block_size:  # slide: keep the head and the most recent bars
                 fitted = self.fit(prompt, body, self.block_size // 2)
-                logits = decoder.prefill(self.encode(fitted))[0]
-                used = len(fitted)
-                unread.clear()
+                unread[:] = self.tokens_of(fitted)
+                used, restart = len(fitted), True
             else:
                 unread.append(token)
 
-        def read() -> torch.Tensor:
-            nonlocal logits
+        def read() -> Generator[Feed, torch.Tensor, torch.Tensor]:
+            nonlocal logits, restart
             if unread:
-                ids = torch.tensor([unread], device=self.device)
-                logits = (decoder.step(ids[0]) if len(unread) == 1 else decoder.extend(ids))[0]
+                logits = yield Feed(list(unread), restart)
                 unread.clear()
+                restart = False
             return logits.cpu()
 
         tokens = 0
@@ -439,7 +457,8 @@ class Engine:
                 # The only token allowed needs no logits (the model reads it with the next
                 # ones), but is drawn all the same: a seed's music does not change.
                 scores = self.no_logits if mask.forced else fit.apply(toward_centre.apply(
-                    lean.apply(read(), allowed, state, segment.meter, chords.get(voice)),
+                    lean.apply((yield from read()), allowed, state, segment.meter,
+                               chords.get(voice)),
                     allowed, state, centres.get(voice)), allowed, state, segment.under)
                 token = sample(scores, allowed, sampling, generator)
                 following = state.after(self.alphabet[token])
@@ -456,8 +475,12 @@ class Engine:
             tokens += spent
         return generated, answer, tokens
 
+    def tokens_of(self, text: str) -> list[int]:
+        """The tokens the model reads for a tune's `text` (after the separator that opens it)."""
+        return self.tokenizer.encode(TUNE_SEPARATOR + text)
+
     def encode(self, text: str) -> torch.Tensor:
-        return torch.tensor([self.tokenizer.encode(TUNE_SEPARATOR + text)], device=self.device)
+        return torch.tensor([self.tokens_of(text)], device=self.device)
 
     def fit(self, prompt: Prompt, body: str, limit: int) -> str:
         """The head and as many of the most recent bars of `body` as fit in `limit` tokens."""

@@ -103,7 +103,7 @@ def fill_score(engine: Engine, score: stream.Score | stream.Part, gap: tuple[int
     for seed in seeds(sampling, variations):
         started = time.perf_counter()
         with one_cpu_thread(engine.device):
-            _, answer, tokens = engine.generate(prompt, meters, sampling, seed, plan)
+            [(_, answer, tokens)] = engine.generate(prompt, meters, sampling, [seed], plan)
         new = Layout.read("X:1\nK:C\n" + answer).voices
         if len(new) != len(tune.voices) or any(len(voice) != bars for voice in new):
             raise AssertionError(f"fill wrote {[len(v) for v in new]} bars, not {bars}")
@@ -197,7 +197,7 @@ def accompany_score(engine: Engine, score: stream.Score | stream.Part, add: str 
     for seed in seeds(sampling, variations):
         started = time.perf_counter()
         with one_cpu_thread(engine.device):
-            _, answer, tokens = engine.generate(prompt, [], sampling, seed, plan)
+            [(_, answer, tokens)] = engine.generate(prompt, [], sampling, [seed], plan)
         written = Layout.read("X:1\nK:C\n" + answer).voices
         voices = [list(voice) for voice in tune.voices]
         if add == "chords":

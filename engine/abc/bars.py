@@ -196,6 +196,15 @@ class BarState:
             current = following
         return current
 
+    def masked_alike(self) -> BarState:
+        """A state that allows the same next characters, with as few bars left as will do:
+        what may follow depends on the bars left only through whether this bar is the last,
+        except in a multi-bar rest's count (`Z3`: no more than are left). Shared masks are
+        built once (`engine.abc.token_masks`)."""
+        if self.bars_left <= 2 or self.mode == "multirest":
+            return self
+        return _with(self, bars_left=2)
+
     def successors(self, alphabet: tuple[str, ...]) -> tuple[BarState | None, ...]:
         """The state after each token of `alphabet` (None where it is not allowed)."""
         return tuple(self.after(text) for text in alphabet)

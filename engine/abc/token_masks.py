@@ -12,7 +12,9 @@ The states that follow are not kept: the decoder makes the one for the token it 
 (`BarState.after`). Keeping every successor cost about 28 kB a state, and a server's model
 process grew by 350 MB before the cache was full.
 
-States are the cache keys: any hashable state with `successors(alphabet)` will do.
+States are the cache keys: any hashable state with `successors(alphabet)` and
+`masked_alike()` (an equal-masked state, the key: `BarState.masked_alike` drops the bars left
+where they do not matter) will do.
 """
 
 from __future__ import annotations
@@ -47,7 +49,11 @@ class TokenMasks:
                  states: int = STATES) -> None:
         self.alphabet = alphabet
         self.finishing_tokens = finishing
-        self.of = lru_cache(maxsize=states)(self._build)
+        self.built = lru_cache(maxsize=states)(self._build)
+
+    def of(self, state: Any) -> Mask:
+        """What `state` allows next."""
+        return self.built(state.masked_alike())
 
     def _build(self, state: Any) -> Mask:
         allowed = torch.tensor([s is not None for s in state.successors(self.alphabet)])

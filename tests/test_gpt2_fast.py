@@ -24,7 +24,7 @@ from engine.models.cached_decoder import CachedDecoder
 from engine.models.checkpoint import load_checkpoint
 from engine.models.continuation import Engine, Sampling
 from engine.models.gpt2_fast import GPT2, GPT2Decoder, GPT2Rows, supports
-from engine.models.lm import Feed, decoder_for, sequence_logits
+from engine.models.lm import Feed, SeparateRows, decoder_for, sequence_logits
 from engine.models.model import build_model, model_config
 from engine.study.evaluate import bits_per_char
 
@@ -125,16 +125,20 @@ def test_positions_beyond_the_model_are_a_clear_error(model_path: Path) -> None:
         decoder.step(ids_of(1, batch=1)[:, 0])
 
 
-def test_rows_read_together_give_each_row_its_own_logits(pair) -> None:
-    """Drafts decoded as rows of one batch (`GPT2Rows`): rows in step, rows fed one token,
-    several, none, more than are read together, and from the start again, each get the
-    logits a decoder of its own gives."""
-    _, lean = pair
+@pytest.mark.parametrize("kind", ["batch", "separate"])
+def test_rows_read_together_give_each_row_its_own_logits(pair, kind: str) -> None:
+    """Drafts decoded as rows of one batch (`GPT2Rows`), or each on a decoder of its own
+    (`SeparateRows`, for other models; here transformers' cache): rows in step, rows fed one
+    token, several, none, more than are read together, and from the start again, each get
+    the logits a lone decoder gives."""
+    reference, lean = pair
     prompt = ids_of(30, batch=1)
     alone = [GPT2Decoder(lean) for _ in range(4)]
-    for decoder in (reader := GPT2Decoder(lean), *alone):
+    reader = GPT2Decoder(lean) if kind == "batch" else CachedDecoder(reference)
+    for decoder in (reader, *alone):
         decoder.prefill(prompt)
-    rows = GPT2Rows(reader, 4, 512)
+    rows = GPT2Rows(reader, 4, 512) if isinstance(reader, GPT2Decoder) else \
+        SeparateRows(reader, 4, "cpu")
     token = iter(ids_of(60, batch=1, seed=5)[0].tolist())
 
     def fed(count: int, restart: bool = False) -> Feed:

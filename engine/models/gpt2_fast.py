@@ -403,10 +403,10 @@ class GPT2Rows:
         device = weights.tokens.device
         ids = torch.tensor([fed + [0] * (steps - len(fed)) for fed in tokens], device=device)
         caches = [cache[rows] for cache in self.caches]
+        end = max(length + count for length, count in zip(lengths, counts, strict=True))
+        if end > self.positions:
+            raise ValueError(f"position {end - 1} is beyond the rows' {self.positions}")
         if len(set(lengths)) == 1 and len(set(counts)) == 1:  # in step: the plain batch
-            if lengths[0] + steps > self.positions:
-                raise ValueError(f"position {lengths[0] + steps - 1} is beyond the rows' "
-                                 f"{self.positions}")
             hidden = weights.embed(ids, lengths[0])
             for layer, cache in zip(weights.layers, caches, strict=True):
                 hidden = _sequence_block(layer, hidden, weights.heads, cache, lengths[0])
@@ -414,9 +414,6 @@ class GPT2Rows:
             offsets = torch.arange(steps, device=device)
             positions = torch.tensor(lengths, device=device)[:, None] + offsets
             real = offsets < torch.tensor(counts, device=device)[:, None]
-            end = max(length + count for length, count in zip(lengths, counts, strict=True))
-            if end > self.positions:
-                raise ValueError(f"position {end - 1} is beyond the rows' {self.positions}")
             places = _Places(torch.where(real, positions, self.positions),
                              (torch.arange(end, device=device) <= positions[..., None])[:, None])
             hidden = weights.embed(ids, torch.where(real, positions, 0))

@@ -89,7 +89,7 @@ def test_a_symbol_is_weighed_by_the_best_fit_it_can_still_reach() -> None:
 
 
 def symbol_state(written: str) -> BarState:
-    state = BarState(bar=Fraction(8), bars_left=1, chord_symbols=True).after('"' + written)
+    state = BarState.start(bar=Fraction(8), bars_left=1, chord_symbols=True).after('"' + written)
     assert state is not None and state.mode == "symbol"
     return state
 
@@ -113,7 +113,7 @@ def test_the_lean_moves_probability_between_symbol_characters_only(
     before = torch.logsumexp(logits[allowed], 0)
     assert float(torch.logsumexp(leaned[allowed], 0)) == pytest.approx(float(before), abs=1e-5)
     # no lean outside a symbol, without notes, or at weight zero
-    between = BarState(bar=Fraction(8), bars_left=1, chord_symbols=True)
+    between = BarState.start(bar=Fraction(8), bars_left=1, chord_symbols=True)
     assert fit.apply(logits, allowed, between, notes(C, G)) is logits
     assert fit.apply(logits, allowed, state, notes()) is logits
     assert fit.apply(logits, allowed, state, None) is logits

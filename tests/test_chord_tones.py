@@ -37,8 +37,8 @@ def letters(probs: torch.Tensor, names: str) -> float:
 
 
 def state_at(time: Fraction, key: str = "C", **changes: object) -> BarState:
-    state = BarState(bar=Fraction(8), bars_left=2, key=key_alters(key), chord_symbols=True)
-    return BarState(**{**state.__dict__, "time": time, **changes})  # type: ignore[arg-type]
+    return BarState.start(bar=Fraction(8), bars_left=2, time=time, key=key_alters(key),
+                          chord_symbols=True, **changes)
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_no_lean_off_the_strong_beats_without_a_chord_or_at_weight_zero(
                                            "C") is logits
     # the middle of a 4/4 bar is strong, of a 3/4 bar (six eighths) it is not
     assert lean.apply(logits, allowed, state_at(Fraction(4)), "4/4", "C") is not logits
-    assert lean.apply(logits, allowed, BarState(bar=Fraction(6), bars_left=1,
+    assert lean.apply(logits, allowed, BarState.start(bar=Fraction(6), bars_left=1,
                                                 time=Fraction(3)), "3/4", "C") is logits
 
 

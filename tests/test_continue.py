@@ -71,14 +71,14 @@ def test_continuation_has_exactly_the_bars_asked_for(tiny_engine: Engine, bars: 
 
 def test_the_last_bar_ties_to_nothing_never(tiny_engine: Engine):
     """A tie out of the last bar would point at a note that is never written."""
-    full_last_bar = BarState(bar=Fraction(2), bars_left=1)
+    full_last_bar = BarState.start(bar=Fraction(2), bars_left=1)
     for text in ("F2", "[CE]2"):
         state = full_last_bar
         for ch in text:
             state = state.feed(ch)
         assert state.feed("-") is None, text
     assert full_last_bar.feed("[").feed("C").feed("-") is None
-    assert BarState(bar=Fraction(2), bars_left=2).feed("F").feed("2").feed("-") is not None
+    assert BarState.start(bar=Fraction(2), bars_left=2).feed("F").feed("2").feed("-") is not None
     for seed in range(12):
         [result] = tiny_engine.continue_abc(TUNES["4/4"], bars=2, sampling=Sampling(seed=seed))
         last_note = list(parse_abc(result.abc).recurse().notes)[-1]

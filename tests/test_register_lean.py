@@ -58,7 +58,7 @@ def test_nearest_distance_counts_the_octaves_marks_can_still_reach() -> None:
 
 def test_before_a_letter_letters_near_the_centre_gain_and_keep_their_share(
         logits: torch.Tensor) -> None:
-    state = BarState(bar=Fraction(8), bars_left=1)
+    state = BarState.start(bar=Fraction(8), bars_left=1)
     allowed = allowed_in(state)
     before = probabilities(logits, allowed)
     after = probabilities(RegisterLean(ALPHABET, 3.0).apply(logits, allowed, state, 72.0),
@@ -75,7 +75,7 @@ def test_before_a_letter_letters_near_the_centre_gain_and_keep_their_share(
 
 
 def test_after_a_letter_an_octave_mark_leans_toward_the_centre(logits: torch.Tensor) -> None:
-    after_c = BarState(bar=Fraction(8), bars_left=1).after("C")
+    after_c = BarState.start(bar=Fraction(8), bars_left=1).after("C")
     assert after_c is not None
     allowed = allowed_in(after_c)
     lean = RegisterLean(ALPHABET, 2.0)
@@ -94,7 +94,7 @@ def test_after_a_letter_an_octave_mark_leans_toward_the_centre(logits: torch.Ten
 
 def test_no_lean_at_weight_zero_without_a_centre_or_where_no_pitch_is_chosen(
         logits: torch.Tensor) -> None:
-    state = BarState(bar=Fraction(8), bars_left=1)
+    state = BarState.start(bar=Fraction(8), bars_left=1)
     allowed = allowed_in(state)
     assert RegisterLean(ALPHABET, 0.0).apply(logits, allowed, state, 60.0) is logits
     assert RegisterLean(ALPHABET, 2.0).apply(logits, allowed, state, None) is logits

@@ -23,7 +23,7 @@ def walk(steps: int, seed: int, multi_rest: bool = False) -> list[BarState]:
     states: list[BarState] = []
 
     def start() -> BarState:
-        return BarState(bar=Fraction(6), bars_left=6, multi_rest=multi_rest)
+        return BarState.start(bar=Fraction(6), bars_left=6, multi_rest=multi_rest)
 
     state = start()
     while len(states) < steps:
@@ -54,14 +54,14 @@ def test_masks_say_what_the_grammar_says() -> None:
 
 def test_a_state_is_built_once() -> None:
     masks = TokenMasks(ALPHABET, FINISHING_TOKENS)
-    state = BarState(bar=Fraction(6), bars_left=2)
+    state = BarState.start(bar=Fraction(6), bars_left=2)
     first = masks.of(state)
-    assert masks.of(BarState(bar=Fraction(6), bars_left=2)) is first  # an equal state: a hit
+    assert masks.of(BarState.start(bar=Fraction(6), bars_left=2)) is first  # an equal state: a hit
     assert masks.built.cache_info().misses == 1
     # Not the last bar either: the same mask. The last bar's is built (no tie out of it).
-    assert masks.of(BarState(bar=Fraction(6), bars_left=5)) is first
+    assert masks.of(BarState.start(bar=Fraction(6), bars_left=5)) is first
     assert masks.built.cache_info().misses == 1
-    masks.of(BarState(bar=Fraction(6), bars_left=1))
+    masks.of(BarState.start(bar=Fraction(6), bars_left=1))
     assert masks.built.cache_info().misses == 2
 
 
@@ -70,7 +70,7 @@ def test_a_multi_bar_rest_counts_the_bars_left() -> None:
     left than two change the mask."""
     masks = TokenMasks(ALPHABET, FINISHING_TOKENS)
     for left in (6, 3):
-        state = BarState(bar=Fraction(6), bars_left=left, multi_rest=True).after("Z")
+        state = BarState.start(bar=Fraction(6), bars_left=left, multi_rest=True).after("Z")
         assert state is not None
         allowed = masks.of(state).allowed
         digits = {text for text, ok in zip(ALPHABET, allowed.tolist(), strict=True)

@@ -7,7 +7,8 @@ another pitch, anything outside the small dialect our writer speaks. Because the
 refuses every step that could lead to a dead end, the model always ends with exactly the
 number of bars asked for, each exactly as long as the meter says, and no retry is ever needed.
 
-Lengths are counted in unit notes (the tune's `L:`). The dialect the model may write here is
+Lengths are counted in ticks, whole numbers (`Ticks`: a tick divides a 32nd note by three),
+so that the grammar's caches hash and compare integers. The dialect the model may write here is
 what `engine.abc.writer` writes for one voice, less what a continuation does not need: notes
 with accidentals and octave marks, rests `z`, chords `[CEG]`, ties `-` (only to the same pitch,
 or the same chord notes, in the next event), triplets `(3` (three notes or rests of one plain
@@ -30,7 +31,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache, lru_cache
+from math import gcd
+from typing import Any
 
 from engine.abc.chord_symbols import NOTE_CLASSES, all_symbols
 from engine.abc.text import length_text
@@ -44,6 +47,10 @@ MAX_CHORD_NOTES = 4
 MAX_GRACE_NOTES = 4
 # abc2midi cuts off grace notes whose written length is this many times the note's, or more.
 GRACE_SHARE = 4
+# The lengths a note may have, in grid steps: what one note head can show (plain, dotted or
+# double-dotted values) up to 128 steps (abcm2ps refuses others).
+NOTE_VALUES = tuple(n for n in range(1, 129)
+                    if any(n % m == 0 and (n // m) & (n // m - 1) == 0 for m in (1, 3, 7)))
 
 
 LENGTH_CHARS = frozenset("0123456789/")
@@ -90,44 +97,72 @@ def key_scale(key: str) -> frozenset[int]:
                      for step, alter in zip("CDEFGAB", key_alters(key), strict=True))
 
 
-@lru_cache(maxsize=16)
-def lengths(grid: Fraction) -> dict[str, Fraction]:
-    """Every length a note may have, in unit notes, by canonical text: multiples of the grid
-    (the shortest note) up to 128 of them that one note head can show (plain, dotted or
-    double-dotted values; abcm2ps refuses others)."""
-    return {length_text(grid * n): grid * n for n in range(1, 129)
-            if any(n % m == 0 and (n // m) & (n // m - 1) == 0 for m in (1, 3, 7))}
+class Ticks:
+    """How lengths are counted for one grid (the shortest note, in unit notes: `grid_for`).
+
+    A tick divides the grid by three (a triplet's note lasts 2/3 of its value) and half a
+    unit note (a grace note written `{g/}`), so every length the grammar meets is a whole
+    number of ticks. One object per grid (`ticks_for`): states compare it by identity.
+    """
+
+    def __init__(self, grid: Fraction) -> None:
+        third = grid / 3
+        self.grid = grid
+        self.tick = Fraction(gcd(third.numerator * 2, third.denominator),
+                             third.denominator * 2)  # the largest divisor of both
+        self.step = self.count(grid)  # the grid in ticks
+        self.unit = self.count(Fraction(1))  # a unit note in ticks
+        # every length a note may have, by canonical text
+        self.by_text = {length_text(grid * n): n * self.step for n in NOTE_VALUES}
+        # notes inside a triplet are plain (undotted) values: music21 reads no other
+        self.triplet = frozenset(self.step * 2**k for k in range(8))
+        # for each prefix of a length text, the lengths it can still become
+        prefixes: dict[str, set[int]] = {}
+        for text, value in self.by_text.items():
+            for end in range(len(text) + 1):
+                prefixes.setdefault(text[:end], set()).add(value)
+        self.prefixes = {k: tuple(sorted(v)) for k, v in prefixes.items()}
+
+    def count(self, length: Fraction) -> int:
+        """`length` (in unit notes) in ticks; ValueError if it is not a whole number of them."""
+        ticks = length / self.tick
+        if ticks.denominator != 1:
+            raise ValueError(f"{length} unit notes is not a whole number of ticks of {self.tick}")
+        return int(ticks)
+
+    def length(self, ticks: int) -> Fraction:
+        """`ticks` in unit notes."""
+        return ticks * self.tick
+
+    def fills(self, bar: Fraction, time: Fraction) -> bool:
+        """Whether notes can fill a bar of `bar` unit notes from `time` on."""
+        return time <= bar and (bar - time) % self.grid == 0
 
 
-@lru_cache(maxsize=16)
-def triplet_lengths(grid: Fraction) -> frozenset[Fraction]:
-    """Notes inside a triplet are plain (undotted) values: music21 reads no other."""
-    return frozenset(grid * 2**k for k in range(8))
+@cache
+def ticks_for(grid: Fraction) -> Ticks:
+    """The one `Ticks` of a grid."""
+    return Ticks(grid)
 
 
-@lru_cache(maxsize=16)
-def length_prefixes(grid: Fraction) -> dict[str, tuple[Fraction, ...]]:
-    """For each prefix of a length text, the lengths it can still become."""
-    prefixes: dict[str, set[Fraction]] = {}
-    for text, value in lengths(grid).items():
-        for end in range(len(text) + 1):
-            prefixes.setdefault(text[:end], set()).add(value)
-    return {k: tuple(sorted(v)) for k, v in prefixes.items()}
+def _in_triplet(value: int) -> int:
+    """How long a note of written `value` (ticks) lasts inside a triplet."""
+    return value * 2 // 3
 
 
 @lru_cache(maxsize=16_384)
-def can_finish(bar: Fraction, time: Fraction, triplet_left: int, grid: Fraction,
-               triplet_value: Fraction = Fraction(0)) -> bool:
+def can_finish(bar: int, time: int, triplet_left: int, ticks: Ticks,
+               triplet_value: int = 0) -> bool:
     """Whether a bar at `time`, with `triplet_left` notes of an open triplet, can end exactly;
     `triplet_value` is the written value of the triplet's notes once its first is written."""
     if time > bar:
         return False
     if triplet_left == 0:
-        return (bar - time) % grid == 0
+        return (bar - time) % ticks.step == 0
     if triplet_value:
-        return can_finish(bar, time + triplet_left * triplet_value * TRIPLET, 0, grid)
-    return any(can_finish(bar, time + value * TRIPLET, triplet_left - 1, grid, value)
-               for value in triplet_lengths(grid) if time + value * TRIPLET <= bar)
+        return can_finish(bar, time + triplet_left * _in_triplet(triplet_value), 0, ticks)
+    return any(can_finish(bar, time + _in_triplet(value), triplet_left - 1, ticks, value)
+               for value in ticks.triplet if time + _in_triplet(value) <= bar)
 
 
 @dataclass(frozen=True)
@@ -141,10 +176,10 @@ class BarState:
     must follow), "multirest" (after Z), "done".
     """
 
-    bar: Fraction  # bar length in unit notes
+    bar: int  # bar length in ticks
     bars_left: int
-    grid: Fraction = Fraction(1, 4)  # the shortest note in unit notes (`grid_for(unit)`)
-    time: Fraction = Fraction(0)
+    ticks: Ticks  # how lengths are counted: `ticks_for(grid)`
+    time: int = 0  # ticks into the bar
     mode: str = "between"
     pending: str = ""  # "note", "rest" or "chord" while its length is being written
     length: str = ""  # the length (or Z's bar count) written so far
@@ -153,8 +188,8 @@ class BarState:
     octave_marks: int = 0
     count: int = 0  # notes in the open chord or grace group
     triplet_left: int = 0
-    triplet_value: Fraction = Fraction(0)  # the written value of the open triplet's notes
-    grace_length: Fraction = Fraction(0)  # the written length of the grace notes before a note
+    triplet_value: int = 0  # the written value (ticks) of the open triplet's notes
+    grace_length: int = 0  # the written length (ticks) of the grace notes before a note
     previous: str = "|"
     key: tuple[int, ...] = (0,) * 7  # alteration of C D E F G A B in the key signature
     chord_symbols: bool = False  # chord symbols may be written
@@ -169,6 +204,15 @@ class BarState:
     tied: frozenset[Pitch] = frozenset()  # pitches the next event must hold (after a tie)
     symbol: str = ""  # the chord symbol written so far
     register: tuple[int, int] | None = None  # the lowest and highest MIDI pitch a note may take
+
+    @classmethod
+    def start(cls, bar: Fraction, bars_left: int, grid: Fraction = Fraction(1, 4),
+              time: Fraction = Fraction(0), **fields: Any) -> BarState:
+        """A state `time` unit notes into a bar of `bar` unit notes, `grid` the shortest note
+        (`grid_for(unit)`); `fields` set the other fields."""
+        ticks = ticks_for(grid)
+        return cls(bar=ticks.count(bar), bars_left=bars_left, ticks=ticks,
+                   time=ticks.count(time), **fields)
 
     @property
     def done(self) -> bool:
@@ -375,7 +419,7 @@ def _start_of_element(state: BarState, ch: str) -> BarState | None:
         if state.time != state.bar or in_triplet or state.previous in ("|", "("):
             return None
         left = state.bars_left - 1
-        return _with(state, bars_left=left, time=Fraction(0), previous=ch, carried=frozenset(),
+        return _with(state, bars_left=left, time=0, previous=ch, carried=frozenset(),
                        carried_letters=frozenset(), mode="done" if left == 0 else "between")
     if ch == "Z":
         if not state.multi_rest or state.time != 0 or state.tied or in_triplet:
@@ -411,33 +455,33 @@ def _start_of_event(state: BarState, ch: str) -> BarState | None:
                        octave_mark="", previous=ch)
     # grace notes: not in a triplet (music21 would count them among the three), and only
     # where a note can follow them (GRACE_SHARE)
-    if ch == "{" and not in_triplet and _grace_fits(_with(fresh, grace_length=Fraction(1))):
+    if ch == "{" and not in_triplet and \
+            _grace_fits(_with(fresh, grace_length=state.ticks.unit)):
         return _with(fresh, mode="grace", count=0, accidental="", octave_mark="", previous=ch)
-    if ch == "(" and not in_triplet and can_finish(state.bar, state.time, 3, state.grid):
+    if ch == "(" and not in_triplet and can_finish(state.bar, state.time, 3, state.ticks):
         return _with(fresh, mode="tuplet", previous=ch)
     return None
 
 
 def _finish_element(state: BarState) -> BarState | None:
     """Close the pending note, rest or chord; None if its length breaks the bar."""
-    value = lengths(state.grid).get(state.length)
+    value = state.ticks.by_text.get(state.length)
     if value is None:
         return None
-    triplet_value = Fraction(0)
+    triplet_value = 0
     if state.triplet_left:
-        if value not in triplet_lengths(state.grid) or \
-                state.triplet_value not in (0, value):
+        if value not in state.ticks.triplet or state.triplet_value not in (0, value):
             return None
-        triplet_value = value if state.triplet_left > 1 else Fraction(0)
-        value *= TRIPLET
+        triplet_value = value if state.triplet_left > 1 else 0
+        value = _in_triplet(value)
     if GRACE_SHARE * value <= state.grace_length:
         return None
     time = state.time + value
     triplet_left = max(0, state.triplet_left - 1)
-    if not can_finish(state.bar, time, triplet_left, state.grid, triplet_value):
+    if not can_finish(state.bar, time, triplet_left, state.ticks, triplet_value):
         return None
     return _with(state, time=time, triplet_left=triplet_left, triplet_value=triplet_value,
-                   grace_length=Fraction(0), mode="between", pending="", length="",
+                   grace_length=0, mode="between", pending="", length="",
                    tied=state.chord_ties)
 
 
@@ -448,25 +492,25 @@ def _ends_the_music(state: BarState) -> bool:
 
 def _length_can_grow(state: BarState, text: str) -> bool:
     """Whether a length text can still become a length that keeps the bar finishable."""
-    return _fits(state.bar, state.time, state.triplet_left, text, state.grid,
+    return _fits(state.bar, state.time, state.triplet_left, text, state.ticks,
                  state.triplet_value, state.grace_length)
 
 
 def _grace_fits(state: BarState) -> bool:
     """Whether a note can still follow the grace notes written so far."""
-    return _fits(state.bar, state.time, 0, "", state.grid, Fraction(0), state.grace_length)
+    return _fits(state.bar, state.time, 0, "", state.ticks, 0, state.grace_length)
 
 
 @lru_cache(maxsize=16_384)
-def _fits(bar: Fraction, time: Fraction, triplet_left: int, text: str, grid: Fraction,
-          triplet_value: Fraction, grace_length: Fraction) -> bool:
-    candidates = [value for value in length_prefixes(grid).get(text, ())
+def _fits(bar: int, time: int, triplet_left: int, text: str, ticks: Ticks,
+          triplet_value: int, grace_length: int) -> bool:
+    candidates = [value for value in ticks.prefixes.get(text, ())
                   if GRACE_SHARE * value > grace_length]
     if triplet_left:
-        return any(can_finish(bar, time + value * TRIPLET, triplet_left - 1, grid, value)
+        return any(can_finish(bar, time + _in_triplet(value), triplet_left - 1, ticks, value)
                    for value in candidates
-                   if value in triplet_lengths(grid) and triplet_value in (0, value))
-    return any(can_finish(bar, time + value, 0, grid) for value in candidates)
+                   if value in ticks.triplet and triplet_value in (0, value))
+    return any(can_finish(bar, time + value, 0, ticks) for value in candidates)
 
 
 def _feed(state: BarState, ch: str) -> BarState | None:
@@ -560,7 +604,8 @@ def _feed_group(state: BarState, ch: str) -> BarState | None:
         if state.count >= limit or not _accidental_allowed(state, ch):
             return None
         if state.mode == "grace" and \
-                not _grace_fits(_with(state, grace_length=state.grace_length + 1)):
+                not _grace_fits(_with(state,
+                                      grace_length=state.grace_length + state.ticks.unit)):
             return None
         return _with(state, accidental=ch, octave_mark="", previous=ch)
     if ch in NOTE_LETTERS:
@@ -570,7 +615,7 @@ def _feed_group(state: BarState, ch: str) -> BarState | None:
         if started is None:
             return None
         if state.mode == "grace":
-            started = _with(started, grace_length=state.grace_length + 1)
+            started = _with(started, grace_length=state.grace_length + state.ticks.unit)
             if not _grace_fits(started):
                 return None
         return _with(started, count=state.count + 1)
@@ -582,8 +627,9 @@ def _feed_group(state: BarState, ch: str) -> BarState | None:
                        chord_ties=state.chord_ties | {state.last})
     if state.mode == "grace" and ch in "/2" and state.previous not in LENGTH_CHARS | {"{"} \
             and not state.accidental:  # one length mark per grace note: {g2}, {g/}
+        unit = state.ticks.unit
         grace = _with(state, octave_mark="", previous=ch,
-                      grace_length=state.grace_length + (1 if ch == "2" else Fraction(-1, 2)))
+                      grace_length=state.grace_length + (unit if ch == "2" else -unit // 2))
         return grace if _grace_fits(grace) else None
     return None
 

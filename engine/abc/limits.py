@@ -299,10 +299,10 @@ def check_prompt(prompt: Prompt) -> None:
     """SegueError for a prompt the grammar cannot continue: its meter cannot be filled, or its
     unfinished last bar stops where no note the grammar writes can complete it (inside a
     tuplet, or after a note shorter than a 32nd)."""
-    from engine.abc.bars import can_finish, grid_for
+    from engine.abc.bars import grid_for, ticks_for
 
     bar = check_fillable(prompt.meter, prompt.unit)
-    if prompt.time_in_bar and not can_finish(bar, prompt.time_in_bar, 0, grid_for(prompt.unit)):
+    if prompt.time_in_bar and not ticks_for(grid_for(prompt.unit)).fills(bar, prompt.time_in_bar):
         beats = prompt.time_in_bar * Fraction(prompt.unit) * 4
         raise SegueError(f"the music stops {beats} quarter notes into its last bar, where no "
                          "note can complete the bar: end it at a bar line or after a whole "

@@ -103,8 +103,8 @@ def bar_notes(music: str, meter: str, unit: str, key: str) -> BarNotes:
     """The notes (not grace notes) of one bar of ABC `music` (without its bar lines), read with
     the key signature and the bar's accidentals (the notes read before anything the bar
     grammar refuses, if it does), and the scale of the key signature."""
-    state: BarState | None = BarState(bar=bar_units(meter, unit), bars_left=1,
-                                      grid=grid_for(unit), key=key_alters(key), multi_rest=True)
+    state: BarState | None = BarState.start(bar_units(meter, unit), 1, grid=grid_for(unit),
+                                            key=key_alters(key), multi_rest=True)
     notes = []
     for ch in music:
         assert state is not None

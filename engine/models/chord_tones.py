@@ -49,7 +49,8 @@ class ChordTones:
         """`logits` leaned toward `chord`'s tones if `state` may start a note on a strong
         beat of `meter`; else `logits` unchanged."""
         if not self.weight or chord is None or state.mode not in NOTE_STARTS \
-                or state.time not in strong_beats(state.bar, beat_count(meter)):
+                or state.ticks.length(state.time) not in strong_beats(
+                    state.ticks.length(state.bar), beat_count(meter)):
             return logits
         tones = pitch_classes(chord)
         open_letters = [(index, letter_pitch_class(state, text) in tones)

@@ -438,14 +438,13 @@ class Engine:
                 # after a voice line a bar opens a line; after an inline field, a space may come
                 after_bar_line = "\n" if segment.text.endswith("\n") else "]"
                 continue
-            state = BarState(bar=bar_units(segment.meter, prompt.unit), bars_left=segment.bars,
-                             grid=grid,
-                             time=prompt.time_in_bar if segment.completing else Fraction(0),
-                             previous=" " if segment.completing and prompt.voices == 1
-                             else after_bar_line,
-                             key=key, chord_symbols=self.chord_symbols or segment.symbol,
-                             multi_rest=prompt.voices > 1,
-                             register=guarded(registers[voice]) if voice in registers else None)
+            state = BarState.start(
+                bar_units(segment.meter, prompt.unit), segment.bars, grid=grid,
+                time=prompt.time_in_bar if segment.completing else Fraction(0),
+                previous=" " if segment.completing and prompt.voices == 1 else after_bar_line,
+                key=key, chord_symbols=self.chord_symbols or segment.symbol,
+                multi_rest=prompt.voices > 1,
+                register=guarded(registers[voice]) if voice in registers else None)
             if segment.symbol:  # inside the quotes: stop after the closing one
                 state = state.feed('"') or state
             after_bar_line = "|"

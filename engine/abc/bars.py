@@ -7,17 +7,18 @@ another pitch, anything outside the small dialect our writer speaks. Because the
 refuses every step that could lead to a dead end, the model always ends with exactly the
 number of bars asked for, each exactly as long as the meter says, and no retry is ever needed.
 
-Lengths are counted in ticks, whole numbers (`Ticks`: a tick divides a 32nd note by three),
-so that the grammar's caches hash and compare integers. The dialect the model may write here is
-what `engine.abc.writer` writes for one voice, less what a continuation does not need: notes
-with accidentals and octave marks, rests `z`, chords `[CEG]`, ties `-` (only to the same pitch,
-or the same chord notes, in the next event), triplets `(3` (three notes or rests of one plain
-value, no chord: what abc2midi reads without a warning), grace notes `{g}` (before a note more
-than a quarter of their length: abc2midi cuts off longer graces), chord symbols in the normalized
-spelling of `engine.abc.chord_symbols` (when the model knows them), multi-bar rests
-`Z`, `Z3` (in the segments of a several-voice answer), spaces between beats, plain bar lines
-`|` and a line break after a bar line. Meter, key and voice changes, repeats and endings are
-not generated.
+Lengths are counted in whole ticks (`Ticks`: a tick divides the shortest note by three, and
+half a unit note), so that the grammar's caches hash and compare integers.
+
+The dialect the model may write here is what `engine.abc.writer` writes for one voice, less
+what a continuation does not need: notes with accidentals and octave marks, rests `z`, chords
+`[CEG]`, ties `-` (only to the same pitch, or the same chord notes, in the next event),
+triplets `(3` (three notes or rests of one plain value, no chord: what abc2midi reads without a
+warning), grace notes `{g}` (before a note more than a quarter of their length: abc2midi cuts
+off longer graces), chord symbols in the normalized spelling of `engine.abc.chord_symbols`
+(when the model knows them), multi-bar rests `Z`, `Z3` (in the segments of a several-voice
+answer), spaces between beats, plain bar lines `|` and a line break after a bar line. Meter,
+key and voice changes, repeats and endings are not generated.
 
 Pitches are followed as readers hear them: an accidental holds until the bar line, over the
 key signature in force, for the same letter and octave (ABC 2.1) or, as abc2midi reads it,

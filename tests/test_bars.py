@@ -27,7 +27,7 @@ def state(meter: str, unit: str, key: str, bars: int, **options) -> BarState:
     numerator, _, denominator = meter.partition("/")
     bar = Fraction(sum(map(int, numerator.split("+"))), int(denominator)) / Fraction(unit)
     return BarState.start(bar=bar, bars_left=bars, grid=grid_for(unit), key=key_alters(key),
-                    **options)
+                          **options)
 
 
 def write(text: str, start: BarState) -> BarState | None:
@@ -169,7 +169,6 @@ def test_only_lengths_one_note_head_can_show_down_to_a_32nd_note():
     assert write("C/4", sixteenths) is None and write("C/", sixteenths) is not None
 
 
-
 @pytest.mark.parametrize(("unit", "text", "allowed"), [
     ("1/32", "{G/A/}B ", True), ("1/32", "{G2A2}B ", False), ("1/32", "(3BBB B", True),
     ("1/32", "(3BBB2", False), ("1/32", "{G2A/B/c/}B ", True), ("1/64", "{G/}B2 ", True),
@@ -186,6 +185,7 @@ def test_short_units_count_grace_notes_and_triplets_exactly(unit: str, text: str
 def test_a_time_off_the_grid_of_ticks_is_refused():
     with pytest.raises(ValueError, match="ticks"):
         BarState.start(Fraction(8), 1, time=Fraction(1, 7))
+
 
 def test_key_signatures():
     assert key_alters("Bb") == (0, 0, -1, 0, 0, 0, -1)

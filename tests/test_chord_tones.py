@@ -76,7 +76,7 @@ def test_no_lean_off_the_strong_beats_without_a_chord_or_at_weight_zero(
     # the middle of a 4/4 bar is strong, of a 3/4 bar (six eighths) it is not
     assert lean.apply(logits, allowed, state_at(Fraction(4)), "4/4", "C") is not logits
     assert lean.apply(logits, allowed, BarState.start(bar=Fraction(6), bars_left=1,
-                                                time=Fraction(3)), "3/4", "C") is logits
+                                                      time=Fraction(3)), "3/4", "C") is logits
 
 
 def test_pitches_are_heard_with_the_key_and_the_accidental_being_written(

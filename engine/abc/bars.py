@@ -147,8 +147,9 @@ def ticks_for(grid: Fraction) -> Ticks:
 
 
 def _in_triplet(value: int) -> int:
-    """How long a note of written `value` (ticks) lasts inside a triplet."""
-    return value * 2 // 3
+    """How long a note of written `value` (ticks) lasts inside a triplet (a whole number: a
+    tick divides a third of the grid)."""
+    return value * TRIPLET.numerator // TRIPLET.denominator
 
 
 @lru_cache(maxsize=16_384)

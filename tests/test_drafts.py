@@ -18,6 +18,7 @@ from server_helpers import check_bars
 from engine.abc.meters import bar_meters
 from engine.abc.music import parse_abc
 from engine.abc.prompt import make_prompt
+from engine.abc.registers import voice_centres
 from engine.errors import SegueError
 from engine.models import continuation, gpt2_fast
 from engine.models.continuation import (
@@ -27,9 +28,12 @@ from engine.models.continuation import (
     draft_count,
     draft_threads,
 )
-from engine.models.drafts import agreed, profile_of
+from engine.models.drafts import agreed, keeps_order, profile_of
 
 TUNE = "X:1\nM:6/8\nL:1/8\nK:Dmix\nA2d dcA|GBd c2A|A2d dcA|G3 G3|\n"
+# Two violins a third apart: voices close enough to cross.
+DUET_HEAD = "X:1\nM:4/4\nL:1/8\nK:C\nV:1 clef=treble\nV:2 clef=treble\n"
+DUET = DUET_HEAD + "V:1\ne2 g2 f2 d2|e2 c2 d4|\nV:2\nc2 e2 d2 B2|c2 A2 B4|\n"
 
 
 def hand_made(pitch_classes: list[int], steps: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -46,6 +50,23 @@ def test_the_draft_nearest_the_others_is_kept() -> None:
     outlier = hand_made([1, 6, 10], [7, -9])
     assert agreed([outlier, near, tonic, also_near]) == 2  # between the two others
     assert agreed([outlier, tonic]) == 0  # two drafts: a tie, the first
+    # only drafts that keep the voices' order are chosen from, where any does
+    assert agreed([outlier, near, tonic, also_near], [True, False, False, True]) == 3
+    assert agreed([outlier, near, tonic, also_near], [True, False, False, False]) == 0
+    assert agreed([outlier, near, tonic, also_near], [False] * 4) == 2
+
+
+def test_a_draft_keeps_the_order_of_its_voices_mean_pitches() -> None:
+    centres = voice_centres(DUET)  # the first violin a third above the second
+    assert keeps_order(centres, DUET_HEAD + "V:1\ng8|\nV:2\nC,8|\n")
+    assert not keeps_order(centres, DUET_HEAD + "V:1\nC,8|\nV:2\ng8|\n")  # crossed
+    assert not keeps_order(centres, DUET_HEAD + "V:1\nC8|\nV:2\nC8|\n")  # in unison
+    assert not keeps_order(centres, DUET_HEAD + "V:1\ng8|\nV:2\nz8|\n")  # the second silent
+    assert keeps_order(voice_centres(TUNE), TUNE)  # one voice: no order to keep
+    # the key signature counts: in G the first violin's F is F sharp, above the second's F
+    close = {"1": 66.5, "2": 66.0}
+    assert keeps_order(close, DUET_HEAD.replace("K:C", "K:G") + "V:1\nF8|\nV:2\n=F8|\n")
+    assert not keeps_order(close, DUET_HEAD + "V:1\nF8|\nV:2\n=F8|\n")
 
 
 def test_the_answer_is_the_agreed_one_of_drafts_drawn_with_their_own_seeds(
@@ -66,6 +87,26 @@ def test_the_answer_is_the_agreed_one_of_drafts_drawn_with_their_own_seeds(
         assert result.abc == chosen.abc
         assert result.tokens == sum(d.tokens for d in drawn)
         check_bars(result.abc, 2)
+
+
+def test_of_two_voices_the_answer_is_the_agreed_one_of_the_drafts_in_order(
+        tiny_engine: Engine) -> None:
+    prompt = make_prompt(parse_abc(DUET), chord_symbols=tiny_engine.chord_symbols)
+    meters = bar_meters(None, 2, prompt.meter)
+    centres = voice_centres(prompt.body)
+    changed = 0  # answers the voices' order chose differently from the notes alone
+    for seed in range(12):
+        result = tiny_engine.continue_abc(DUET, bars=2, sampling=Sampling(seed=seed, drafts=4))
+        drawn = [tiny_engine.continuation(prompt, meters, answer, 0.0) for answer in
+                 tiny_engine.generate(prompt, meters,
+                                      tiny_engine.resolve_sampling(Sampling(drafts=4)),
+                                      [seed + k * DRAFT_SEEDS for k in range(4)])]
+        profiles = [profile_of(d.abc) for d in drawn]
+        ordered = [keeps_order(centres, d.abc) for d in drawn]
+        assert result[0].abc == drawn[agreed(profiles, ordered)].abc
+        assert keeps_order(centres, result[0].abc) == any(ordered)
+        changed += agreed(profiles) != agreed(profiles, ordered)
+    assert changed  # random weights cross the violins in some drafts, not in all
 
 
 def test_the_first_variation_is_the_answer_alone(tiny_engine: Engine) -> None:

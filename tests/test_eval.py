@@ -17,6 +17,7 @@ import torch
 from bridge.cli import main
 from engine.abc.music import parse_abc
 from engine.abc.profile import distance
+from engine.abc.registers import keeps_voice_order
 from engine.models.checkpoint import read_config, write_sampling_defaults
 from engine.models.tokenizer import CharTokenizer
 from engine.study.abc2midi import abc2midi_messages
@@ -32,7 +33,6 @@ from engine.study.measures import (
     chord_label_agreement,
     chords_in_key,
     diversity,
-    keeps_voice_order,
     repetition,
     spread,
     voice_means,

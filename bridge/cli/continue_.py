@@ -86,8 +86,10 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, chord_fit: bool = Fa
     if drafts:
         sampling.add_argument("--drafts", type=int, metavar="N",
                               help="draw N answers for each one written and keep the one "
-                                   "whose notes the others agree with most: nearer the way "
-                                   "the music really goes on; decoded together, 8 take "
+                                   "whose notes the others agree with most (with several "
+                                   "voices, of those that keep the voices' order of pitch): "
+                                   "nearer the way the music really goes on; decoded "
+                                   "together, 8 take "
                                    "about 4 times one's time; 1 = the first answer drawn "
                                    "(default: the model's own, else 1)")
     sampling.add_argument("--seed", type=int,

@@ -10,6 +10,7 @@ written accidentals (the key signature is left out: at most a semitone, well und
 from __future__ import annotations
 
 import re
+from itertools import combinations
 
 from engine.abc.bars import ACCIDENTAL_ALTER, midi_pitch
 from engine.abc.limits import music_only, voice_lines
@@ -55,3 +56,22 @@ def voice_centres(body: str) -> dict[str, float]:
 def guarded(register: Register, margin: int = REGISTER_MARGIN) -> Register:
     """The range a voice may use in an answer: its register widened by `margin` each side."""
     return register[0] - margin, register[1] + margin
+
+
+def keeps_voice_order(prompt: list[float | None], answer: list[float | None],
+                      apart: float = 0.0) -> bool | None:
+    """Whether every pair of voices that sound in the prompt at mean pitches more than
+    `apart` semitones apart has the same order of mean pitch in the answer; a voice silent in
+    the answer, or a voice missing, breaks it. None when no such pair sounds in the prompt."""
+    sounding = [(i, mean) for i, mean in enumerate(prompt) if mean is not None]
+    pairs = [(i, j, first > second) for (i, first), (j, second) in combinations(sounding, 2)
+             if abs(first - second) > apart]
+    if not pairs:
+        return None
+    if len(answer) != len(prompt):
+        return False
+    for i, j, higher in pairs:
+        a, b = answer[i], answer[j]
+        if a is None or b is None or a == b or (a > b) != higher:
+            return False
+    return True

@@ -125,6 +125,11 @@ class _Voice:
 def text_note_events(abc: str) -> list[list[Event]]:
     """For each voice of an ABC tune in Segue's dialect, its sorted (onset, duration, MIDI
     pitch) triples in quarter notes: what `engine.abc.music.note_events` reads from its score."""
+    return list(text_voice_events(abc).values())
+
+
+def text_voice_events(abc: str) -> dict[str, list[Event]]:
+    """`text_note_events` by the name each voice has in `V:` ("1" for a tune with one)."""
     meter, unit, key = "4/4", "1/8", "C"
     voices: dict[str, _Voice] = {}
     for name, kind, text in voice_lines(abc):
@@ -138,4 +143,4 @@ def text_note_events(abc: str) -> list[list[Event]]:
             unit = value
         elif field == "K":
             key = value
-    return [sorted(voice.events) for voice in voices.values()]
+    return {name: sorted(voice.events) for name, voice in voices.items()}

@@ -43,7 +43,7 @@ from engine.errors import SegueError
 from engine.models.checkpoint import DEFAULT_SAMPLING
 from engine.models.chord_fit import BarNotes, ChordFit
 from engine.models.chord_tones import ChordTones, last_chords
-from engine.models.drafts import agreed, profile_of
+from engine.models.drafts import agreed, keeps_order, profile_of
 from engine.models.lm import Feed, Rows, decoder_for, rows_for
 from engine.models.register_lean import RegisterLean
 from engine.settings import check
@@ -326,6 +326,7 @@ class Engine:
         seed = sampling.seed if sampling.seed is not None else \
             int(torch.randint(0, 2**31 - 1, (1,)))
         count = draft_count(sampling.drafts or 1, bars, prompt.voices, variations)
+        centres = voice_centres(prompt.body)
         results = []
         with one_cpu_thread(self.device):
             for index in range(variations):
@@ -333,7 +334,8 @@ class Engine:
                 drafts = [self.continuation(prompt, meters, drawn, started) for drawn in
                           self.generate(prompt, meters, sampling,
                                         [seed + index + k * DRAFT_SEEDS for k in range(count)])]
-                chosen = drafts[agreed([profile_of(d.abc) for d in drafts])] \
+                chosen = drafts[agreed([profile_of(d.abc) for d in drafts],
+                                       [keeps_order(centres, d.abc) for d in drafts])] \
                     if len(drafts) > 1 else drafts[0]
                 results.append(replace(chosen, tokens=sum(d.tokens for d in drafts)))
         return results

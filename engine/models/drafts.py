@@ -8,6 +8,11 @@ agree on, and the likeliest to be near the real continuation too: a minimum-Baye
 the drafts standing in for every way the model expects the music to go. What it costs is one
 draft's time per draft: the notes are read off each draft's text (`engine.abc.text_events`),
 in a millisecond where music21 takes fifty. Measured in docs/research/eval.md ("Drafts").
+
+With several voices, the choice is made among the drafts that keep the voices in the prompt's
+order of register (each voice's mean pitch, `engine.abc.registers`), where any does: a bass
+that climbs over the tune, or a singer that sinks under the piano's right hand, is what a
+musician hears as voices mixed up.
 """
 
 from __future__ import annotations
@@ -27,13 +32,30 @@ def profile_of(abc: str) -> Profile:
     return histograms(text_note_events(abc))
 
 
-def agreed(profiles: Sequence[Profile]) -> int:
+def keeps_order(centres: dict[str, float], abc: str) -> bool:
+    """Whether a draft's voices keep the order of pitch that `centres` (each voice's mean pitch
+    in the prompt, by name: `engine.abc.registers.voice_centres`) gives them, their mean
+    pitches read as `segue eval` reads them (`engine.abc.text_events`: the key signature
+    counted, a tied note once); True for one voice."""
+    from engine.abc.registers import keeps_voice_order
+    from engine.abc.text_events import text_voice_events
+
+    events = text_voice_events(abc)
+    means = [float(np.mean([pitch for _, _, pitch in events[name]]))
+             if events.get(name) else None for name in centres]
+    return keeps_voice_order(list(centres.values()), means) is not False
+
+
+def agreed(profiles: Sequence[Profile], ordered: Sequence[bool] | None = None) -> int:
     """The index of the profile with the least total distance (pitch classes plus intervals)
-    to the others. Ties go to the first."""
+    to the others, among those `ordered` marks (every one where it marks none or is None).
+    Ties go to the first."""
     from engine.abc.profile import distance
 
     def cost(mine: Profile) -> float:
         return sum(distance(mine[0], other[0]) + distance(mine[1], other[1])
                    for other in profiles)
 
-    return min(range(len(profiles)), key=lambda index: cost(profiles[index]))
+    candidates = [index for index, kept in enumerate(ordered or ()) if kept] \
+        or range(len(profiles))
+    return min(candidates, key=lambda index: cost(profiles[index]))

@@ -149,6 +149,7 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
     """Every continuation figure of one system over all cases."""
     from engine.abc.music import note_events, parse_abc
     from engine.abc.profile import distance, histograms
+    from engine.abc.registers import keeps_voice_order
     from engine.study import abc2midi
     from engine.study.measures import (
         bars_right,
@@ -156,7 +157,6 @@ def score_system(cases: list[Case], system: str, bars: int) -> dict[str, Any]:
         chord_bars,
         chord_label_agreement,
         diversity,
-        keeps_voice_order,
         repetition,
         spread,
         voice_means,

@@ -8,7 +8,7 @@ gives. They are pure: the same music gives the same figure.
   as written, so an overfull bar is seen, not re-barred).
 - Pitch: how far apart one prompt's answers land (their profiles, `engine.abc.profile`).
 - Form: the share of bars that repeat an earlier one.
-- Voices: each voice's mean pitch, and whether their order is kept.
+- Voices: each voice's mean pitch (whether their order is kept: `engine.abc.registers`).
 - Chords: the bars that carry a chord symbol, the strong-beat melody notes that belong to
   the chord in force, the bars whose chord has the root a labelling baseline gives them, and
   the symbols whose triad lies in the key's scale.
@@ -121,25 +121,6 @@ def voice_means(score: stream.Score) -> list[float | None]:
 
     return [float(np.mean([p for _, _, p in part])) if part else None
             for part in note_events(score)]
-
-
-def keeps_voice_order(prompt: list[float | None], answer: list[float | None],
-                      apart: float = 0.0) -> bool | None:
-    """Whether every pair of voices that sound in the prompt at mean pitches more than
-    `apart` semitones apart has the same order of mean pitch in the answer; a voice silent in
-    the answer, or a voice missing, breaks it. None when no such pair sounds in the prompt."""
-    sounding = [(i, mean) for i, mean in enumerate(prompt) if mean is not None]
-    pairs = [(i, j, first > second) for (i, first), (j, second) in combinations(sounding, 2)
-             if abs(first - second) > apart]
-    if not pairs:
-        return None
-    if len(answer) != len(prompt):
-        return False
-    for i, j, higher in pairs:
-        a, b = answer[i], answer[j]
-        if a is None or b is None or a == b or (a > b) != higher:
-            return False
-    return True
 
 
 def chord_bars(abc: str) -> tuple[int, int]:

@@ -334,8 +334,9 @@ class Engine:
                 drafts = [self.continuation(prompt, meters, drawn, started) for drawn in
                           self.generate(prompt, meters, sampling,
                                         [seed + index + k * DRAFT_SEEDS for k in range(count)])]
-                chosen = drafts[agreed([profile_of(d.abc) for d in drafts],
-                                       [keeps_order(centres, d.abc) for d in drafts])] \
+                ordered = [keeps_order(centres, d.abc) for d in drafts] \
+                    if len(centres) > 1 else None  # one voice has no order to keep
+                chosen = drafts[agreed([profile_of(d.abc) for d in drafts], ordered)] \
                     if len(drafts) > 1 else drafts[0]
                 results.append(replace(chosen, tokens=sum(d.tokens for d in drafts)))
         return results
